@@ -1,0 +1,583 @@
+/* OpenCL runtime: device selection, context, program build with an on-disk binary cache,
+ * kernel lookup and launch, profiling, scratch buffers, memory accounting. */
+#include "runtime.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_PLATFORMS 16
+#define MAX_DEVICES 64
+#define MAX_PROGRAMS 32
+#define MAX_KERNELS 256
+#define MAX_PROFILE 256
+
+typedef struct { char name[64]; cl_program prog; char *options; } program_entry;
+typedef struct { char prog[64]; char name[64]; cl_kernel k; } kernel_entry;
+
+struct stfpm_ctx {
+    stfpm_device_info info;
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    int profile;
+    char cache_dir[1024];
+    program_entry programs[MAX_PROGRAMS];
+    int n_programs;
+    kernel_entry kernels[MAX_KERNELS];
+    int n_kernels;
+    stfpm_profile_entry prof[MAX_PROFILE];
+    int n_prof;
+    cl_mem scratch[STFPM_SCRATCH_SLOTS];
+    size_t scratch_size[STFPM_SCRATCH_SLOTS];
+    uint64_t mem_in_use, mem_peak;
+    stfpm_cache_stats cache;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* devices */
+
+static void fill_info(cl_platform_id p, cl_device_id d, stfpm_device_info *info) {
+    memset(info, 0, sizeof *info);
+    clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof info->platform_name - 1, info->platform_name, NULL);
+    clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof info->device_name - 1, info->device_name, NULL);
+    clGetDeviceInfo(d, CL_DRIVER_VERSION, sizeof info->driver_version - 1, info->driver_version, NULL);
+    clGetDeviceInfo(d, CL_DEVICE_VERSION, sizeof info->device_version - 1, info->device_version, NULL);
+    clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof info->type, &info->type, NULL);
+    cl_ulong gm = 0, ma = 0;
+    cl_uint cu = 0;
+    clGetDeviceInfo(d, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof gm, &gm, NULL);
+    clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof ma, &ma, NULL);
+    clGetDeviceInfo(d, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+    info->global_mem = gm;
+    info->max_alloc = ma;
+    info->compute_units = cu;
+    char ext[4096] = {0};
+    clGetDeviceInfo(d, CL_DEVICE_EXTENSIONS, sizeof ext - 1, ext, NULL);
+    info->has_fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+}
+
+typedef struct { cl_platform_id p; cl_device_id d; stfpm_device_info info; } dev_rec;
+
+static stfpm_status enumerate(dev_rec *out, int max, int *count) {
+    cl_platform_id plats[MAX_PLATFORMS];
+    cl_uint np = 0;
+    cl_int e = clGetPlatformIDs(MAX_PLATFORMS, plats, &np);
+    *count = 0;
+    if (e == -1001 || (e == CL_SUCCESS && np == 0))
+        return stfpm_set_error(STFPM_ERR_NO_DEVICE,
+                               "no OpenCL platform found: install an OpenCL driver (for the CPU: "
+                               "apt-get install pocl-opencl-icd; for GPUs: the vendor's OpenCL ICD)");
+    STFPM_TRY(stfpm_cl_check(e, "clGetPlatformIDs"));
+    int n = 0;
+    for (cl_uint i = 0; i < np; i++) {
+        cl_device_id devs[MAX_DEVICES];
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS) continue;
+        for (cl_uint j = 0; j < nd; j++) {
+            if (n < max) {
+                out[n].p = plats[i];
+                out[n].d = devs[j];
+                fill_info(plats[i], devs[j], &out[n].info);
+                out[n].info.platform_index = (int)i;
+                out[n].info.device_index = (int)j;
+                out[n].info.global_index = n;
+            }
+            n++;
+        }
+    }
+    *count = n < max ? n : max;
+    if (n == 0)
+        return stfpm_set_error(STFPM_ERR_NO_DEVICE, "OpenCL platforms exist but expose no device");
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_list_devices(stfpm_device_info *out, int max, int *count) {
+    dev_rec recs[MAX_DEVICES];
+    int n = 0;
+    stfpm_status s = enumerate(recs, MAX_DEVICES, &n);
+    *count = n;
+    if (s != STFPM_OK) return s;
+    for (int i = 0; i < n && i < max; i++) out[i] = recs[i].info;
+    return STFPM_OK;
+}
+
+static int ci_contains(const char *hay, const char *needle) {
+    size_t nl = strlen(needle);
+    for (const char *h = hay; *h; h++) {
+        size_t k = 0;
+        while (k < nl && h[k] && tolower((unsigned char)h[k]) == tolower((unsigned char)needle[k])) k++;
+        if (k == nl) return 1;
+    }
+    return nl == 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* context */
+
+static void default_cache_dir(char *out, size_t n) {
+    const char *e = getenv("STFPM_CACHE_DIR");
+    if (e) { snprintf(out, n, "%s", e); return; }
+    e = getenv("XDG_CACHE_HOME");
+    if (e && *e) { snprintf(out, n, "%s/stfpm", e); return; }
+    e = getenv("HOME");
+    if (e && *e) { snprintf(out, n, "%s/.cache/stfpm", e); return; }
+    out[0] = 0;
+}
+
+stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt) {
+    *out = NULL;
+    dev_rec recs[MAX_DEVICES];
+    int n = 0;
+    STFPM_TRY(enumerate(recs, MAX_DEVICES, &n));
+    const char *sel = opt && opt->device && *opt->device ? opt->device : getenv("STFPM_DEVICE");
+    int pick = -1;
+    if (sel && *sel) {
+        char *end = NULL;
+        long idx = strtol(sel, &end, 10);
+        if (end && *end == 0 && end != sel) {
+            if (idx < 0 || idx >= n)
+                return stfpm_set_error(STFPM_ERR_NO_DEVICE,
+                                       "device index %ld out of range: %d OpenCL device(s) found "
+                                       "(run `stfpm devices` to list them)", idx, n);
+            pick = (int)idx;
+        } else {
+            for (int i = 0; i < n && pick < 0; i++) {
+                char both[300];
+                snprintf(both, sizeof both, "%s %s", recs[i].info.platform_name, recs[i].info.device_name);
+                if (ci_contains(both, sel)) pick = i;
+            }
+            if (pick < 0)
+                return stfpm_set_error(STFPM_ERR_NO_DEVICE,
+                                       "no OpenCL device matches \"%s\" (%d device(s) found; run "
+                                       "`stfpm devices` to list them)", sel, n);
+        }
+    } else {
+        for (int i = 0; i < n && pick < 0; i++)
+            if (recs[i].info.type & CL_DEVICE_TYPE_GPU) pick = i;
+        if (pick < 0) pick = 0;
+    }
+    stfpm_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory creating the context");
+    ctx->info = recs[pick].info;
+    ctx->platform = recs[pick].p;
+    ctx->device = recs[pick].d;
+    const char *pe = getenv("STFPM_PROFILE");
+    ctx->profile = (opt && opt->profile) || (pe && *pe && strcmp(pe, "0") != 0);
+    if (opt && opt->cache_dir) snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", opt->cache_dir);
+    else default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
+
+    cl_int e;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
+    ctx->context = clCreateContext(props, 1, &ctx->device, NULL, NULL, &e);
+    if (e != CL_SUCCESS) {
+        stfpm_status s = stfpm_cl_check(e, "clCreateContext");
+        free(ctx);
+        return s;
+    }
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device,
+                                      ctx->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &e);
+    if (e != CL_SUCCESS) {
+        stfpm_status s = stfpm_cl_check(e, "clCreateCommandQueue");
+        clReleaseContext(ctx->context);
+        free(ctx);
+        return s;
+    }
+    stfpm_status s = stfpm_clblast_apply_tuning(ctx);
+    if (s != STFPM_OK) { stfpm_ctx_free(ctx); return s; }
+    *out = ctx;
+    return STFPM_OK;
+}
+
+void stfpm_ctx_free(stfpm_ctx *ctx) {
+    if (!ctx) return;
+    if (ctx->queue) clFinish(ctx->queue);
+    for (int i = 0; i < STFPM_SCRATCH_SLOTS; i++)
+        if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
+    for (int i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].k);
+    for (int i = 0; i < ctx->n_programs; i++) {
+        clReleaseProgram(ctx->programs[i].prog);
+        free(ctx->programs[i].options);
+    }
+    if (ctx->queue) clReleaseCommandQueue(ctx->queue);
+    if (ctx->context) clReleaseContext(ctx->context);
+    free(ctx);
+}
+
+const stfpm_device_info *stfpm_ctx_device(const stfpm_ctx *ctx) { return &ctx->info; }
+cl_context stfpm_ctx_cl_context(stfpm_ctx *ctx) { return ctx->context; }
+cl_command_queue stfpm_ctx_queue(stfpm_ctx *ctx) { return ctx->queue; }
+cl_device_id stfpm_ctx_cl_device(stfpm_ctx *ctx) { return ctx->device; }
+uint64_t stfpm_ctx_mem_in_use(const stfpm_ctx *ctx) { return ctx->mem_in_use; }
+uint64_t stfpm_ctx_mem_peak(const stfpm_ctx *ctx) { return ctx->mem_peak; }
+stfpm_cache_stats stfpm_ctx_cache_stats(const stfpm_ctx *ctx) { return ctx->cache; }
+int stfpm_profiling(const stfpm_ctx *ctx) { return ctx->profile; }
+
+stfpm_status stfpm_finish(stfpm_ctx *ctx) {
+    STFPM_CL(clFinish(ctx->queue));
+    return STFPM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* kernel sources and the program binary cache */
+
+struct stfpm_embedded_source { const char *name; const char *text; size_t len; };
+extern const struct stfpm_embedded_source stfpm_embedded_sources[];
+
+stfpm_status stfpm_kernel_source(const char *name, char **text, size_t *len) {
+    const char *dir = getenv("STFPM_CL_DIR");
+    if (dir && *dir) {
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s.cl", dir, name);
+        FILE *f = fopen(path, "rb");
+        if (!f) return stfpm_set_error(STFPM_ERR_IO, "cannot open kernel source %s (STFPM_CL_DIR): %s",
+                                       path, strerror(errno));
+        fseek(f, 0, SEEK_END);
+        long sz = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = malloc((size_t)sz + 1);
+        if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+            fclose(f);
+            free(buf);
+            return stfpm_set_error(STFPM_ERR_IO, "cannot read kernel source %s", path);
+        }
+        fclose(f);
+        buf[sz] = 0;
+        *text = buf;
+        *len = (size_t)sz;
+        return STFPM_OK;
+    }
+    for (const struct stfpm_embedded_source *s = stfpm_embedded_sources; s->name; s++) {
+        if (strcmp(s->name, name) == 0) {
+            *text = malloc(s->len + 1);
+            if (!*text) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+            memcpy(*text, s->text, s->len + 1);
+            *len = s->len;
+            return STFPM_OK;
+        }
+    }
+    return stfpm_set_error(STFPM_ERR_INTERNAL, "no embedded kernel source named \"%s\"", name);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ULL; }
+    return h;
+}
+
+static int mkdir_p(const char *path) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+    }
+    return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static stfpm_status build_log_error(stfpm_ctx *ctx, cl_program prog, const char *name, cl_int e) {
+    size_t n = 0;
+    clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+    char *log = malloc(n + 1);
+    if (log) {
+        log[0] = 0;
+        clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+        log[n] = 0;
+    }
+    stfpm_status s = stfpm_set_error(STFPM_ERR_BUILD, "building OpenCL program cl/%s.cl for %s failed (%s):\n%s",
+                                     name, ctx->info.device_name, stfpm_cl_error_name(e),
+                                     log ? log : "(no build log)");
+    free(log);
+    return s;
+}
+
+/* Build (or load from cache) program `name` from `src` with `options`. */
+static stfpm_status build_program(stfpm_ctx *ctx, const char *name, const char *src, size_t len,
+                                  const char *options, cl_program *out) {
+    uint64_t h = 1469598103934665603ULL;
+    h = fnv1a(h, ctx->info.platform_name, strlen(ctx->info.platform_name));
+    h = fnv1a(h, ctx->info.device_name, strlen(ctx->info.device_name));
+    h = fnv1a(h, ctx->info.driver_version, strlen(ctx->info.driver_version));
+    h = fnv1a(h, ctx->info.device_version, strlen(ctx->info.device_version));
+    h = fnv1a(h, src, len);
+    h = fnv1a(h, options, strlen(options));
+    char path[1200] = {0};
+    cl_int e;
+    if (ctx->cache_dir[0]) {
+        snprintf(path, sizeof path, "%s/%s-%016llx.bin", ctx->cache_dir, name, (unsigned long long)h);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long sz = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            unsigned char *bin = sz > 0 ? malloc((size_t)sz) : NULL;
+            if (bin && fread(bin, 1, (size_t)sz, f) == (size_t)sz) {
+                size_t bsz = (size_t)sz;
+                cl_int bst;
+                const unsigned char *bp = bin;
+                cl_program p = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &bsz, &bp, &bst, &e);
+                if (e == CL_SUCCESS && bst == CL_SUCCESS &&
+                    clBuildProgram(p, 1, &ctx->device, options, NULL, NULL) == CL_SUCCESS) {
+                    free(bin);
+                    fclose(f);
+                    ctx->cache.cache_hits++;
+                    *out = p;
+                    return STFPM_OK;
+                }
+                if (e == CL_SUCCESS) clReleaseProgram(p);
+            }
+            free(bin);
+            fclose(f); /* unusable cache entry: rebuild and overwrite below */
+        }
+    }
+    cl_program p = clCreateProgramWithSource(ctx->context, 1, &src, &len, &e);
+    STFPM_TRY(stfpm_cl_check(e, "clCreateProgramWithSource"));
+    e = clBuildProgram(p, 1, &ctx->device, options, NULL, NULL);
+    if (e != CL_SUCCESS) {
+        stfpm_status s = build_log_error(ctx, p, name, e);
+        clReleaseProgram(p);
+        return s;
+    }
+    ctx->cache.programs_built++;
+    if (path[0] && mkdir_p(ctx->cache_dir) == 0) {
+        size_t bsz = 0;
+        if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof bsz, &bsz, NULL) == CL_SUCCESS && bsz) {
+            unsigned char *bin = malloc(bsz);
+            if (bin && clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS) {
+                char tmp[1300];
+                snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+                FILE *f = fopen(tmp, "wb");
+                if (f) {
+                    int ok = fwrite(bin, 1, bsz, f) == bsz;
+                    ok = (fclose(f) == 0) && ok;
+                    if (ok && rename(tmp, path) == 0) ctx->cache.cache_writes++;
+                    else unlink(tmp);
+                }
+            }
+            free(bin);
+        }
+    }
+    *out = p;
+    return STFPM_OK;
+}
+
+static stfpm_status get_program(stfpm_ctx *ctx, const char *name, cl_program *out) {
+    for (int i = 0; i < ctx->n_programs; i++)
+        if (strcmp(ctx->programs[i].name, name) == 0) { *out = ctx->programs[i].prog; return STFPM_OK; }
+    if (ctx->n_programs == MAX_PROGRAMS)
+        return stfpm_set_error(STFPM_ERR_INTERNAL, "too many OpenCL programs");
+    char *src = NULL;
+    size_t len = 0;
+    STFPM_TRY(stfpm_kernel_source(name, &src, &len));
+    const char *options = "-cl-std=CL1.2 -cl-mad-enable";
+    cl_program p = NULL;
+    stfpm_status s = build_program(ctx, name, src, len, options, &p);
+    free(src);
+    if (s != STFPM_OK) return s;
+    program_entry *pe = &ctx->programs[ctx->n_programs++];
+    snprintf(pe->name, sizeof pe->name, "%s", name);
+    pe->prog = p;
+    pe->options = NULL;
+    *out = p;
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_get_kernel(stfpm_ctx *ctx, const char *program, const char *name, cl_kernel *out) {
+    for (int i = 0; i < ctx->n_kernels; i++) {
+        kernel_entry *k = &ctx->kernels[i];
+        if (strcmp(k->name, name) == 0 && strcmp(k->prog, program) == 0) { *out = k->k; return STFPM_OK; }
+    }
+    if (ctx->n_kernels == MAX_KERNELS) return stfpm_set_error(STFPM_ERR_INTERNAL, "too many kernels");
+    cl_program p = NULL;
+    STFPM_TRY(get_program(ctx, program, &p));
+    cl_int e;
+    cl_kernel k = clCreateKernel(p, name, &e);
+    if (e != CL_SUCCESS)
+        return stfpm_set_error(STFPM_ERR_CL, "clCreateKernel(\"%s\") in cl/%s.cl failed: %s", name,
+                               program, stfpm_cl_error_name(e));
+    kernel_entry *ke = &ctx->kernels[ctx->n_kernels++];
+    snprintf(ke->prog, sizeof ke->prog, "%s", program);
+    snprintf(ke->name, sizeof ke->name, "%s", name);
+    ke->k = k;
+    *out = k;
+    return STFPM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* launching and profiling */
+
+static void profile_add(stfpm_ctx *ctx, const char *name, double ms) {
+    for (int i = 0; i < ctx->n_prof; i++)
+        if (strcmp(ctx->prof[i].name, name) == 0) { ctx->prof[i].ms += ms; ctx->prof[i].calls++; return; }
+    if (ctx->n_prof == MAX_PROFILE) return;
+    stfpm_profile_entry *p = &ctx->prof[ctx->n_prof++];
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->ms = ms;
+    p->calls = 1;
+}
+
+void stfpm_profile_event(stfpm_ctx *ctx, const char *name, cl_event ev) {
+    if (!ev) return;
+    if (ctx->profile && clWaitForEvents(1, &ev) == CL_SUCCESS) {
+        cl_ulong t0 = 0, t1 = 0;
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+        profile_add(ctx, name, (double)(t1 - t0) * 1e-6);
+    }
+    clReleaseEvent(ev);
+}
+
+int stfpm_ctx_profile(stfpm_ctx *ctx, stfpm_profile_entry *out, int max) {
+    int n = ctx->n_prof < max ? ctx->n_prof : max;
+    memcpy(out, ctx->prof, (size_t)n * sizeof *out);
+    return n;
+}
+
+void stfpm_ctx_profile_reset(stfpm_ctx *ctx) { ctx->n_prof = 0; }
+
+stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name, int dims,
+                           const size_t *gws, const size_t *lws, int nargs, const stfpm_karg *args) {
+    cl_kernel k;
+    STFPM_TRY(stfpm_get_kernel(ctx, program, name, &k));
+    for (int i = 0; i < nargs; i++) {
+        cl_int e = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].ptr);
+        if (e != CL_SUCCESS)
+            return stfpm_set_error(STFPM_ERR_CL, "clSetKernelArg(%s, arg %d) failed: %s", name, i,
+                                   stfpm_cl_error_name(e));
+    }
+    size_t g[3];
+    for (int d = 0; d < dims; d++) {
+        g[d] = gws[d] ? gws[d] : 1;
+        if (lws) g[d] = (g[d] + lws[d] - 1) / lws[d] * lws[d];
+    }
+    cl_event ev = NULL;
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, lws, 0, NULL,
+                                      ctx->profile ? &ev : NULL);
+    if (e != CL_SUCCESS) {
+        stfpm_status s = stfpm_cl_check(e, "clEnqueueNDRangeKernel");
+        return stfpm_wrap_error(s, "kernel %s", name);
+    }
+    if (ev) stfpm_profile_event(ctx, name, ev);
+    return STFPM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* memory */
+
+static stfpm_status oom(stfpm_ctx *ctx, size_t bytes, const char *why) {
+    return stfpm_set_error(STFPM_ERR_OOM,
+                           "out of device memory: %s %.1f MiB on %s (%.1f MiB already in use, device "
+                           "has %.1f MiB, largest single allocation %.1f MiB); try a smaller --batch or --size",
+                           why, bytes / 1048576.0, ctx->info.device_name, ctx->mem_in_use / 1048576.0,
+                           ctx->info.global_mem / 1048576.0, ctx->info.max_alloc / 1048576.0);
+}
+
+stfpm_status stfpm_buffer_alloc(stfpm_ctx *ctx, size_t bytes, cl_mem *out) {
+    *out = NULL;
+    if (bytes == 0) bytes = 4;
+    if (bytes > ctx->info.max_alloc) return oom(ctx, bytes, "cannot allocate a buffer of");
+    if (ctx->mem_in_use + bytes > ctx->info.global_mem) return oom(ctx, bytes, "cannot allocate");
+    cl_int e;
+    cl_mem m = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &e);
+    if (e != CL_SUCCESS) {
+        if (e == CL_MEM_OBJECT_ALLOCATION_FAILURE || e == CL_OUT_OF_RESOURCES ||
+            e == CL_OUT_OF_HOST_MEMORY || e == CL_INVALID_BUFFER_SIZE)
+            return oom(ctx, bytes, "clCreateBuffer failed for");
+        return stfpm_cl_check(e, "clCreateBuffer");
+    }
+    ctx->mem_in_use += bytes;
+    if (ctx->mem_in_use > ctx->mem_peak) ctx->mem_peak = ctx->mem_in_use;
+    *out = m;
+    return STFPM_OK;
+}
+
+void stfpm_buffer_free(stfpm_ctx *ctx, cl_mem buf, size_t bytes) {
+    if (!buf) return;
+    if (bytes == 0) bytes = 4;
+    clReleaseMemObject(buf);
+    ctx->mem_in_use -= bytes < ctx->mem_in_use ? bytes : ctx->mem_in_use;
+}
+
+stfpm_status stfpm_scratch(stfpm_ctx *ctx, int slot, size_t bytes, cl_mem *out) {
+    if (slot < 0 || slot >= STFPM_SCRATCH_SLOTS)
+        return stfpm_set_error(STFPM_ERR_INTERNAL, "bad scratch slot %d", slot);
+    if (ctx->scratch_size[slot] < bytes) {
+        if (ctx->scratch[slot]) {
+            clFinish(ctx->queue);
+            stfpm_buffer_free(ctx, ctx->scratch[slot], ctx->scratch_size[slot]);
+            ctx->scratch[slot] = NULL;
+            ctx->scratch_size[slot] = 0;
+        }
+        STFPM_TRY(stfpm_buffer_alloc(ctx, bytes, &ctx->scratch[slot]));
+        ctx->scratch_size[slot] = bytes;
+    }
+    *out = ctx->scratch[slot];
+    return STFPM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* tensors */
+
+stfpm_status stfpm_tensor_alloc(stfpm_ctx *ctx, stfpm_tensor *t, int n, int c, int h, int w) {
+    memset(t, 0, sizeof *t);
+    if (n <= 0 || c <= 0 || h <= 0 || w <= 0)
+        return stfpm_set_error(STFPM_ERR_ARG, "invalid tensor shape (%d, %d, %d, %d)", n, c, h, w);
+    size_t bytes = (size_t)n * c * h * w * sizeof(float);
+    STFPM_TRY(stfpm_buffer_alloc(ctx, bytes, &t->buf));
+    t->n = n; t->c = c; t->h = h; t->w = w;
+    t->off = 0;
+    t->owner = 1;
+    return STFPM_OK;
+}
+
+void stfpm_tensor_free(stfpm_ctx *ctx, stfpm_tensor *t) {
+    if (t->buf && t->owner) stfpm_buffer_free(ctx, t->buf, stfpm_tensor_numel(t) * sizeof(float));
+    memset(t, 0, sizeof *t);
+}
+
+stfpm_tensor stfpm_tensor_view(const stfpm_tensor *t, int n0, int count) {
+    stfpm_tensor v = *t;
+    v.n = count;
+    v.off = t->off + (size_t)n0 * t->c * t->h * t->w;
+    v.owner = 0;
+    return v;
+}
+
+stfpm_tensor stfpm_tensor_reshape(const stfpm_tensor *t, int n, int c, int h, int w) {
+    stfpm_tensor v = *t;
+    v.n = n; v.c = c; v.h = h; v.w = w;
+    v.owner = 0;
+    return v;
+}
+
+stfpm_status stfpm_tensor_write(stfpm_ctx *ctx, stfpm_tensor *t, const float *host) {
+    STFPM_CL(clEnqueueWriteBuffer(ctx->queue, t->buf, CL_TRUE, t->off * sizeof(float),
+                                  stfpm_tensor_numel(t) * sizeof(float), host, 0, NULL, NULL));
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_tensor_read(stfpm_ctx *ctx, const stfpm_tensor *t, float *host) {
+    STFPM_CL(clEnqueueReadBuffer(ctx->queue, t->buf, CL_TRUE, t->off * sizeof(float),
+                                 stfpm_tensor_numel(t) * sizeof(float), host, 0, NULL, NULL));
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_tensor_fill(stfpm_ctx *ctx, stfpm_tensor *t, float value) {
+    cl_int n = (cl_int)stfpm_tensor_numel(t), off = (cl_int)t->off;
+    stfpm_karg a[] = {KARG(t->buf), KARG(off), KARG(n), KARG(value)};
+    return stfpm_enqueue1d(ctx, "runtime", "fill_f32", (size_t)n, 4, a);
+}
+
+stfpm_status stfpm_tensor_copy(stfpm_ctx *ctx, const stfpm_tensor *src, stfpm_tensor *dst) {
+    if (stfpm_tensor_numel(src) != stfpm_tensor_numel(dst))
+        return stfpm_set_error(STFPM_ERR_ARG, "tensor copy: %zu vs %zu elements", stfpm_tensor_numel(src),
+                               stfpm_tensor_numel(dst));
+    STFPM_CL(clEnqueueCopyBuffer(ctx->queue, src->buf, dst->buf, src->off * sizeof(float),
+                                 dst->off * sizeof(float), stfpm_tensor_numel(src) * sizeof(float), 0,
+                                 NULL, NULL));
+    return STFPM_OK;
+}

@@ -12,6 +12,10 @@ stfpm_ctx *tu_ctx(void) {
     if (!g_ctx) {
         stfpm_status s = stfpm_ctx_create(&g_ctx, NULL);
         ck_assert_msg(s == STFPM_OK, "creating the OpenCL context: %s", stfpm_last_error());
+        /* Check forks per test: release (and drain the queue) before the child exits, or PoCL
+         * can crash at exit with work still queued. */
+        static int registered;
+        if (!registered) { atexit(tu_ctx_release); registered = 1; }
     }
     return g_ctx;
 }

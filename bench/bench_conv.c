@@ -1,0 +1,236 @@
+/* Convolution throughput at the ResNet-18 (conv1 .. layer3) shapes for a 256x256 input, and
+ * the plain SGEMM of the same size through CLBlast and (when built with OpenBLAS) the CPU BLAS.
+ *
+ *   bench_conv [batch] [--size S] [--reps R] [--gemm-only]
+ *
+ * batch defaults to 8. GFLOP/s count 2*M*N*K per op with M = Cout, N = batch*Ho*Wo,
+ * K = Cin*KH*KW (the same for forward, backward-data and backward-weight). Each number is the
+ * best of R timed runs (default 3) after one warm-up run. --gemm-only times only the GEMMs,
+ * plus a 512^3 one (for checking CLBlast tuning: STFPM_CLBLAST_PARAMS=default vs built-in). */
+#include "stfpm/ops.h"
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef STFPM_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+typedef struct layer_shape {
+    const char *name;
+    int cin, cout, k, stride, pad, in;   /* input spatial size at S = 256 */
+    int count;                           /* occurrences in conv1 .. layer3 */
+} layer_shape;
+
+static const layer_shape k_layers[] = {
+    {"conv1", 3, 64, 7, 2, 3, 256, 1},
+    {"layer1 3x3", 64, 64, 3, 1, 1, 64, 4},
+    {"layer2.0.conv1", 64, 128, 3, 2, 1, 64, 1},
+    {"layer2.0.down", 64, 128, 1, 2, 0, 64, 1},
+    {"layer2 3x3", 128, 128, 3, 1, 1, 32, 3},
+    {"layer3.0.conv1", 128, 256, 3, 2, 1, 32, 1},
+    {"layer3.0.down", 128, 256, 1, 2, 0, 32, 1},
+    {"layer3 3x3", 256, 256, 3, 1, 1, 16, 3},
+};
+#define N_LAYERS ((int)(sizeof k_layers / sizeof k_layers[0]))
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void die(const char *what) {
+    fprintf(stderr, "bench_conv: %s: %s\n", what, stfpm_last_error());
+    exit(1);
+}
+#define CK(x) do { if ((x) != STFPM_OK) die(#x); } while (0)
+
+static void rand_tensor(stfpm_ctx *ctx, stfpm_tensor *t, int n, int c, int h, int w, unsigned seed) {
+    CK(stfpm_tensor_alloc(ctx, t, n, c, h, w));
+    size_t cnt = stfpm_tensor_numel(t);
+    float *a = malloc(cnt * sizeof *a);
+    srand(seed);
+    for (size_t i = 0; i < cnt; i++) a[i] = (float)rand() / RAND_MAX - 0.5f;
+    CK(stfpm_tensor_write(ctx, t, a));
+    free(a);
+}
+
+enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHT, OP_GEMM };
+
+typedef struct bench_args {
+    stfpm_ctx *ctx;
+    const layer_shape *l;
+    stfpm_tensor *x, *w, *y, *dy, *dx, *dw;
+    cl_mem a, b, c;
+    size_t m, n, k;
+} bench_args;
+
+static void run_op(int op, bench_args *b) {
+    switch (op) {
+    case OP_FWD: CK(stfpm_conv2d_forward(b->ctx, b->x, b->w, b->l->stride, b->l->pad, b->y)); break;
+    case OP_BWD_DATA:
+        CK(stfpm_conv2d_backward(b->ctx, b->x, b->w, b->l->stride, b->l->pad, b->dy, b->dx, NULL));
+        break;
+    case OP_BWD_WEIGHT:
+        CK(stfpm_conv2d_backward(b->ctx, b->x, b->w, b->l->stride, b->l->pad, b->dy, NULL, b->dw));
+        break;
+    case OP_GEMM:
+        CK(stfpm_gemm(b->ctx, 0, 0, b->m, b->n, b->k, 1.0f, b->a, 0, b->k, b->b, 0, b->n, 0.0f, b->c, 0,
+                      b->n));
+        break;
+    }
+}
+
+/* Best seconds of `reps` runs after a warm-up. */
+static double time_op(int op, bench_args *b, int reps) {
+    run_op(op, b);
+    CK(stfpm_finish(b->ctx));
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        run_op(op, b);
+        CK(stfpm_finish(b->ctx));
+        double t = now() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+#ifdef STFPM_HAVE_OPENBLAS
+static double time_cblas(size_t m, size_t n, size_t k, int reps) {
+    float *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b), *c = malloc(m * n * sizeof *c);
+    for (size_t i = 0; i < m * k; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < k * n; i++) b[i] = (float)(i % 5) * 0.1f;
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b,
+                    (int)n, 0.0f, c, (int)n);
+        double t = now() - t0;
+        if (r > 0 && t < best) best = t;   /* run 0 is the warm-up */
+    }
+    free(a); free(b); free(c);
+    return best;
+}
+#endif
+
+static void alloc_gemm(stfpm_ctx *ctx, bench_args *b, size_t m, size_t n, size_t k) {
+    b->m = m; b->n = n; b->k = k;
+    CK(stfpm_buffer_alloc(ctx, m * k * sizeof(float), &b->a));
+    CK(stfpm_buffer_alloc(ctx, k * n * sizeof(float), &b->b));
+    CK(stfpm_buffer_alloc(ctx, m * n * sizeof(float), &b->c));
+    /* contents do not matter for timing, but keep them finite */
+    stfpm_tensor t = {.n = 1, .c = 1, .h = 1, .buf = b->a};
+    t.w = (int)(m * k); CK(stfpm_tensor_fill(ctx, &t, 0.5f));
+    t.buf = b->b; t.w = (int)(k * n); CK(stfpm_tensor_fill(ctx, &t, 0.25f));
+}
+
+static void free_gemm(stfpm_ctx *ctx, bench_args *b) {
+    stfpm_buffer_free(ctx, b->a, b->m * b->k * sizeof(float));
+    stfpm_buffer_free(ctx, b->b, b->k * b->n * sizeof(float));
+    stfpm_buffer_free(ctx, b->c, b->m * b->n * sizeof(float));
+}
+
+static void gemm_line(stfpm_ctx *ctx, const char *name, size_t m, size_t n, size_t k, int reps) {
+    bench_args b = {.ctx = ctx};
+    alloc_gemm(ctx, &b, m, n, k);
+    double fl = 2.0 * m * n * k;
+    double t = time_op(OP_GEMM, &b, reps);
+    printf("%-22s %6zu %7zu %6zu %9.1f", name, m, n, k, fl / t * 1e-9);
+#ifdef STFPM_HAVE_OPENBLAS
+    double tb = time_cblas(m, n, k, reps);
+    printf(" %9.1f %7.2f", fl / tb * 1e-9, tb / t);
+#endif
+    printf("\n");
+    free_gemm(ctx, &b);
+}
+
+int main(int argc, char **argv) {
+    int batch = 8, size = 256, reps = 3, gemm_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) size = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--gemm-only") == 0) gemm_only = 1;
+        else if (argv[i][0] != '-') batch = atoi(argv[i]);
+        else {
+            fprintf(stderr, "usage: bench_conv [batch] [--size S] [--reps R] [--gemm-only]\n");
+            return 2;
+        }
+    }
+    if (batch < 1 || size < 32 || reps < 1) {
+        fprintf(stderr, "bench_conv: batch >= 1, size >= 32, reps >= 1 required\n");
+        return 2;
+    }
+    stfpm_ctx *ctx = NULL;
+    CK(stfpm_ctx_create(&ctx, NULL));
+    const char *params = getenv("STFPM_CLBLAST_PARAMS");
+    printf("device: %s | batch %d | input %dx%d | best of %d | CLBlast params: %s\n",
+           stfpm_ctx_device(ctx)->device_name, batch, size, size, reps,
+           params && *params ? params : "built-in table");
+
+    if (gemm_only) {
+        printf("\n%-22s %6s %7s %6s %9s %9s %7s\n", "SGEMM (row-major NN)", "M", "N", "K", "CLBlast",
+               "OpenBLAS", "ratio");
+        gemm_line(ctx, "512^3", 512, 512, 512, reps);
+        for (int i = 0; i < N_LAYERS; i++) {
+            const layer_shape *l = &k_layers[i];
+            int in = l->in * size / 256, out = stfpm_conv_out_size(in, l->k, l->stride, l->pad);
+            size_t p = (size_t)out * out, kk = (size_t)l->cin * l->k * l->k;
+            char nm[64];
+            snprintf(nm, sizeof nm, "%s (1 img)", l->name);
+            gemm_line(ctx, nm, l->cout, p, kk, reps);
+            snprintf(nm, sizeof nm, "%s (batch)", l->name);
+            gemm_line(ctx, nm, l->cout, p * batch, kk, reps);
+        }
+        stfpm_ctx_free(ctx);
+        return 0;
+    }
+
+    printf("GFLOP/s (2*M*N*K / time); GEMM = the forward's plain SGEMM, M x N x K, on the same device;"
+           " ratio = CLBlast / OpenBLAS\n\n");
+    printf("%-15s %-16s %5s %7s %5s | %7s %7s %7s | %7s %8s %6s\n", "layer", "shape", "M", "N", "K", "fwd",
+           "bwd-dat", "bwd-wt", "GEMM", "OpenBLAS", "ratio");
+    double net_t[3] = {0, 0, 0}, net_fl = 0;
+    int n_convs = 0;
+    for (int i = 0; i < N_LAYERS; i++) {
+        const layer_shape *l = &k_layers[i];
+        int in = l->in * size / 256, out = stfpm_conv_out_size(in, l->k, l->stride, l->pad);
+        stfpm_tensor x, w, y, dy, dx, dw;
+        rand_tensor(ctx, &x, batch, l->cin, in, in, 1 + i);
+        rand_tensor(ctx, &w, l->cout, l->cin, l->k, l->k, 100 + i);
+        rand_tensor(ctx, &dy, batch, l->cout, out, out, 200 + i);
+        CK(stfpm_tensor_alloc(ctx, &y, batch, l->cout, out, out));
+        CK(stfpm_tensor_alloc(ctx, &dx, batch, l->cin, in, in));
+        CK(stfpm_tensor_alloc(ctx, &dw, l->cout, l->cin, l->k, l->k));
+        bench_args b = {.ctx = ctx, .l = l, .x = &x, .w = &w, .y = &y, .dy = &dy, .dx = &dx, .dw = &dw};
+        size_t m = l->cout, n = (size_t)batch * out * out, k = (size_t)l->cin * l->k * l->k;
+        double fl = 2.0 * m * n * k;
+        double t[4];
+        for (int op = 0; op < 3; op++) t[op] = time_op(op, &b, reps);
+        alloc_gemm(ctx, &b, m, n, k);
+        t[3] = time_op(OP_GEMM, &b, reps);
+        free_gemm(ctx, &b);
+        char shape[64];
+        snprintf(shape, sizeof shape, "%d>%d %dx%d/%d", l->cin, l->cout, l->k, l->k, l->stride);
+        printf("%-15s %-16s %5zu %7zu %5zu | %7.1f %7.1f %7.1f | %7.1f", l->name, shape, m, n, k,
+               fl / t[0] * 1e-9, fl / t[1] * 1e-9, fl / t[2] * 1e-9, fl / t[3] * 1e-9);
+#ifdef STFPM_HAVE_OPENBLAS
+        double tb = time_cblas(m, n, k, reps);
+        printf(" %8.1f %6.2f", fl / tb * 1e-9, tb / t[3]);
+#endif
+        printf("\n");
+        fflush(stdout);
+        for (int op = 0; op < 3; op++) net_t[op] += t[op] * l->count;
+        net_fl += fl * l->count;
+        n_convs += l->count;
+        stfpm_tensor *all[] = {&x, &w, &y, &dy, &dx, &dw};
+        for (int j = 0; j < 6; j++) stfpm_tensor_free(ctx, all[j]);
+    }
+    printf("\nconv1..layer3 all %d convs, batch %d: forward %.3f s (%.1f GFLOP/s), backward-data %.3f s, "
+           "backward-weight %.3f s\n", n_convs, batch, net_t[0], net_fl / net_t[0] * 1e-9, net_t[1], net_t[2]);
+    stfpm_ctx_free(ctx);
+    return 0;
+}

@@ -1,0 +1,199 @@
+/* 2-D convolution (no bias) as im2col + CLBlast SGEMM; backward with a gather-form col2im.
+ *
+ * The batch is processed in chunks of nb images. im2col writes the chunk into one column
+ * matrix col (K x nb*P), K = Cin*KH*KW, P = Ho*Wo, columns ordered (image, oh, ow), so a
+ * single large GEMM covers the whole chunk:
+ *   forward          Yc (Cout x nb*P)  = W (Cout x K) * col            -> permuted into y (NCHW)
+ *   backward-weight  dW (Cout x K)    += dYc (Cout x nb*P) * col^T     (beta = 1 after chunk 0)
+ *   backward-data    dcol (K x nb*P)   = W^T * dYc                      -> col2im (gather) into dx
+ * where dYc is dy of the chunk permuted to (Cout, nb*P). One big GEMM per chunk keeps CLBlast
+ * on its fast indirect kernel and avoids nb small launches. Chunks bound the scratch memory:
+ * col + the (Cout x nb*P) matrix stay under 256 MiB (STFPM_CONV_CHUNK_BYTES overrides this,
+ * the tests use it to force several chunks).
+ * 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward-data: x itself is
+ * the column matrix of each image and a strided-batched GEMM reads / writes NCHW directly. */
+#include "stfpm/ops.h"
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CONV_DEFAULT_CHUNK_BYTES ((size_t)256 << 20)
+
+typedef struct conv_geom {
+    int n, cin, h, w;      /* input */
+    int cout, kh, kw;      /* weight */
+    int ho, wo;            /* output */
+    int stride, pad;
+    size_t k, p;           /* K = cin*kh*kw rows of col, P = ho*wo */
+    int pointwise;         /* 1x1, stride 1, pad 0: no im2col needed */
+} conv_geom;
+
+static void fmt_shape(char *buf, size_t n, const stfpm_tensor *t) {
+    snprintf(buf, n, "(%d, %d, %d, %d)", t->n, t->c, t->h, t->w);
+}
+
+/* Validate x / w / stride / pad and fill g. */
+static stfpm_status conv_geometry(const char *op, const stfpm_tensor *x, const stfpm_tensor *w,
+                                  int stride, int pad, conv_geom *g) {
+    if (!x || !w)
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: x and w must not be NULL", op);
+    char xs[64], ws[64];
+    fmt_shape(xs, sizeof xs, x);
+    fmt_shape(ws, sizeof ws, w);
+    if (stride < 1 || pad < 0)
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: stride %d / pad %d invalid (need stride >= 1, pad >= 0)",
+                               op, stride, pad);
+    if (x->c != w->c)
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: x %s has %d channels but w %s expects %d input channels",
+                               op, xs, x->c, ws, w->c);
+    g->n = x->n; g->cin = x->c; g->h = x->h; g->w = x->w;
+    g->cout = w->n; g->kh = w->h; g->kw = w->w;
+    g->stride = stride; g->pad = pad;
+    g->ho = stfpm_conv_out_size(x->h, w->h, stride, pad);
+    g->wo = stfpm_conv_out_size(x->w, w->w, stride, pad);
+    if (x->h + 2 * pad < w->h || x->w + 2 * pad < w->w || g->ho < 1 || g->wo < 1)
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: kernel %dx%d larger than the padded input %dx%d (x %s, pad %d)",
+                               op, w->h, w->w, x->h + 2 * pad, x->w + 2 * pad, xs, pad);
+    g->k = (size_t)g->cin * g->kh * g->kw;
+    g->p = (size_t)g->ho * g->wo;
+    g->pointwise = g->kh == 1 && g->kw == 1 && stride == 1 && pad == 0;
+    return STFPM_OK;
+}
+
+static stfpm_status check_shape(const char *op, const char *name, const stfpm_tensor *t, int n, int c,
+                                int h, int w, const char *why) {
+    if (!t) return stfpm_set_error(STFPM_ERR_ARG, "%s: %s must not be NULL", op, name);
+    if (t->n != n || t->c != c || t->h != h || t->w != w) {
+        char ts[64];
+        fmt_shape(ts, sizeof ts, t);
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: %s has shape %s, expected (%d, %d, %d, %d) %s", op, name,
+                               ts, n, c, h, w, why);
+    }
+    return STFPM_OK;
+}
+
+/* Images per chunk so that `per_image` bytes of scratch per image stay within the budget. */
+static int chunk_images(const conv_geom *g, size_t per_image) {
+    size_t budget = CONV_DEFAULT_CHUNK_BYTES;
+    const char *e = getenv("STFPM_CONV_CHUNK_BYTES");
+    if (e && *e) {
+        char *end = NULL;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (end != e && v > 0) budget = (size_t)v;
+    }
+    size_t nb = per_image ? budget / per_image : (size_t)g->n;
+    if (nb < 1) nb = 1;
+    if (nb > (size_t)g->n) nb = (size_t)g->n;
+    return (int)nb;
+}
+
+static stfpm_status im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int i0, int nb,
+                           cl_mem col) {
+    cl_int off = (cl_int)(x->off + (size_t)i0 * g->cin * g->h * g->w);
+    cl_int C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride, PD = g->pad;
+    cl_int Ho = g->ho, Wo = g->wo, NB = nb;
+    stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
+                      KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(col)};
+    size_t gws[2] = {(size_t)nb * g->p, g->k};
+    return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 13, a);
+}
+
+static stfpm_status col2im(stfpm_ctx *ctx, const conv_geom *g, cl_mem col, int i0, int nb,
+                           stfpm_tensor *dx) {
+    cl_int off = (cl_int)(dx->off + (size_t)i0 * g->cin * g->h * g->w);
+    cl_int C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride, PD = g->pad;
+    cl_int Ho = g->ho, Wo = g->wo, NB = nb;
+    stfpm_karg a[] = {KARG(col), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S), KARG(PD),
+                      KARG(Ho), KARG(Wo), KARG(NB), KARG(dx->buf), KARG(off)};
+    return stfpm_enqueue1d(ctx, "conv", "conv_col2im", (size_t)nb * g->cin * g->h * g->w, 13, a);
+}
+
+/* t (n, C, P) images [i0, i0+nb) <-> m (C, nb*P). */
+static stfpm_status to_cnhw(stfpm_ctx *ctx, const stfpm_tensor *t, int i0, int nb, cl_mem m) {
+    size_t P = (size_t)t->h * t->w;
+    cl_int off = (cl_int)(t->off + (size_t)i0 * t->c * P), C = t->c, Pi = (cl_int)P, NB = nb;
+    stfpm_karg a[] = {KARG(t->buf), KARG(off), KARG(C), KARG(Pi), KARG(NB), KARG(m)};
+    size_t gws[2] = {P, (size_t)nb * t->c};
+    return stfpm_enqueue(ctx, "conv", "conv_nchw_to_cnhw", 2, gws, NULL, 6, a);
+}
+
+static stfpm_status from_cnhw(stfpm_ctx *ctx, cl_mem m, int i0, int nb, stfpm_tensor *t) {
+    size_t P = (size_t)t->h * t->w;
+    cl_int off = (cl_int)(t->off + (size_t)i0 * t->c * P), C = t->c, Pi = (cl_int)P, NB = nb;
+    stfpm_karg a[] = {KARG(m), KARG(C), KARG(Pi), KARG(NB), KARG(t->buf), KARG(off)};
+    size_t gws[2] = {P, (size_t)nb * t->c};
+    return stfpm_enqueue(ctx, "conv", "conv_cnhw_to_nchw", 2, gws, NULL, 6, a);
+}
+
+stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
+                                  int stride, int pad, stfpm_tensor *y) {
+    static const char *op = "conv2d_forward";
+    conv_geom g;
+    STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
+    STFPM_TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
+
+    if (g.pointwise) {
+        /* y_i (Cout x P) = W (Cout x Cin) * x_i (Cin x P), all images in one batched call */
+        return stfpm_gemm_batched(ctx, 0, 0, g.cout, g.p, g.k, 1.0f, w->buf, w->off, g.k, 0, x->buf,
+                                  x->off, g.p, g.cin * g.p, 0.0f, y->buf, y->off, g.p, g.cout * g.p,
+                                  (size_t)g.n);
+    }
+    int nb = chunk_images(&g, (g.k + g.cout) * g.p * sizeof(float));
+    cl_mem col, yc;
+    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * nb * g.p * sizeof(float), &yc));
+    for (int i0 = 0; i0 < g.n; i0 += nb) {
+        int cnt = g.n - i0 < nb ? g.n - i0 : nb;
+        size_t np = (size_t)cnt * g.p;
+        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, col));
+        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, np, g.k, 1.0f, w->buf, w->off, g.k, col, 0, np, 0.0f,
+                             yc, 0, np));
+        STFPM_TRY(from_cnhw(ctx, yc, i0, cnt, y));
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
+                                   int stride, int pad, const stfpm_tensor *dy,
+                                   stfpm_tensor *dx, stfpm_tensor *dw) {
+    static const char *op = "conv2d_backward";
+    conv_geom g;
+    STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
+    STFPM_TRY(check_shape(op, "dy", dy, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
+    if (dx) STFPM_TRY(check_shape(op, "dx", dx, g.n, g.cin, g.h, g.w, "(the shape of x)"));
+    if (dw) STFPM_TRY(check_shape(op, "dw", dw, g.cout, g.cin, g.kh, g.kw, "(the shape of w)"));
+    if (!dx && !dw) return STFPM_OK;
+
+    if (dx && g.pointwise) {
+        /* dx_i (Cin x P) = W^T (Cin x Cout) * dy_i (Cout x P) */
+        STFPM_TRY(stfpm_gemm_batched(ctx, 1, 0, g.cin, g.p, g.cout, 1.0f, w->buf, w->off, g.k, 0,
+                                     dy->buf, dy->off, g.p, g.cout * g.p, 0.0f, dx->buf, dx->off, g.p,
+                                     g.cin * g.p, (size_t)g.n));
+        dx = NULL;
+        if (!dw) return STFPM_OK;
+    }
+
+    int nb = chunk_images(&g, (g.k + g.cout) * g.p * sizeof(float));
+    cl_mem col, dyc;
+    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * nb * g.p * sizeof(float), &dyc));
+    for (int i0 = 0; i0 < g.n; i0 += nb) {
+        int cnt = g.n - i0 < nb ? g.n - i0 : nb;
+        size_t np = (size_t)cnt * g.p;
+        STFPM_TRY(to_cnhw(ctx, dy, i0, cnt, dyc));
+        if (dw) {
+            /* dW (Cout x K) (+)= dYc (Cout x np) * col^T (np x K) */
+            STFPM_TRY(im2col(ctx, &g, x, i0, cnt, col));
+            STFPM_TRY(stfpm_gemm(ctx, 0, 1, g.cout, g.k, np, 1.0f, dyc, 0, np, col, 0, np,
+                                 i0 == 0 ? 0.0f : 1.0f, dw->buf, dw->off, g.k));
+        }
+        if (dx) {
+            /* dcol (K x np) = W^T (K x Cout) * dYc (Cout x np); col is free again (in-order queue) */
+            STFPM_TRY(stfpm_gemm(ctx, 1, 0, g.k, np, g.cout, 1.0f, w->buf, w->off, g.k, dyc, 0, np, 0.0f,
+                                 col, 0, np));
+            STFPM_TRY(col2im(ctx, &g, col, i0, cnt, dx));
+        }
+    }
+    return STFPM_OK;
+}

@@ -1,0 +1,143 @@
+/* Test (SPEC sections 5-6): anomaly maps of the test split, image / pixel metrics, CSV, JSON,
+ * heatmaps. */
+#include "stfpm/pipeline.h"
+#include "stfpm/image.h"
+#include "stfpm/metrics.h"
+#include "fsutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "<defect>_<file stem>" for output names. */
+static void out_stem(const stfpm_sample *s, char *out, size_t n) {
+    const char *base = strrchr(s->path, '/');
+    base = base ? base + 1 : s->path;
+    char stem[1024];
+    snprintf(stem, sizeof stem, "%s", base);
+    char *dot = strrchr(stem, '.');
+    if (dot) *dot = 0;
+    snprintf(out, n, "%s_%s", s->defect, stem);
+}
+
+stfpm_status stfpm_write_map_pngs(const char *dir, const char *stem, const float *chw, const float *map, int S,
+                                  float scale) {
+    char path[4600];
+    stfpm_image img = {0};
+    STFPM_TRY(stfpm_tensor_to_image(chw, S, S, &img));
+    snprintf(path, sizeof path, "%s/%s_overlay.png", dir, stem);
+    stfpm_status s = stfpm_png_write_overlay(path, &img, map, 0.0f, scale, 0.5f);
+    stfpm_image_free(&img);
+    STFPM_TRY(s);
+    uint16_t *raw = malloc(sizeof(uint16_t) * (size_t)S * S);
+    if (!raw) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+    for (size_t i = 0; i < (size_t)S * S; i++) {
+        float v = scale > 0 ? map[i] / scale : 0;
+        v = v < 0 ? 0 : (v > 1 ? 1 : v);
+        raw[i] = (uint16_t)lrintf(v * 65535.0f);
+    }
+    snprintf(path, sizeof path, "%s/%s_map.png", dir, stem);
+    s = stfpm_png_write_grey16(path, S, S, raw);
+    free(raw);
+    return s;
+}
+
+stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_result *r,
+                        stfpm_progress_fn fn, void *user) {
+    memset(r, 0, sizeof *r);
+    char model_path[4200];
+    STFPM_TRY(stfpm_model_resolve_path(o->model, model_path, sizeof model_path));
+    if (o->maps_dir) STFPM_TRY(stfpm_mkdir_p(o->maps_dir));
+    stfpm_dataset ds;
+    STFPM_TRY(stfpm_dataset_open(o->data_dir, STFPM_DATASET_TEST, &ds));
+    stfpm_model m = {0};
+    stfpm_status s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
+    if (s != STFPM_OK) { stfpm_dataset_free(&ds); return s; }
+    int S = m.size, n = ds.n_test, batch = o->batch > 0 ? o->batch : 16;
+    size_t per = (size_t)3 * S * S, pix = (size_t)S * S;
+    float *chw = malloc(per * sizeof(float) * (size_t)batch);
+    float *maps = malloc(pix * sizeof(float) * (size_t)(n ? n : 1));
+    uint8_t *masks = malloc(pix * (size_t)(n ? n : 1));
+    float *scores = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    uint8_t *labels = malloc((size_t)(n ? n : 1));
+    const float **mp = malloc(sizeof(float *) * (size_t)(n ? n : 1));
+    const uint8_t **kp = malloc(sizeof(uint8_t *) * (size_t)(n ? n : 1));
+    int *idx = malloc(sizeof(int) * (size_t)batch);
+    if (!chw || !maps || !masks || !scores || !labels || !mp || !kp || !idx) {
+        s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d test maps of %dx%d", n, S, S);
+        goto done;
+    }
+    if (n == 0) { s = stfpm_set_error(STFPM_ERR_ARG, "%s: no test images", o->data_dir); goto done; }
+    double t0 = stfpm_now(), t_infer = 0;
+    stfpm_progress pg = {.phase = STFPM_PHASE_TRAIN, .epochs = 1, .epoch = 1, .batches = (n + batch - 1) / batch};
+    for (int i = 0; i < n; i += batch) {
+        int nb = n - i < batch ? n - i : batch;
+        for (int k = 0; k < nb; k++) idx[k] = i + k;
+        s = stfpm_load_samples(ds.test, idx, nb, S, chw, masks + pix * i, 0);
+        if (s != STFPM_OK) goto done;
+        double ti = stfpm_now();
+        s = stfpm_model_eval(ctx, &m, chw, nb, NULL, scores + i, maps + pix * i);
+        t_infer += stfpm_now() - ti;
+        if (s != STFPM_OK) goto done;
+        if (o->maps_dir) {
+            /* maps scaled by the model's threshold when known (so 1.0 = threshold), else per batch max */
+            float scale = isfinite(m.threshold) && m.threshold > 0 ? 2.0f * m.threshold : 0;
+            for (int k = 0; k < nb && s == STFPM_OK; k++) {
+                float sc = scale;
+                if (!(sc > 0)) { sc = 0; for (size_t q = 0; q < pix; q++) sc = fmaxf(sc, maps[pix * (i + k) + q]); }
+                char stem[1200];
+                out_stem(&ds.test[i + k], stem, sizeof stem);
+                s = stfpm_write_map_pngs(o->maps_dir, stem, chw + per * k, maps + pix * (i + k), S, sc > 0 ? sc : 1);
+            }
+            if (s != STFPM_OK) goto done;
+        }
+        pg.batch = i / batch + 1;
+        pg.images_per_s = (i + nb) / (stfpm_now() - t0);
+        if (fn) fn(user, &pg);
+    }
+    for (int i = 0; i < n; i++) {
+        labels[i] = (uint8_t)ds.test[i].label;
+        mp[i] = maps + pix * i;
+        kp[i] = masks + pix * i;
+        if (labels[i]) r->n_anomalous++;
+        else r->n_normal++;
+    }
+    s = stfpm_auroc(scores, labels, (size_t)n, &r->image_auroc);
+    if (s != STFPM_OK) { stfpm_wrap_error(s, "image AUROC on %s (needs normal and anomalous test images)", o->data_dir); goto done; }
+    stfpm_pixel_metrics pm;
+    s = stfpm_pixel_metrics_compute(mp, kp, n, S, S, STFPM_AUPRO_FPR_LIMIT, &pm);
+    if (s != STFPM_OK) goto done;
+    r->pixel_auroc = pm.pixel_auroc;
+    r->aupro = pm.aupro;
+    r->pro_paper = pm.pro_paper;
+    r->seconds = stfpm_now() - t0;
+    r->images_per_s = n / (t_infer > 1e-9 ? t_infer : 1e-9);
+    if (o->csv_path) {
+        size_t cap = 256 + (size_t)n * 1200, len = 0;
+        char *csv = malloc(cap);
+        if (!csv) { s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory"); goto done; }
+        len += (size_t)snprintf(csv + len, cap - len, "path,defect,label,score\n");
+        for (int i = 0; i < n; i++)
+            len += (size_t)snprintf(csv + len, cap - len, "\"%s\",%s,%d,%.9g\n", ds.test[i].path, ds.test[i].defect,
+                                    ds.test[i].label, scores[i]);
+        s = stfpm_write_text_atomic(o->csv_path, csv, len);
+        free(csv);
+        if (s != STFPM_OK) goto done;
+    }
+    if (o->json_path) {
+        char json[2048];
+        int len = snprintf(json, sizeof json,
+                           "{\n  \"image_auroc\": %.9g,\n  \"pixel_auroc\": %.9g,\n  \"aupro\": %.9g,\n"
+                           "  \"pro_paper\": %.9g,\n  \"n_normal\": %d,\n  \"n_anomalous\": %d,\n"
+                           "  \"aupro_fpr_limit\": %.2f,\n  \"size\": %d\n}\n",
+                           r->image_auroc, r->pixel_auroc, r->aupro, r->pro_paper, r->n_normal, r->n_anomalous,
+                           STFPM_AUPRO_FPR_LIMIT, S);
+        s = stfpm_write_text_atomic(o->json_path, json, (size_t)len);
+    }
+done:
+    free(chw); free(maps); free(masks); free(scores); free(labels); free(mp); free(kp); free(idx);
+    stfpm_model_free(ctx, &m);
+    stfpm_dataset_free(&ds);
+    return s;
+}

@@ -1,0 +1,491 @@
+/* stfpm: the command-line program. Subcommands: devices, train, test, predict, demo. */
+#include "stfpm/stfpm.h"
+#include "stfpm/pipeline.h"
+#include "stfpm/image.h"
+#include "stfpm/demo.h"
+#include "fsutil.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int die(stfpm_status s) {
+    fprintf(stderr, "stfpm: error: %s\n", stfpm_last_error());
+    return s == STFPM_ERR_ARG ? 2 : 1;
+}
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg) {
+    fprintf(stderr, "stfpm %s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nrun `stfpm %s --help` for the options\n", cmd);
+    return 2;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* option parsing helpers */
+
+typedef struct { int argc; char **argv; int i; const char *cmd; int bad; } args_t;
+
+static int is_opt(args_t *a, const char *name) { return strcmp(a->argv[a->i], name) == 0; }
+
+static const char *opt_value(args_t *a) {
+    if (a->i + 1 >= a->argc) {
+        fprintf(stderr, "stfpm %s: %s needs a value\n", a->cmd, a->argv[a->i]);
+        a->bad = 1;
+        return NULL;
+    }
+    return a->argv[++a->i];
+}
+
+static int parse_int(args_t *a, int *out) {
+    const char *v = opt_value(a);
+    if (!v) return 0;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v || errno || x < -2147483647L || x > 2147483647L) {
+        fprintf(stderr, "stfpm %s: %s expects an integer, got \"%s\"\n", a->cmd, a->argv[a->i - 1], v);
+        a->bad = 1;
+        return 0;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+static int parse_float(args_t *a, double *out) {
+    const char *v = opt_value(a);
+    if (!v) return 0;
+    char *end;
+    double x = strtod(v, &end);
+    if (*end || end == v || !isfinite(x)) {
+        fprintf(stderr, "stfpm %s: %s expects a number, got \"%s\"\n", a->cmd, a->argv[a->i - 1], v);
+        a->bad = 1;
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
+static stfpm_status open_ctx(const char *device, stfpm_ctx **ctx, int verbose) {
+    stfpm_ctx_options o = {.device = device};
+    stfpm_status s = stfpm_ctx_create(ctx, &o);
+    if (s == STFPM_OK && verbose) {
+        const stfpm_device_info *d = stfpm_ctx_device(*ctx);
+        fprintf(stderr, "device: %s (%s, %u compute units, %.0f MiB)\n", d->device_name, d->platform_name,
+                d->compute_units, d->global_mem / 1048576.0);
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* progress */
+
+static void fmt_time(double s, char *out, size_t n) {
+    if (!isfinite(s) || s < 0) { snprintf(out, n, "?"); return; }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(out, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(out, n, "%lds", t);
+}
+
+typedef struct { int tty; double last; } progress_state;
+
+static void on_train_progress(void *user, const stfpm_progress *p) {
+    progress_state *st = user;
+    char eta[32];
+    switch (p->phase) {
+    case STFPM_PHASE_LOAD:
+        fprintf(stderr, "loading %d training + %d validation images...\n", p->n_train, p->n_val);
+        break;
+    case STFPM_PHASE_TRAIN: {
+        double now = stfpm_now();
+        if (!st->tty && now - st->last < 10.0 && p->batch != p->batches) break;
+        st->last = now;
+        fmt_time(p->eta_s, eta, sizeof eta);
+        fprintf(stderr, "%sepoch %d/%d  batch %d/%d  loss %.5f  %.1f img/s  ETA %s%s", st->tty ? "\r" : "",
+                p->epoch, p->epochs, p->batch, p->batches, p->loss, p->images_per_s, eta, st->tty ? "   " : "\n");
+        break;
+    }
+    case STFPM_PHASE_EPOCH_END:
+        fprintf(stderr, "%sepoch %d/%d  train loss %.5f  val loss %.5f  %.1fs%s\n", st->tty ? "\r" : "", p->epoch,
+                p->epochs, p->loss, p->val_loss, p->epoch_s, p->is_best ? "  (best)" : "");
+        break;
+    case STFPM_PHASE_DONE:
+        fprintf(stderr, "done: best validation loss %.5f at epoch %d\n", p->val_loss, p->epoch);
+        break;
+    }
+}
+
+static void on_test_progress(void *user, const stfpm_progress *p) {
+    progress_state *st = user;
+    if (st->tty) fprintf(stderr, "\rscoring batch %d/%d  %.1f img/s   ", p->batch, p->batches, p->images_per_s);
+    if (st->tty && p->batch == p->batches) fprintf(stderr, "\n");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* devices */
+
+static int cmd_devices(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: stfpm devices\n\nLists the OpenCL platforms and devices. Select one for other commands\n"
+                   "with --device N (the index shown) or --device TEXT (a substring of platform or device\n"
+                   "name), or the STFPM_DEVICE environment variable. Default: the first GPU, else the\n"
+                   "first device.\n");
+            return 0;
+        }
+        return usage_error("devices", "unknown option %s", argv[i]);
+    }
+    stfpm_device_info d[64];
+    int n = 0;
+    stfpm_status s = stfpm_list_devices(d, 64, &n);
+    if (s != STFPM_OK) return die(s);
+    for (int i = 0; i < n && i < 64; i++) {
+        const char *type = (d[i].type & CL_DEVICE_TYPE_GPU) ? "GPU" : (d[i].type & CL_DEVICE_TYPE_CPU) ? "CPU" : "other";
+        printf("%d: %s / %s  [%s]  %u compute units, %.0f MiB global memory (max buffer %.0f MiB), %s, driver %s%s\n",
+               d[i].global_index, d[i].platform_name, d[i].device_name, type, d[i].compute_units,
+               d[i].global_mem / 1048576.0, d[i].max_alloc / 1048576.0, d[i].device_version, d[i].driver_version,
+               d[i].has_fp16 ? ", fp16" : "");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* train */
+
+static const char *TRAIN_HELP =
+    "usage: stfpm train --data DIR --out RUN [options]\n\n"
+    "Trains the STFPM student on the normal images of DIR (an MVTec AD category: DIR/train/good,\n"
+    "or a plain folder of normal images). 80 %% train / 20 %% validation (seeded); the checkpoint\n"
+    "with the lowest validation loss is kept.\n\n"
+    "  --data DIR            training data (required)\n"
+    "  --out RUN             output directory (required): best.safetensors, last.safetensors,\n"
+    "                        train_log.csv, config.json\n"
+    "  --teacher FILE        ImageNet ResNet-18 weights (.pth or .safetensors); default: $STFPM_TEACHER,\n"
+    "                        then the torch hub cache (~/.cache/torch/hub/checkpoints/resnet18-*.pth)\n"
+    "  --epochs N            100      --batch N          32       --size S       256 (multiple of 32)\n"
+    "  --lr X                0.4      --momentum X       0.9      --weight-decay X 1e-4\n"
+    "  --seed N              0        --layers L         1,2,3 (ResNet layer1..layer4; 4 needs a full teacher)\n"
+    "  --val-split F         0.2      --train-fraction F 1.0 (e.g. 0.1 for the paper's few-shot rows)\n"
+    "  --checkpoint-by M     loss (validation loss, paper) or map (mean validation anomaly map, authors' code)\n"
+    "  --device SEL          OpenCL device index or name substring (see `stfpm devices`)\n"
+    "  --resume              continue RUN from RUN/last.safetensors\n";
+
+static int cmd_train(int argc, char **argv) {
+    stfpm_train_config c;
+    stfpm_train_config_default(&c);
+    const char *device = NULL;
+    args_t a = {argc, argv, 1, "train", 0};
+    for (; a.i < argc && !a.bad; a.i++) {
+        double f;
+        int v;
+        if (is_opt(&a, "--help") || is_opt(&a, "-h")) { printf(TRAIN_HELP); return 0; }
+        else if (is_opt(&a, "--data")) c.data_dir = opt_value(&a);
+        else if (is_opt(&a, "--out")) c.out_dir = opt_value(&a);
+        else if (is_opt(&a, "--teacher")) c.teacher = opt_value(&a);
+        else if (is_opt(&a, "--device")) device = opt_value(&a);
+        else if (is_opt(&a, "--epochs")) { if (parse_int(&a, &v)) c.epochs = v; }
+        else if (is_opt(&a, "--batch")) { if (parse_int(&a, &v)) c.batch = v; }
+        else if (is_opt(&a, "--size")) { if (parse_int(&a, &v)) c.size = v; }
+        else if (is_opt(&a, "--seed")) { if (parse_int(&a, &v)) { if (v < 0) return usage_error("train", "--seed must be >= 0, got %s", argv[a.i]); c.seed = (uint64_t)v; } }
+        else if (is_opt(&a, "--lr")) { if (parse_float(&a, &f)) c.lr = (float)f; }
+        else if (is_opt(&a, "--momentum")) { if (parse_float(&a, &f)) c.momentum = (float)f; }
+        else if (is_opt(&a, "--weight-decay")) { if (parse_float(&a, &f)) c.weight_decay = (float)f; }
+        else if (is_opt(&a, "--val-split")) { if (parse_float(&a, &f)) c.val_split = f; }
+        else if (is_opt(&a, "--train-fraction")) { if (parse_float(&a, &f)) c.train_fraction = f; }
+        else if (is_opt(&a, "--resume")) c.resume = 1;
+        else if (is_opt(&a, "--checkpoint-by")) {
+            const char *m = opt_value(&a);
+            if (m && !strcmp(m, "map")) c.select_by_map = 1;
+            else if (m && strcmp(m, "loss")) return usage_error("train", "--checkpoint-by: expected loss or map, got %s", m);
+        } else if (is_opt(&a, "--layers")) {
+            const char *l = opt_value(&a);
+            if (l) {
+                stfpm_status s = stfpm_parse_layers(l, c.layers, &c.n_layers);
+                if (s != STFPM_OK) return die(s);
+            }
+        } else return usage_error("train", "unknown option %s", argv[a.i]);
+    }
+    if (a.bad) return 2;
+    stfpm_status s = stfpm_train_config_check(&c);
+    if (s != STFPM_OK) return die(s);
+    stfpm_ctx *ctx = NULL;
+    s = open_ctx(device, &ctx, 1);
+    if (s != STFPM_OK) return die(s);
+    progress_state ps = {isatty(2), 0};
+    s = stfpm_train(ctx, &c, on_train_progress, &ps);
+    stfpm_ctx_free(ctx);
+    if (s != STFPM_OK) { if (ps.tty) fprintf(stderr, "\n"); return die(s); }
+    printf("model: %s/best.safetensors\n", c.out_dir);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* test */
+
+static const char *TEST_HELP =
+    "usage: stfpm test --data DIR --model RUN|FILE [options]\n\n"
+    "Scores the test split of DIR (MVTec AD layout: test/good normal, test/<defect> anomalous with\n"
+    "ground_truth/<defect>/<name>_mask.png) and prints image AUROC, pixel AUROC, AU-PRO (MVTec\n"
+    "definition, FPR up to 0.3) and PRO as the STFPM paper computed it (min-max rescaled).\n\n"
+    "  --data DIR      test data (required)\n"
+    "  --model M       a run directory (uses M/best.safetensors) or a model file (required)\n"
+    "  --json FILE     write the metrics as JSON\n"
+    "  --csv FILE      one row per image: path, defect, label, score\n"
+    "  --maps DIR      per image: <defect>_<name>_overlay.png (heatmap over the image) and\n"
+    "                  <defect>_<name>_map.png (raw map, 16-bit grey; value = pixel / 65535 * scale,\n"
+    "                  scale in DIR/scale.txt)\n"
+    "  --batch N       images per device batch (16)\n"
+    "  --device SEL    OpenCL device index or name substring\n";
+
+static int cmd_test(int argc, char **argv) {
+    stfpm_test_options o = {0};
+    const char *device = NULL;
+    args_t a = {argc, argv, 1, "test", 0};
+    for (; a.i < argc && !a.bad; a.i++) {
+        int v;
+        if (is_opt(&a, "--help") || is_opt(&a, "-h")) { printf("%s", TEST_HELP); return 0; }
+        else if (is_opt(&a, "--data")) o.data_dir = opt_value(&a);
+        else if (is_opt(&a, "--model")) o.model = opt_value(&a);
+        else if (is_opt(&a, "--json")) o.json_path = opt_value(&a);
+        else if (is_opt(&a, "--csv")) o.csv_path = opt_value(&a);
+        else if (is_opt(&a, "--maps")) o.maps_dir = opt_value(&a);
+        else if (is_opt(&a, "--device")) device = opt_value(&a);
+        else if (is_opt(&a, "--batch")) { if (parse_int(&a, &v)) { if (v < 1) return usage_error("test", "--batch must be >= 1, got %s", argv[a.i]); o.batch = v; } }
+        else return usage_error("test", "unknown option %s", argv[a.i]);
+    }
+    if (a.bad) return 2;
+    if (!o.data_dir) return usage_error("test", "%s", "--data DIR is required");
+    if (!o.model) return usage_error("test", "%s", "--model RUN|FILE is required");
+    stfpm_ctx *ctx = NULL;
+    stfpm_status s = open_ctx(device, &ctx, 1);
+    if (s != STFPM_OK) return die(s);
+    progress_state ps = {isatty(2), 0};
+    stfpm_test_result r;
+    s = stfpm_test(ctx, &o, &r, on_test_progress, &ps);
+    stfpm_ctx_free(ctx);
+    if (s != STFPM_OK) return die(s);
+    printf("test images: %d normal, %d anomalous (%.1f img/s inference)\n", r.n_normal, r.n_anomalous, r.images_per_s);
+    printf("image AUROC            %.4f\n", r.image_auroc);
+    printf("pixel AUROC            %.4f\n", r.pixel_auroc);
+    printf("AU-PRO (MVTec, FPR<=0.3) %.4f\n", r.aupro);
+    printf("PRO (paper protocol)   %.4f\n", r.pro_paper);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* predict */
+
+static const char *PREDICT_HELP =
+    "usage: stfpm predict --model RUN|FILE [options] IMAGE|DIR ...\n\n"
+    "Scores images: prints path, score and verdict (normal / anomalous) per line.\n"
+    "The default threshold is stored with the model: the highest score among the held-out normal\n"
+    "validation images of training (so every validation image is judged normal).\n\n"
+    "  --model M        run directory or model file (required)\n"
+    "  --threshold T    override the threshold\n"
+    "  --maps DIR       write <name>_overlay.png and <name>_map.png per image\n"
+    "  --batch N        images per device batch (16)\n"
+    "  --device SEL     OpenCL device index or name substring\n";
+
+stfpm_status stfpm_write_map_pngs(const char *dir, const char *stem, const float *chw, const float *map, int S,
+                                  float scale);
+
+static int cmd_predict(int argc, char **argv) {
+    const char *model = NULL, *maps_dir = NULL, *device = NULL;
+    double threshold = NAN;
+    int batch = 16;
+    char **inputs = calloc((size_t)argc, sizeof(char *));
+    int n_inputs = 0;
+    args_t a = {argc, argv, 1, "predict", 0};
+    for (; a.i < argc && !a.bad; a.i++) {
+        if (is_opt(&a, "--help") || is_opt(&a, "-h")) { printf("%s", PREDICT_HELP); free(inputs); return 0; }
+        else if (is_opt(&a, "--model")) model = opt_value(&a);
+        else if (is_opt(&a, "--maps")) maps_dir = opt_value(&a);
+        else if (is_opt(&a, "--device")) device = opt_value(&a);
+        else if (is_opt(&a, "--threshold")) parse_float(&a, &threshold);
+        else if (is_opt(&a, "--batch")) { if (parse_int(&a, &batch) && batch < 1) { free(inputs); return usage_error("predict", "--batch must be >= 1, got %s", argv[a.i]); } }
+        else if (argv[a.i][0] == '-' && argv[a.i][1]) { free(inputs); return usage_error("predict", "unknown option %s", argv[a.i]); }
+        else inputs[n_inputs++] = argv[a.i];
+    }
+    if (a.bad) { free(inputs); return 2; }
+    if (!model) { free(inputs); return usage_error("predict", "%s", "--model RUN|FILE is required"); }
+    if (!n_inputs) { free(inputs); return usage_error("predict", "%s", "give at least one IMAGE or DIR"); }
+    /* expand directories */
+    char **paths = NULL;
+    int n = 0, cap = 0;
+    stfpm_status s = STFPM_OK;
+    for (int i = 0; i < n_inputs && s == STFPM_OK; i++) {
+        struct stat st;
+        if (stat(inputs[i], &st) != 0) { s = stfpm_set_error(STFPM_ERR_IO, "%s: %s", inputs[i], strerror(errno)); break; }
+        char **list = NULL;
+        int k = 0;
+        if (S_ISDIR(st.st_mode)) {
+            s = stfpm_dataset_list_images(inputs[i], &list, &k);
+            if (s == STFPM_OK && k == 0) fprintf(stderr, "stfpm predict: warning: no images in %s\n", inputs[i]);
+        } else {
+            list = malloc(sizeof(char *));
+            list[0] = strdup(inputs[i]);
+            k = 1;
+        }
+        for (int j = 0; j < k && s == STFPM_OK; j++) {
+            if (n == cap) { cap = cap ? cap * 2 : 64; paths = realloc(paths, sizeof(char *) * (size_t)cap); }
+            paths[n++] = strdup(list[j]);
+        }
+        if (list) stfpm_dataset_free_list(list, k);
+    }
+    free(inputs);
+    stfpm_ctx *ctx = NULL;
+    stfpm_model m = {0};
+    char model_path[4200];
+    float *chw = NULL, *maps = NULL, *scores = NULL;
+    int n_anom = 0;
+    if (s == STFPM_OK) s = stfpm_model_resolve_path(model, model_path, sizeof model_path);
+    if (s == STFPM_OK && maps_dir) s = stfpm_mkdir_p(maps_dir);
+    if (s == STFPM_OK) s = open_ctx(device, &ctx, 0);
+    if (s == STFPM_OK) s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
+    if (s == STFPM_OK) {
+        if (isnan(threshold)) threshold = m.threshold;
+        if (isnan(threshold))
+            fprintf(stderr, "stfpm predict: warning: the model stores no threshold (trained without validation "
+                    "images); pass --threshold to get verdicts\n");
+        size_t per = (size_t)3 * m.size * m.size, pix = (size_t)m.size * m.size;
+        chw = malloc(per * sizeof(float) * (size_t)batch);
+        maps = malloc(pix * sizeof(float) * (size_t)batch);
+        scores = malloc(sizeof(float) * (size_t)batch);
+        if (!chw || !maps || !scores) s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+        for (int i = 0; i < n && s == STFPM_OK; i += batch) {
+            int nb = n - i < batch ? n - i : batch;
+            for (int k = 0; k < nb && s == STFPM_OK; k++) s = stfpm_image_load_tensor(paths[i + k], m.size, chw + per * k);
+            if (s == STFPM_OK) s = stfpm_model_eval(ctx, &m, chw, nb, NULL, scores, maps_dir ? maps : NULL);
+            for (int k = 0; k < nb && s == STFPM_OK; k++) {
+                const char *verdict = isnan(threshold) ? "-" : scores[k] > threshold ? "anomalous" : "normal";
+                n_anom += scores[k] > threshold;
+                printf("%s\t%.6g\t%s\n", paths[i + k], scores[k], verdict);
+                if (maps_dir) {
+                    const char *base = strrchr(paths[i + k], '/');
+                    char stem[1024];
+                    snprintf(stem, sizeof stem, "%s", base ? base + 1 : paths[i + k]);
+                    char *dot = strrchr(stem, '.');
+                    if (dot) *dot = 0;
+                    float scale = isfinite(threshold) && threshold > 0 ? 2.0f * (float)threshold : 0;
+                    if (!(scale > 0)) for (size_t q = 0; q < pix; q++) scale = fmaxf(scale, maps[pix * k + q]);
+                    s = stfpm_write_map_pngs(maps_dir, stem, chw + per * k, maps + pix * k, m.size, scale > 0 ? scale : 1);
+                }
+            }
+            fflush(stdout);
+        }
+    }
+    if (s == STFPM_OK && !isnan(threshold))
+        fprintf(stderr, "%d image(s), %d anomalous (threshold %.6g)\n", n, n_anom, threshold);
+    free(chw); free(maps); free(scores);
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    if (m.teacher) stfpm_model_free(ctx, &m);
+    stfpm_ctx_free(ctx);
+    return s == STFPM_OK ? 0 : die(s);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* demo */
+
+static const char *DEMO_HELP =
+    "usage: stfpm demo [--out DIR] [--teacher FILE] [--epochs N] [--size S] [--device SEL]\n\n"
+    "Generates the built-in demo data set (textures with scratches, holes, stains and cracks, in the\n"
+    "MVTec AD layout) into DIR/data, trains STFPM on it (DIR/run), tests it and writes heatmaps\n"
+    "(DIR/maps). Default DIR: ./stfpm-demo. Takes a few minutes on a 2-core CPU.\n";
+
+static int cmd_demo(int argc, char **argv) {
+    const char *out = "stfpm-demo", *device = NULL, *teacher = NULL;
+    int epochs = 15, size = 128;
+    args_t a = {argc, argv, 1, "demo", 0};
+    for (; a.i < argc && !a.bad; a.i++) {
+        if (is_opt(&a, "--help") || is_opt(&a, "-h")) { printf("%s", DEMO_HELP); return 0; }
+        else if (is_opt(&a, "--out")) out = opt_value(&a);
+        else if (is_opt(&a, "--teacher")) teacher = opt_value(&a);
+        else if (is_opt(&a, "--device")) device = opt_value(&a);
+        else if (is_opt(&a, "--epochs")) parse_int(&a, &epochs);
+        else if (is_opt(&a, "--size")) parse_int(&a, &size);
+        else return usage_error("demo", "unknown option %s", argv[a.i]);
+    }
+    if (a.bad) return 2;
+    char data[4200], run[4200], maps[4200], json[4200], csv[4200];
+    snprintf(data, sizeof data, "%s/data", out);
+    snprintf(run, sizeof run, "%s/run", out);
+    snprintf(maps, sizeof maps, "%s/maps", out);
+    snprintf(json, sizeof json, "%s/metrics.json", out);
+    snprintf(csv, sizeof csv, "%s/scores.csv", out);
+    char last[4300];
+    snprintf(last, sizeof last, "%s/last.safetensors", run);
+    if (stfpm_path_exists(last)) {
+        fprintf(stderr, "stfpm demo: %s already holds a demo run; remove it or pass --out OTHER_DIR\n", out);
+        return 2;
+    }
+    stfpm_status s = stfpm_mkdir_p(out);
+    if (s != STFPM_OK) return die(s);
+    fprintf(stderr, "[1/3] generating the demo data set in %s\n", data);
+    stfpm_demo_options dopt;
+    stfpm_demo_options_default(&dopt);
+    dopt.size = size;
+    s = stfpm_demo_generate(data, &dopt);
+    if (s != STFPM_OK) return die(s);
+    stfpm_ctx *ctx = NULL;
+    s = open_ctx(device, &ctx, 1);
+    if (s != STFPM_OK) return die(s);
+    stfpm_train_config c;
+    stfpm_train_config_default(&c);
+    c.data_dir = data;
+    c.out_dir = run;
+    c.teacher = teacher;
+    c.epochs = epochs;
+    c.size = size;
+    c.batch = 8;
+    c.lr = 0.4f;
+    fprintf(stderr, "[2/3] training (%d epochs at %dx%d) into %s\n", epochs, size, size, run);
+    progress_state ps = {isatty(2), 0};
+    s = stfpm_train(ctx, &c, on_train_progress, &ps);
+    if (s != STFPM_OK) { stfpm_ctx_free(ctx); return die(s); }
+    fprintf(stderr, "[3/3] testing; heatmaps in %s\n", maps);
+    stfpm_test_options o = {.data_dir = data, .model = run, .json_path = json, .csv_path = csv, .maps_dir = maps, .batch = 8};
+    stfpm_test_result r;
+    s = stfpm_test(ctx, &o, &r, on_test_progress, &ps);
+    stfpm_ctx_free(ctx);
+    if (s != STFPM_OK) return die(s);
+    printf("demo results (%d normal, %d anomalous test images):\n", r.n_normal, r.n_anomalous);
+    printf("image AUROC            %.4f\n", r.image_auroc);
+    printf("pixel AUROC            %.4f\n", r.pixel_auroc);
+    printf("AU-PRO (MVTec, FPR<=0.3) %.4f\n", r.aupro);
+    printf("PRO (paper protocol)   %.4f\n", r.pro_paper);
+    printf("model: %s/best.safetensors   metrics: %s   heatmaps: %s\n", run, json, maps);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void main_usage(FILE *f) {
+    fprintf(f, "usage: stfpm COMMAND [options]   (stfpm COMMAND --help for each)\n\n"
+               "STFPM anomaly detection (Student-Teacher Feature Pyramid Matching) on any OpenCL device.\n\n"
+               "commands:\n"
+               "  devices   list OpenCL devices\n"
+               "  train     train a student on normal images\n"
+               "  test      metrics on an MVTec AD style test split\n"
+               "  predict   score images\n"
+               "  demo      generate demo data, train, test, write heatmaps\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { main_usage(stderr); return 2; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { main_usage(stdout); return 0; }
+    if (!strcmp(cmd, "devices")) return cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "test")) return cmd_test(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
+    fprintf(stderr, "stfpm: unknown command \"%s\"\n", cmd);
+    main_usage(stderr);
+    return 2;
+}

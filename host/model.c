@@ -1,0 +1,236 @@
+/* STFPM model: teacher + student, batch operations, model files. */
+#include "stfpm/model.h"
+#include "stfpm/ops.h"
+#include "runtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+stfpm_status stfpm_parse_layers(const char *text, int layers[4], int *n_layers) {
+    int seen[5] = {0};
+    const char *p = text;
+    if (!text || !*text) return stfpm_set_error(STFPM_ERR_ARG, "--layers is empty (expected e.g. 1,2,3)");
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4)
+            return stfpm_set_error(STFPM_ERR_ARG, "--layers \"%s\": each entry must be 1, 2, 3 or 4 "
+                                   "(ResNet-18 layer1..layer4)", text);
+        seen[v] = 1;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) return stfpm_set_error(STFPM_ERR_ARG, "--layers \"%s\": expected a comma-separated list", text);
+    }
+    *n_layers = 0;
+    for (int l = 1; l <= 4; l++)
+        if (seen[l]) layers[(*n_layers)++] = l;
+    return STFPM_OK;
+}
+
+void stfpm_format_layers(const int *layers, int n, char *out, size_t out_len) {
+    size_t k = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && k + 3 < out_len; i++) k += (size_t)snprintf(out + k, out_len - k, i ? ",%d" : "%d", layers[i]);
+}
+
+stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const int *layers, int n_layers,
+                              int trainable) {
+    memset(m, 0, sizeof *m);
+    m->threshold = NAN;
+    if (size < 32 || size % 32 != 0)
+        return stfpm_set_error(STFPM_ERR_ARG, "image size %d: must be a positive multiple of 32 (the "
+                               "network's total stride), e.g. 256", size);
+    if (n_layers < 1 || n_layers > 4) return stfpm_set_error(STFPM_ERR_ARG, "need 1..4 layers");
+    m->size = size;
+    m->n_layers = n_layers;
+    for (int i = 0; i < n_layers; i++) m->layers[i] = layers[i];
+    m->depth = layers[n_layers - 1];
+    stfpm_status s = stfpm_resnet_create(ctx, m->depth, 0, &m->teacher);
+    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, m->depth, trainable, &m->student);
+    if (s == STFPM_OK) s = stfpm_pyramid_create(ctx, &m->pyr);
+    if (s != STFPM_OK) stfpm_model_free(ctx, m);
+    return s;
+}
+
+void stfpm_model_free(stfpm_ctx *ctx, stfpm_model *m) {
+    stfpm_resnet_free(ctx, m->teacher);
+    stfpm_resnet_free(ctx, m->student);
+    stfpm_pyramid_free(ctx, m->pyr);
+    stfpm_tensor_free(ctx, &m->x);
+    stfpm_tensor_free(ctx, &m->map);
+    stfpm_tensor_free(ctx, &m->score);
+    memset(m, 0, sizeof *m);
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+stfpm_status stfpm_find_teacher(const char *explicit_path, char *out, size_t out_len) {
+    if (explicit_path && *explicit_path) {
+        if (!file_exists(explicit_path))
+            return stfpm_set_error(STFPM_ERR_IO, "teacher weights %s: no such file", explicit_path);
+        snprintf(out, out_len, "%s", explicit_path);
+        return STFPM_OK;
+    }
+    const char *env = getenv("STFPM_TEACHER");
+    if (env && *env) {
+        if (!file_exists(env))
+            return stfpm_set_error(STFPM_ERR_IO, "teacher weights %s (from STFPM_TEACHER): no such file", env);
+        snprintf(out, out_len, "%s", env);
+        return STFPM_OK;
+    }
+    char pattern[1200];
+    const char *th = getenv("TORCH_HOME"), *home = getenv("HOME");
+    if (th && *th) snprintf(pattern, sizeof pattern, "%s/hub/checkpoints/resnet18-*.pth", th);
+    else snprintf(pattern, sizeof pattern, "%s/.cache/torch/hub/checkpoints/resnet18-*.pth", home ? home : "");
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+        snprintf(out, out_len, "%s", g.gl_pathv[0]);
+        globfree(&g);
+        return STFPM_OK;
+    }
+    return stfpm_set_error(STFPM_ERR_IO,
+                           "no teacher weights found: pass --teacher FILE, set STFPM_TEACHER, or put "
+                           "torchvision's resnet18-f37072fd.pth in %s (data/fetch_weights.sh downloads it "
+                           "from https://download.pytorch.org/models/resnet18-f37072fd.pth; timm's "
+                           "resnet18.tv_in1k model.safetensors also works)", pattern);
+}
+
+stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char *path) {
+    stfpm_weights w = {0};
+    STFPM_TRY(stfpm_weights_load(path, &w));
+    stfpm_status s = STFPM_OK;
+    if (m->depth == 4 && !stfpm_resnet_weights_have_layer(&w, "", 4))
+        s = stfpm_set_error(STFPM_ERR_FORMAT, "%s: --layers includes 4 but this teacher file has no layer4 "
+                            "weights (use a full torchvision resnet18 file)", path);
+    if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path);
+    stfpm_weights_free(&w);
+    return s;
+}
+
+stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, int with_momentum,
+                              const char *const *meta_keys, const char *const *meta_values, int n_meta) {
+    stfpm_weights w = {0};
+    stfpm_status s = stfpm_resnet_export_prefixed(ctx, m->teacher, &w, "teacher.");
+    if (s == STFPM_OK) s = stfpm_resnet_export_prefixed(ctx, m->student, &w, "student.");
+    if (s == STFPM_OK && with_momentum) s = stfpm_resnet_export_momentum(ctx, m->student, &w, "student.");
+    if (s == STFPM_OK) {
+        const char *keys[64], *vals[64];
+        char size[32], layers[32], thr[64];
+        int k = 0;
+        snprintf(size, sizeof size, "%d", m->size);
+        stfpm_format_layers(m->layers, m->n_layers, layers, sizeof layers);
+        snprintf(thr, sizeof thr, "%.9g", m->threshold);
+        keys[k] = "format"; vals[k++] = "stfpm-cl-1";
+        keys[k] = "size"; vals[k++] = size;
+        keys[k] = "layers"; vals[k++] = layers;
+        keys[k] = "threshold"; vals[k++] = thr;
+        for (int i = 0; i < n_meta && k < 64; i++) { keys[k] = meta_keys[i]; vals[k++] = meta_values[i]; }
+        s = stfpm_safetensors_write(path, &w, keys, vals, k);
+    }
+    stfpm_weights_free(&w);
+    return s;
+}
+
+stfpm_status stfpm_model_resolve_path(const char *p, char *out, size_t out_len) {
+    struct stat st;
+    if (stat(p, &st) != 0) return stfpm_set_error(STFPM_ERR_IO, "model %s: %s", p, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(out, out_len, "%s/best.safetensors", p);
+        if (!file_exists(out))
+            return stfpm_set_error(STFPM_ERR_IO, "model directory %s has no best.safetensors (train into it "
+                                   "first with `stfpm train --out %s`)", p, p);
+    } else {
+        snprintf(out, out_len, "%s", p);
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, int trainable,
+                              stfpm_weights *w_out) {
+    stfpm_weights w = {0};
+    STFPM_TRY(stfpm_weights_load(path, &w));
+    stfpm_status s = STFPM_OK;
+    const char *fmt = stfpm_weights_meta(&w, "format");
+    const char *size = stfpm_weights_meta(&w, "size");
+    const char *layers = stfpm_weights_meta(&w, "layers");
+    int L[4], nl = 0;
+    if (!fmt || strcmp(fmt, "stfpm-cl-1") != 0 || !size || !layers)
+        s = stfpm_set_error(STFPM_ERR_FORMAT, "%s is not an stfpm-cl model file (metadata format/size/layers "
+                            "missing); train one with `stfpm train`", path);
+    if (s == STFPM_OK) s = stfpm_parse_layers(layers, L, &nl);
+    if (s == STFPM_OK) s = stfpm_model_init(ctx, m, atoi(size), L, nl, trainable);
+    if (s == STFPM_OK) s = stfpm_resnet_load_prefixed(ctx, m->teacher, &w, path, "teacher.");
+    if (s == STFPM_OK) s = stfpm_resnet_load_prefixed(ctx, m->student, &w, path, "student.");
+    if (s == STFPM_OK) {
+        const char *thr = stfpm_weights_meta(&w, "threshold");
+        m->threshold = thr ? strtof(thr, NULL) : NAN;
+    }
+    if (s != STFPM_OK && m->teacher) stfpm_model_free(ctx, m);
+    if (s == STFPM_OK && w_out) *w_out = w;
+    else stfpm_weights_free(&w);
+    return s;
+}
+
+stfpm_status stfpm_model_reserve(stfpm_ctx *ctx, stfpm_model *m, int n) {
+    if (n <= m->cap) return STFPM_OK;
+    stfpm_tensor_free(ctx, &m->x);
+    stfpm_tensor_free(ctx, &m->map);
+    stfpm_tensor_free(ctx, &m->score);
+    m->cap = 0;
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &m->x, n, 3, m->size, m->size));
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &m->map, n, 1, m->size, m->size));
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &m->score, n, 1, 1, 1));
+    m->cap = n;
+    return STFPM_OK;
+}
+
+/* Upload, run teacher (eval) and student; gather the chosen levels. */
+static stfpm_status forward_pair(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, int train,
+                                 stfpm_tensor *tl, stfpm_tensor *sl) {
+    STFPM_TRY(stfpm_model_reserve(ctx, m, n));
+    stfpm_tensor x = stfpm_tensor_view(&m->x, 0, n);
+    STFPM_TRY(stfpm_tensor_write(ctx, &x, chw));
+    stfpm_tensor tf[4], sf[4];
+    STFPM_TRY(stfpm_resnet_forward(ctx, m->teacher, &x, 0, m->depth, tf));
+    STFPM_TRY(stfpm_resnet_forward(ctx, m->student, &x, train, m->depth, sf));
+    for (int i = 0; i < m->n_layers; i++) {
+        tl[i] = tf[m->layers[i] - 1];
+        sl[i] = sf[m->layers[i] - 1];
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float lr,
+                                    float momentum, float weight_decay, int first_step, float *loss) {
+    stfpm_tensor tl[4], sl[4];
+    STFPM_TRY(forward_pair(ctx, m, chw, n, 1, tl, sl));
+    STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, 1, loss, NULL));
+    const stfpm_tensor *df[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < m->n_layers; i++) df[m->layers[i] - 1] = stfpm_pyramid_grad(m->pyr, i);
+    STFPM_TRY(stfpm_resnet_backward(ctx, m->student, df));
+    STFPM_TRY(stfpm_resnet_sgd_step(ctx, m->student, lr, momentum, weight_decay, first_step));
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,
+                              float *scores, float *maps) {
+    stfpm_tensor tl[4], sl[4];
+    STFPM_TRY(forward_pair(ctx, m, chw, n, 0, tl, sl));
+    if (loss) STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, 0, loss, NULL));
+    if (scores || maps) {
+        stfpm_tensor map = stfpm_tensor_view(&m->map, 0, n), score = stfpm_tensor_view(&m->score, 0, n);
+        STFPM_TRY(stfpm_pyramid_anomaly_map(ctx, m->pyr, m->n_layers, tl, sl, &map, &score));
+        if (scores) STFPM_TRY(stfpm_tensor_read(ctx, &score, scores));
+        if (maps) STFPM_TRY(stfpm_tensor_read(ctx, &map, maps));
+    }
+    return STFPM_OK;
+}

@@ -1,0 +1,49 @@
+/* Max pooling forward / backward (cl/pool.cl). */
+#include "runtime.h"
+#include "stfpm/ops.h"
+
+static stfpm_status check_params(const stfpm_tensor *x, int k, int stride, int pad, int *ho, int *wo) {
+    if (k < 1 || stride < 1 || pad < 0 || pad > k / 2)
+        return stfpm_set_error(STFPM_ERR_ARG,
+                               "maxpool: invalid kernel %d / stride %d / pad %d (need k >= 1, "
+                               "stride >= 1, 0 <= pad <= k/2)", k, stride, pad);
+    if (x->h + 2 * pad < k || x->w + 2 * pad < k)
+        return stfpm_set_error(STFPM_ERR_ARG, "maxpool: input %dx%d (pad %d) smaller than the %dx%d window",
+                               x->h, x->w, pad, k, k);
+    *ho = stfpm_conv_out_size(x->h, k, stride, pad);
+    *wo = stfpm_conv_out_size(x->w, k, stride, pad);
+    return STFPM_OK;
+}
+
+static stfpm_status check_out(const char *what, const char *name, const stfpm_tensor *t, int n, int c,
+                              int h, int w) {
+    if (t->n != n || t->c != c || t->h != h || t->w != w)
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: %s has shape (%d, %d, %d, %d), expected (%d, %d, %d, %d)",
+                               what, name, t->n, t->c, t->h, t->w, n, c, h, w);
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_maxpool_forward(stfpm_ctx *ctx, const stfpm_tensor *x, int k, int stride, int pad,
+                                   stfpm_tensor *y) {
+    int ho = 0, wo = 0;
+    STFPM_TRY(check_params(x, k, stride, pad, &ho, &wo));
+    STFPM_TRY(check_out("maxpool forward", "y", y, x->n, x->c, ho, wo));
+    cl_int xo = (cl_int)x->off, yo = (cl_int)y->off, planes = x->n * x->c;
+    cl_int H = x->h, W = x->w, Ho = ho, Wo = wo, K = k, S = stride, P = pad;
+    stfpm_karg a[] = {KARG(x->buf), KARG(xo), KARG(y->buf), KARG(yo), KARG(planes), KARG(H), KARG(W),
+                      KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
+    return stfpm_enqueue1d(ctx, "pool", "maxpool_fwd", stfpm_tensor_numel(y), 12, a);
+}
+
+stfpm_status stfpm_maxpool_backward(stfpm_ctx *ctx, const stfpm_tensor *x, int k, int stride, int pad,
+                                    const stfpm_tensor *dy, stfpm_tensor *dx) {
+    int ho = 0, wo = 0;
+    STFPM_TRY(check_params(x, k, stride, pad, &ho, &wo));
+    STFPM_TRY(check_out("maxpool backward", "dy", dy, x->n, x->c, ho, wo));
+    STFPM_TRY(check_out("maxpool backward", "dx", dx, x->n, x->c, x->h, x->w));
+    cl_int xo = (cl_int)x->off, dyo = (cl_int)dy->off, dxo = (cl_int)dx->off, planes = x->n * x->c;
+    cl_int H = x->h, W = x->w, Ho = ho, Wo = wo, K = k, S = stride, P = pad;
+    stfpm_karg a[] = {KARG(x->buf), KARG(xo), KARG(dy->buf), KARG(dyo), KARG(dx->buf), KARG(dxo),
+                      KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
+    return stfpm_enqueue1d(ctx, "pool", "maxpool_bwd", stfpm_tensor_numel(dx), 14, a);
+}

@@ -1,0 +1,102 @@
+/* Feature-pyramid loss and anomaly map from the engine's ops. */
+#include "stfpm/pyramid.h"
+#include "stfpm/ops.h"
+#include "runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct stfpm_pyramid {
+    stfpm_tensor d[STFPM_MAX_LEVELS];     /* per-position distances (N,1,H,W) */
+    stfpm_tensor ds[STFPM_MAX_LEVELS];    /* dL/ds */
+    stfpm_tensor mean[STFPM_MAX_LEVELS];  /* (1,1,1,1) */
+    stfpm_tensor up;                      /* one upsampled level (N,1,S,S) */
+};
+
+stfpm_status stfpm_pyramid_create(stfpm_ctx *ctx, stfpm_pyramid **out) {
+    *out = calloc(1, sizeof **out);
+    if (!*out) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+    for (int l = 0; l < STFPM_MAX_LEVELS; l++) {
+        stfpm_status s = stfpm_tensor_alloc(ctx, &(*out)->mean[l], 1, 1, 1, 1);
+        if (s != STFPM_OK) { stfpm_pyramid_free(ctx, *out); *out = NULL; return s; }
+    }
+    return STFPM_OK;
+}
+
+void stfpm_pyramid_free(stfpm_ctx *ctx, stfpm_pyramid *p) {
+    if (!p) return;
+    for (int l = 0; l < STFPM_MAX_LEVELS; l++) {
+        stfpm_tensor_free(ctx, &p->d[l]);
+        stfpm_tensor_free(ctx, &p->ds[l]);
+        stfpm_tensor_free(ctx, &p->mean[l]);
+    }
+    stfpm_tensor_free(ctx, &p->up);
+    free(p);
+}
+
+/* Make *t hold at least the shape (n, c, h, w); returns a view of exactly that shape. */
+static stfpm_status ensure(stfpm_ctx *ctx, stfpm_tensor *t, int n, int c, int h, int w, stfpm_tensor *view) {
+    if (!t->buf || t->n < n || t->c != c || t->h != h || t->w != w) {
+        stfpm_tensor_free(ctx, t);
+        STFPM_TRY(stfpm_tensor_alloc(ctx, t, n, c, h, w));
+    }
+    *view = stfpm_tensor_view(t, 0, n);
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_pyramid_loss(stfpm_ctx *ctx, stfpm_pyramid *p, int n_levels, const stfpm_tensor *t,
+                                const stfpm_tensor *s, int want_grad, float *loss, float *per_level) {
+    if (n_levels < 1 || n_levels > STFPM_MAX_LEVELS)
+        return stfpm_set_error(STFPM_ERR_ARG, "pyramid loss: %d levels (1..%d)", n_levels, STFPM_MAX_LEVELS);
+    for (int l = 0; l < n_levels; l++) {
+        if (!stfpm_tensor_same_shape(&t[l], &s[l]))
+            return stfpm_set_error(STFPM_ERR_ARG, "pyramid loss level %d: teacher (%d,%d,%d,%d) vs student (%d,%d,%d,%d)",
+                                   l, t[l].n, t[l].c, t[l].h, t[l].w, s[l].n, s[l].c, s[l].h, s[l].w);
+        stfpm_tensor d;
+        STFPM_TRY(ensure(ctx, &p->d[l], t[l].n, 1, t[l].h, t[l].w, &d));
+        STFPM_TRY(stfpm_fm_distance(ctx, &t[l], &s[l], &d));
+        STFPM_TRY(stfpm_reduce_mean_all(ctx, &d, &p->mean[l]));
+        if (want_grad) {
+            stfpm_tensor ds;
+            STFPM_TRY(ensure(ctx, &p->ds[l], s[l].n, s[l].c, s[l].h, s[l].w, &ds));
+            float scale = 1.0f / ((float)s[l].n * s[l].h * s[l].w);
+            STFPM_TRY(stfpm_fm_distance_backward(ctx, &t[l], &s[l], scale, 0, &ds));
+        }
+    }
+    if (loss || per_level) {
+        float sum = 0.0f;
+        for (int l = 0; l < n_levels; l++) {
+            float v;
+            STFPM_TRY(stfpm_tensor_read(ctx, &p->mean[l], &v));
+            if (per_level) per_level[l] = v;
+            sum += v;
+        }
+        if (loss) *loss = sum;
+    }
+    return STFPM_OK;
+}
+
+const stfpm_tensor *stfpm_pyramid_grad(const stfpm_pyramid *p, int level) { return &p->ds[level]; }
+
+stfpm_status stfpm_pyramid_anomaly_map(stfpm_ctx *ctx, stfpm_pyramid *p, int n_levels,
+                                       const stfpm_tensor *t, const stfpm_tensor *s,
+                                       stfpm_tensor *map, stfpm_tensor *score) {
+    if (n_levels < 1 || n_levels > STFPM_MAX_LEVELS)
+        return stfpm_set_error(STFPM_ERR_ARG, "anomaly map: %d levels", n_levels);
+    if (map->c != 1 || map->n != t[0].n || (score && score->n != t[0].n))
+        return stfpm_set_error(STFPM_ERR_ARG, "anomaly map: output must be (N,1,H,W) with N = %d", t[0].n);
+    for (int l = 0; l < n_levels; l++) {
+        stfpm_tensor d, up;
+        STFPM_TRY(ensure(ctx, &p->d[l], t[l].n, 1, t[l].h, t[l].w, &d));
+        STFPM_TRY(stfpm_fm_distance(ctx, &t[l], &s[l], &d));
+        if (l == 0) {
+            STFPM_TRY(stfpm_upsample_bilinear_forward(ctx, &d, map));
+        } else {
+            STFPM_TRY(ensure(ctx, &p->up, map->n, 1, map->h, map->w, &up));
+            STFPM_TRY(stfpm_upsample_bilinear_forward(ctx, &d, &up));
+            STFPM_TRY(stfpm_mul(ctx, map, &up, map));
+        }
+    }
+    if (score) STFPM_TRY(stfpm_reduce_max(ctx, map, score));
+    return STFPM_OK;
+}

@@ -1,0 +1,491 @@
+/* ResNet-18 up to layer3 (layer4 optional) from the engine's ops. One image's path:
+ * x -> conv1 -> bn1 -> relu -> maxpool -> layer1 -> layer2 -> layer3 (-> layer4).
+ * Activations needed by the backward pass are kept in buffers owned by the net, sized for the
+ * largest batch seen so far; a smaller batch uses views of them. */
+#include "stfpm/resnet.h"
+#include "stfpm/ops.h"
+#include "runtime.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PARAMS 128
+#define BN_EPS 1e-5f
+#define BN_MOMENTUM 0.1f
+
+typedef struct unit {           /* conv (no bias) followed by batch norm */
+    int conv, bn;               /* parameter index of the conv weight; of the BN weight (+1 bias, +2 mean, +3 var) */
+    int cin, cout, k, stride, pad;
+    stfpm_tensor conv_out, bn_out, save_mean, save_invstd;   /* capacity-sized */
+} unit;
+
+typedef struct block {
+    unit c1, c2, ds;
+    int has_ds;
+    int layer;                  /* 1..4 */
+    stfpm_tensor g_out, t1, t2, t_in;   /* gradient buffers (capacity-sized) */
+} block;
+
+struct stfpm_resnet {
+    int depth, trainable;
+    stfpm_param params[MAX_PARAMS];
+    int n_params;
+    unit stem;
+    stfpm_tensor pool_out, g_pool, g_stem;
+    block blocks[8];
+    int n_blocks;
+    /* activation state */
+    int cap_n, cur_n, in_h, in_w, last_train, last_max_layer;
+    const stfpm_tensor *last_x;
+    stfpm_tensor x_keep;        /* view of the last input (not owned) */
+    uint64_t act_bytes;
+};
+
+int stfpm_resnet_layer_channels(int layer) { return 64 << (layer - 1); }
+int stfpm_resnet_layer_stride(int layer) { return layer == 1 ? 4 : 4 << (layer - 1); }
+int stfpm_resnet_depth(const stfpm_resnet *net) { return net->depth; }
+int stfpm_resnet_param_count(const stfpm_resnet *net) { return net->n_params; }
+stfpm_param *stfpm_resnet_param(stfpm_resnet *net, int i) { return &net->params[i]; }
+
+stfpm_param *stfpm_resnet_find(stfpm_resnet *net, const char *name) {
+    for (int i = 0; i < net->n_params; i++)
+        if (strcmp(net->params[i].name, name) == 0) return &net->params[i];
+    return NULL;
+}
+
+static int trainable_kind(stfpm_param_kind k) { return k <= STFPM_PARAM_BN_BIAS; }
+
+static stfpm_status add_param(stfpm_ctx *ctx, stfpm_resnet *net, const char *name, stfpm_param_kind kind,
+                              int n, int c, int h, int w, int *index) {
+    stfpm_param *p = &net->params[net->n_params];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->kind = kind;
+    if (kind == STFPM_PARAM_CONV) {
+        p->ndim = 4;
+        p->shape[0] = n; p->shape[1] = c; p->shape[2] = h; p->shape[3] = w;
+    } else {
+        p->ndim = 1;
+        p->shape[0] = c;
+    }
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &p->value, n, c, h, w));
+    STFPM_TRY(stfpm_tensor_fill(ctx, &p->value, 0.0f));
+    if (net->trainable && trainable_kind(kind)) {
+        STFPM_TRY(stfpm_tensor_alloc(ctx, &p->grad, n, c, h, w));
+        STFPM_TRY(stfpm_tensor_alloc(ctx, &p->momentum, n, c, h, w));
+        STFPM_TRY(stfpm_tensor_fill(ctx, &p->grad, 0.0f));
+        STFPM_TRY(stfpm_tensor_fill(ctx, &p->momentum, 0.0f));
+    }
+    *index = net->n_params++;
+    return STFPM_OK;
+}
+
+static stfpm_status add_unit(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, const char *conv_name,
+                             const char *bn_prefix, int cin, int cout, int k, int stride, int pad) {
+    memset(u, 0, sizeof *u);
+    u->cin = cin; u->cout = cout; u->k = k; u->stride = stride; u->pad = pad;
+    STFPM_TRY(add_param(ctx, net, conv_name, STFPM_PARAM_CONV, cout, cin, k, k, &u->conv));
+    static const char *suffix[4] = {"weight", "bias", "running_mean", "running_var"};
+    for (int i = 0; i < 4; i++) {
+        char name[96];
+        int idx;
+        snprintf(name, sizeof name, "%s.%s", bn_prefix, suffix[i]);
+        STFPM_TRY(add_param(ctx, net, name, (stfpm_param_kind)(STFPM_PARAM_BN_WEIGHT + i), 1, cout, 1, 1, &idx));
+        if (i == 0) u->bn = idx;
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, int trainable, stfpm_resnet **out) {
+    *out = NULL;
+    if (depth < 1 || depth > 4)
+        return stfpm_set_error(STFPM_ERR_ARG, "ResNet depth must be 1..4 (layer1..layer4), got %d", depth);
+    stfpm_resnet *net = calloc(1, sizeof *net);
+    if (!net) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+    net->depth = depth;
+    net->trainable = trainable;
+    stfpm_status s = add_unit(ctx, net, &net->stem, "conv1.weight", "bn1", 3, 64, 7, 2, 3);
+    int cin = 64;
+    for (int l = 1; l <= depth && s == STFPM_OK; l++) {
+        int cout = stfpm_resnet_layer_channels(l);
+        for (int b = 0; b < 2 && s == STFPM_OK; b++) {
+            block *bl = &net->blocks[net->n_blocks++];
+            memset(bl, 0, sizeof *bl);
+            bl->layer = l;
+            int stride = (b == 0 && l > 1) ? 2 : 1;
+            char cn[96], bn[96];
+            snprintf(cn, sizeof cn, "layer%d.%d.conv1.weight", l, b);
+            snprintf(bn, sizeof bn, "layer%d.%d.bn1", l, b);
+            s = add_unit(ctx, net, &bl->c1, cn, bn, cin, cout, 3, stride, 1);
+            if (s != STFPM_OK) break;
+            snprintf(cn, sizeof cn, "layer%d.%d.conv2.weight", l, b);
+            snprintf(bn, sizeof bn, "layer%d.%d.bn2", l, b);
+            s = add_unit(ctx, net, &bl->c2, cn, bn, cout, cout, 3, 1, 1);
+            if (s != STFPM_OK) break;
+            if (stride != 1 || cin != cout) {
+                bl->has_ds = 1;
+                snprintf(cn, sizeof cn, "layer%d.%d.downsample.0.weight", l, b);
+                snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", l, b);
+                s = add_unit(ctx, net, &bl->ds, cn, bn, cin, cout, 1, stride, 0);
+            }
+            cin = cout;
+        }
+    }
+    if (s != STFPM_OK) {
+        stfpm_resnet_free(ctx, net);
+        return s;
+    }
+    *out = net;
+    return STFPM_OK;
+}
+
+static void free_unit_acts(stfpm_ctx *ctx, unit *u) {
+    stfpm_tensor_free(ctx, &u->conv_out);
+    stfpm_tensor_free(ctx, &u->bn_out);
+    stfpm_tensor_free(ctx, &u->save_mean);
+    stfpm_tensor_free(ctx, &u->save_invstd);
+}
+
+static void free_acts(stfpm_ctx *ctx, stfpm_resnet *net) {
+    free_unit_acts(ctx, &net->stem);
+    stfpm_tensor_free(ctx, &net->pool_out);
+    stfpm_tensor_free(ctx, &net->g_pool);
+    stfpm_tensor_free(ctx, &net->g_stem);
+    for (int b = 0; b < net->n_blocks; b++) {
+        block *bl = &net->blocks[b];
+        free_unit_acts(ctx, &bl->c1);
+        free_unit_acts(ctx, &bl->c2);
+        if (bl->has_ds) free_unit_acts(ctx, &bl->ds);
+        stfpm_tensor_free(ctx, &bl->g_out);
+        stfpm_tensor_free(ctx, &bl->t1);
+        stfpm_tensor_free(ctx, &bl->t2);
+        stfpm_tensor_free(ctx, &bl->t_in);
+    }
+    net->cap_n = 0;
+    net->act_bytes = 0;
+}
+
+void stfpm_resnet_free(stfpm_ctx *ctx, stfpm_resnet *net) {
+    if (!net) return;
+    free_acts(ctx, net);
+    for (int i = 0; i < net->n_params; i++) {
+        stfpm_tensor_free(ctx, &net->params[i].value);
+        stfpm_tensor_free(ctx, &net->params[i].grad);
+        stfpm_tensor_free(ctx, &net->params[i].momentum);
+    }
+    free(net);
+}
+
+uint64_t stfpm_resnet_param_bytes(const stfpm_resnet *net) {
+    uint64_t b = 0;
+    for (int i = 0; i < net->n_params; i++) {
+        const stfpm_param *p = &net->params[i];
+        uint64_t e = stfpm_tensor_numel(&p->value) * sizeof(float);
+        b += e * (p->grad.buf ? 3 : 1);
+    }
+    return b;
+}
+
+uint64_t stfpm_resnet_activation_bytes(const stfpm_resnet *net) { return net->act_bytes; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* initialisation, loading, export */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+stfpm_status stfpm_resnet_init_kaiming(stfpm_ctx *ctx, stfpm_resnet *net, uint64_t seed) {
+    for (int i = 0; i < net->n_params; i++) {
+        stfpm_param *p = &net->params[i];
+        size_t n = stfpm_tensor_numel(&p->value);
+        if (p->kind == STFPM_PARAM_CONV) {
+            float *h = malloc(n * sizeof *h);
+            if (!h) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+            uint64_t st = seed * 0x100000001b3ULL + (uint64_t)i * 0x9e3779b97f4a7c15ULL + 12345;
+            double stdv = sqrt(2.0 / (double)(p->shape[0] * p->shape[2] * p->shape[3]));
+            for (size_t j = 0; j < n; j += 2) {
+                double u1 = uniform01(&st), u2 = uniform01(&st);
+                double r = sqrt(-2.0 * log(u1));
+                h[j] = (float)(stdv * r * cos(2.0 * M_PI * u2));
+                if (j + 1 < n) h[j + 1] = (float)(stdv * r * sin(2.0 * M_PI * u2));
+            }
+            stfpm_status s = stfpm_tensor_write(ctx, &p->value, h);
+            free(h);
+            STFPM_TRY(s);
+        } else {
+            float v = (p->kind == STFPM_PARAM_BN_WEIGHT || p->kind == STFPM_PARAM_BN_VAR) ? 1.0f : 0.0f;
+            STFPM_TRY(stfpm_tensor_fill(ctx, &p->value, v));
+        }
+        if (p->momentum.buf) STFPM_TRY(stfpm_tensor_fill(ctx, &p->momentum, 0.0f));
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_load_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
+                                        const char *file_label, const char *prefix) {
+    if (!prefix) prefix = "";
+    for (int i = 0; i < net->n_params; i++) {
+        stfpm_param *p = &net->params[i];
+        const stfpm_weight *t = NULL;
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        STFPM_TRY(stfpm_weights_expect(w, file_label, name, p->ndim, p->shape, &t));
+        if (stfpm_weights_has_nonfinite(t))
+            return stfpm_set_error(STFPM_ERR_NAN, "%s: tensor %s contains NaN or Inf values", file_label, name);
+        STFPM_TRY(stfpm_tensor_write(ctx, &p->value, t->data));
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_load(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
+                               const char *file_label) {
+    return stfpm_resnet_load_prefixed(ctx, net, w, file_label, NULL);
+}
+
+int stfpm_resnet_weights_have_layer(const stfpm_weights *w, const char *prefix, int layer) {
+    static const char *parts[] = {"0.conv1.weight", "0.bn1.running_var", "0.conv2.weight", "1.conv1.weight",
+                                  "1.conv2.weight", "1.bn2.running_var"};
+    for (int i = 0; i < 6; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "%slayer%d.%s", prefix ? prefix : "", layer, parts[i]);
+        if (!stfpm_weights_find(w, name)) return 0;
+    }
+    return 1;
+}
+
+static stfpm_status export_tensor(stfpm_ctx *ctx, const stfpm_param *p, const stfpm_tensor *t,
+                                  const char *name, stfpm_weights *out) {
+    size_t n = stfpm_tensor_numel(t);
+    float *h = malloc(n * sizeof *h);
+    if (!h) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+    stfpm_status s = stfpm_tensor_read(ctx, t, h);
+    if (s == STFPM_OK) s = stfpm_weights_add(out, name, p->ndim, p->shape, h);
+    free(h);
+    return s;
+}
+
+stfpm_status stfpm_resnet_export_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
+                                          const char *prefix) {
+    for (int i = 0; i < net->n_params; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", net->params[i].name);
+        STFPM_TRY(export_tensor(ctx, &net->params[i], &net->params[i].value, name, out));
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_export(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out) {
+    return stfpm_resnet_export_prefixed(ctx, net, out, NULL);
+}
+
+stfpm_status stfpm_resnet_export_momentum(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
+                                          const char *prefix) {
+    for (int i = 0; i < net->n_params; i++) {
+        stfpm_param *p = &net->params[i];
+        if (!p->momentum.buf) continue;
+        char name[200];
+        snprintf(name, sizeof name, "%s%s.momentum_buffer", prefix ? prefix : "", p->name);
+        STFPM_TRY(export_tensor(ctx, p, &p->momentum, name, out));
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_load_momentum(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
+                                        const char *file_label, const char *prefix) {
+    for (int i = 0; i < net->n_params; i++) {
+        stfpm_param *p = &net->params[i];
+        if (!p->momentum.buf) continue;
+        char name[200];
+        snprintf(name, sizeof name, "%s%s.momentum_buffer", prefix ? prefix : "", p->name);
+        const stfpm_weight *t = NULL;
+        STFPM_TRY(stfpm_weights_expect(w, file_label, name, p->ndim, p->shape, &t));
+        STFPM_TRY(stfpm_tensor_write(ctx, &p->momentum, t->data));
+    }
+    return STFPM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* activation buffers */
+
+static stfpm_status alloc_unit_acts(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, int n, int h, int w) {
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &u->conv_out, n, u->cout, h, w));
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &u->bn_out, n, u->cout, h, w));
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &u->save_mean, 1, u->cout, 1, 1));
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &u->save_invstd, 1, u->cout, 1, 1));
+    net->act_bytes += 2 * stfpm_tensor_numel(&u->conv_out) * sizeof(float);
+    return STFPM_OK;
+}
+
+static stfpm_status ensure_acts(stfpm_ctx *ctx, stfpm_resnet *net, int n, int h, int w) {
+    if (n <= net->cap_n && h == net->in_h && w == net->in_w) return STFPM_OK;
+    free_acts(ctx, net);
+    int sh = stfpm_conv_out_size(h, 7, 2, 3), sw = stfpm_conv_out_size(w, 7, 2, 3);
+    STFPM_TRY(alloc_unit_acts(ctx, net, &net->stem, n, sh, sw));
+    int ph = stfpm_conv_out_size(sh, 3, 2, 1), pw = stfpm_conv_out_size(sw, 3, 2, 1);
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &net->pool_out, n, 64, ph, pw));
+    net->act_bytes += stfpm_tensor_numel(&net->pool_out) * sizeof(float);
+    if (net->trainable) {
+        STFPM_TRY(stfpm_tensor_alloc(ctx, &net->g_pool, n, 64, ph, pw));
+        STFPM_TRY(stfpm_tensor_alloc(ctx, &net->g_stem, n, 64, sh, sw));
+        net->act_bytes += (stfpm_tensor_numel(&net->g_pool) + stfpm_tensor_numel(&net->g_stem)) * sizeof(float);
+    }
+    int ch = ph, cw = pw, cc = 64;
+    for (int b = 0; b < net->n_blocks; b++) {
+        block *bl = &net->blocks[b];
+        int oh = stfpm_conv_out_size(ch, 3, bl->c1.stride, 1), ow = stfpm_conv_out_size(cw, 3, bl->c1.stride, 1);
+        STFPM_TRY(alloc_unit_acts(ctx, net, &bl->c1, n, oh, ow));
+        STFPM_TRY(alloc_unit_acts(ctx, net, &bl->c2, n, oh, ow));
+        if (bl->has_ds) STFPM_TRY(alloc_unit_acts(ctx, net, &bl->ds, n, oh, ow));
+        if (net->trainable) {
+            STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->g_out, n, bl->c1.cout, oh, ow));
+            STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->t1, n, bl->c1.cout, oh, ow));
+            STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->t2, n, bl->c1.cout, oh, ow));
+            STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->t_in, n, cc, ch, cw));
+            net->act_bytes += (3 * stfpm_tensor_numel(&bl->g_out) + stfpm_tensor_numel(&bl->t_in)) * sizeof(float);
+        }
+        ch = oh; cw = ow; cc = bl->c1.cout;
+    }
+    net->cap_n = n;
+    net->in_h = h;
+    net->in_w = w;
+    return STFPM_OK;
+}
+
+static stfpm_tensor V(const stfpm_tensor *t, int n) { return stfpm_tensor_view(t, 0, n); }
+
+/* ------------------------------------------------------------------------------------------ */
+/* forward */
+
+static stfpm_status unit_forward(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, const stfpm_tensor *x,
+                                 int n, int train, int relu) {
+    stfpm_param *P = net->params;
+    stfpm_tensor co = V(&u->conv_out, n), bo = V(&u->bn_out, n);
+    STFPM_TRY(stfpm_conv2d_forward(ctx, x, &P[u->conv].value, u->stride, u->pad, &co));
+    if (train)
+        STFPM_TRY(stfpm_batchnorm_forward_train(ctx, &co, &P[u->bn].value, &P[u->bn + 1].value,
+                                                &P[u->bn + 2].value, &P[u->bn + 3].value, BN_MOMENTUM,
+                                                BN_EPS, &bo, &u->save_mean, &u->save_invstd));
+    else
+        STFPM_TRY(stfpm_batchnorm_forward_eval(ctx, &co, &P[u->bn].value, &P[u->bn + 1].value,
+                                               &P[u->bn + 2].value, &P[u->bn + 3].value, BN_EPS, &bo));
+    if (relu) STFPM_TRY(stfpm_relu_forward(ctx, &bo, &bo));
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,
+                                  int train, int max_layer, stfpm_tensor feats[4]) {
+    if (x->c != 3)
+        return stfpm_set_error(STFPM_ERR_ARG, "ResNet input must have 3 channels, got %d", x->c);
+    if (max_layer < 1 || max_layer > net->depth)
+        return stfpm_set_error(STFPM_ERR_ARG, "requested layer%d but the network has layer1..layer%d",
+                               max_layer, net->depth);
+    if (x->h < 32 || x->w < 32)
+        return stfpm_set_error(STFPM_ERR_ARG, "input %dx%d is too small (at least 32x32)", x->h, x->w);
+    if (train && !net->trainable)
+        return stfpm_set_error(STFPM_ERR_ARG, "train-mode forward needs a trainable network");
+    int n = x->n;
+    STFPM_TRY(ensure_acts(ctx, net, n, x->h, x->w));
+    net->cur_n = n;
+    net->last_train = train;
+    net->last_max_layer = max_layer;
+    net->x_keep = *x;
+    net->x_keep.owner = 0;
+    STFPM_TRY(unit_forward(ctx, net, &net->stem, x, n, train, 1));
+    stfpm_tensor so = V(&net->stem.bn_out, n), po = V(&net->pool_out, n);
+    STFPM_TRY(stfpm_maxpool_forward(ctx, &so, 3, 2, 1, &po));
+    stfpm_tensor in = po;
+    for (int b = 0; b < net->n_blocks; b++) {
+        block *bl = &net->blocks[b];
+        if (bl->layer > max_layer) break;
+        STFPM_TRY(unit_forward(ctx, net, &bl->c1, &in, n, train, 1));
+        stfpm_tensor h = V(&bl->c1.bn_out, n);
+        STFPM_TRY(unit_forward(ctx, net, &bl->c2, &h, n, train, 0));
+        stfpm_tensor out = V(&bl->c2.bn_out, n);
+        if (bl->has_ds) {
+            STFPM_TRY(unit_forward(ctx, net, &bl->ds, &in, n, train, 0));
+            stfpm_tensor sc = V(&bl->ds.bn_out, n);
+            STFPM_TRY(stfpm_add(ctx, &out, &sc, &out));
+        } else {
+            STFPM_TRY(stfpm_add(ctx, &out, &in, &out));
+        }
+        STFPM_TRY(stfpm_relu_forward(ctx, &out, &out));
+        if (b % 2 == 1 && feats) feats[bl->layer - 1] = out;
+        in = out;
+    }
+    return STFPM_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* backward */
+
+/* g: dL/d(bn output) of unit u (consumed). Writes dL/d(unit input) into dx (may be NULL). */
+static stfpm_status unit_backward(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, const stfpm_tensor *x,
+                                  const stfpm_tensor *g, stfpm_tensor *tmp, stfpm_tensor *dx, int n) {
+    stfpm_param *P = net->params;
+    stfpm_tensor co = V(&u->conv_out, n);
+    STFPM_TRY(stfpm_batchnorm_backward(ctx, &co, g, &P[u->bn].value, &u->save_mean, &u->save_invstd, tmp,
+                                       &P[u->bn].grad, &P[u->bn + 1].grad));
+    STFPM_TRY(stfpm_conv2d_backward(ctx, x, &P[u->conv].value, u->stride, u->pad, tmp, dx, &P[u->conv].grad));
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *dfeats[4]) {
+    if (!net->trainable || !net->last_train)
+        return stfpm_set_error(STFPM_ERR_ARG, "backward needs a train-mode forward of a trainable network");
+    int n = net->cur_n, top = net->last_max_layer;
+    int last = -1;
+    for (int b = 0; b < net->n_blocks; b++)
+        if (net->blocks[b].layer <= top) last = b;
+    for (int b = last; b >= 0; b--) {
+        block *bl = &net->blocks[b];
+        stfpm_tensor G = V(&bl->g_out, n);
+        const stfpm_tensor *df = (b % 2 == 1) ? dfeats[bl->layer - 1] : NULL;
+        if (b == last) {
+            if (df) STFPM_TRY(stfpm_tensor_copy(ctx, df, &G));
+            else STFPM_TRY(stfpm_tensor_fill(ctx, &G, 0.0f));
+        } else if (df) {
+            STFPM_TRY(stfpm_add(ctx, &G, df, &G));
+        }
+        stfpm_tensor out = V(&bl->c2.bn_out, n), h = V(&bl->c1.bn_out, n);
+        stfpm_tensor in = b == 0 ? V(&net->pool_out, n) : V(&net->blocks[b - 1].c2.bn_out, n);
+        stfpm_tensor gin = b == 0 ? V(&net->g_pool, n) : V(&net->blocks[b - 1].g_out, n);
+        stfpm_tensor t1 = V(&bl->t1, n), t2 = V(&bl->t2, n), tin = V(&bl->t_in, n);
+        STFPM_TRY(stfpm_relu_backward(ctx, &out, &G, &G));
+        /* main path: conv2/bn2, relu, conv1/bn1 */
+        STFPM_TRY(unit_backward(ctx, net, &bl->c2, &h, &G, &t1, &t2, n));
+        STFPM_TRY(stfpm_relu_backward(ctx, &h, &t2, &t2));
+        STFPM_TRY(unit_backward(ctx, net, &bl->c1, &in, &t2, &t1, &gin, n));
+        /* shortcut */
+        if (bl->has_ds) {
+            STFPM_TRY(unit_backward(ctx, net, &bl->ds, &in, &G, &t1, &tin, n));
+            STFPM_TRY(stfpm_add(ctx, &gin, &tin, &gin));
+        } else {
+            STFPM_TRY(stfpm_add(ctx, &gin, &G, &gin));
+        }
+    }
+    /* stem: maxpool, relu, bn1, conv1 */
+    stfpm_tensor so = V(&net->stem.bn_out, n), gp = V(&net->g_pool, n), gs = V(&net->g_stem, n);
+    STFPM_TRY(stfpm_maxpool_backward(ctx, &so, 3, 2, 1, &gp, &gs));
+    STFPM_TRY(stfpm_relu_backward(ctx, &so, &gs, &gs));
+    /* the stem's BN gradient needs a stem-sized temp: reuse stem.bn_out (no longer needed). */
+    STFPM_TRY(unit_backward(ctx, net, &net->stem, &net->x_keep, &gs, &so, NULL, n));
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, float momentum,
+                                   float weight_decay, int first_step) {
+    for (int i = 0; i < net->n_params; i++) {
+        stfpm_param *p = &net->params[i];
+        if (!trainable_kind(p->kind) || !p->grad.buf) continue;
+        STFPM_TRY(stfpm_sgd_step(ctx, &p->value, &p->grad, &p->momentum, lr, momentum, weight_decay, first_step));
+    }
+    return STFPM_OK;
+}

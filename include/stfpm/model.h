@@ -1,0 +1,68 @@
+/* An STFPM model: frozen teacher + student ResNet-18, the layer set, the image size, and the
+ * operations on batches of preprocessed images (train step, validation loss, anomaly maps).
+ * Model files are safetensors holding "teacher.<torchvision name>" and "student.<name>"
+ * tensors plus metadata (see docs in README: size, layers, epoch, val_loss, threshold ...). */
+#ifndef STFPM_MODEL_H
+#define STFPM_MODEL_H
+
+#include "stfpm/stfpm.h"
+#include "stfpm/resnet.h"
+#include "stfpm/pyramid.h"
+#include "stfpm/weights.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct stfpm_model {
+    stfpm_resnet *teacher, *student;
+    stfpm_pyramid *pyr;
+    int size;                 /* S: images are S x S */
+    int layers[4], n_layers;  /* pyramid levels (1..4), ascending */
+    int depth;                /* highest layer built */
+    float threshold;          /* default decision threshold on the image score (NaN = none) */
+    stfpm_tensor x, map, score;
+    int cap;                  /* batch capacity of x / map / score */
+} stfpm_model;
+
+/* Parse "1,2,3" into sorted unique layers in 1..4. */
+stfpm_status stfpm_parse_layers(const char *text, int layers[4], int *n_layers);
+void stfpm_format_layers(const int *layers, int n, char *out, size_t out_len);
+
+/* Build teacher (eval, frozen) and student (trainable if trainable != 0) with zero weights. */
+stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const int *layers, int n_layers,
+                              int trainable);
+void stfpm_model_free(stfpm_ctx *ctx, stfpm_model *m);
+
+/* Find the teacher weights: explicit path, else $STFPM_TEACHER, else the torch hub cache
+ * ($TORCH_HOME or ~/.cache/torch)/hub/checkpoints/resnet18-*.pth. out receives the path. */
+stfpm_status stfpm_find_teacher(const char *explicit_path, char *out, size_t out_len);
+/* Load teacher weights (torchvision names, no prefix) from a .pth / .safetensors file. */
+stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char *path);
+
+/* Write teacher + student (+ momentum when with_momentum) and metadata atomically. */
+stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, int with_momentum,
+                              const char *const *meta_keys, const char *const *meta_values, int n_meta);
+/* Resolve a model path: a run directory (uses DIR/best.safetensors) or a file. */
+stfpm_status stfpm_model_resolve_path(const char *path_or_dir, char *out, size_t out_len);
+/* Load a saved model for inference (size, layers and threshold from its metadata). The weight
+ * dictionary is returned in *w_out when not NULL (for metadata / momentum), else freed. */
+stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, int trainable,
+                              stfpm_weights *w_out);
+
+/* Make the batch buffers hold at least n images. */
+stfpm_status stfpm_model_reserve(stfpm_ctx *ctx, stfpm_model *m, int n);
+
+/* One SGD step on n preprocessed images (3 x S x S floats each, host). *loss (host) receives
+ * the batch loss of SPEC section 3 (before the step). */
+stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float lr,
+                                    float momentum, float weight_decay, int first_step, float *loss);
+/* Eval mode: the batch loss (mean over the n images) and, when scores != NULL, each image's score
+ * (max of its anomaly map); maps (n * S * S floats, host) may be NULL. */
+stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,
+                              float *scores, float *maps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,74 @@
+/* The STFPM pipeline: train (SPEC sections 3-4), test (sections 5-6) and predict. The library
+ * reports progress through a callback and never prints. */
+#ifndef STFPM_PIPELINE_H
+#define STFPM_PIPELINE_H
+
+#include "stfpm/stfpm.h"
+#include "stfpm/model.h"
+#include "stfpm/dataset.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Preprocess images in parallel (threads = 0: one per core): chw receives n * 3 * S * S floats,
+ * masks (may be NULL) n * S * S 0/1 bytes. Errors name the failing file. */
+stfpm_status stfpm_load_samples(const stfpm_sample *samples, const int *index, int n, int S, float *chw,
+                                uint8_t *masks, int threads);
+
+typedef struct stfpm_train_config {
+    const char *data_dir, *out_dir, *teacher;
+    int epochs, batch, size;
+    float lr, momentum, weight_decay;
+    uint64_t seed;
+    int layers[4], n_layers;
+    double val_split, train_fraction;
+    int resume;
+    int select_by_map;        /* 0: lowest validation loss (paper); 1: lowest mean val anomaly map (authors' code) */
+} stfpm_train_config;
+
+void stfpm_train_config_default(stfpm_train_config *c);
+stfpm_status stfpm_train_config_check(const stfpm_train_config *c);
+
+typedef enum { STFPM_PHASE_LOAD, STFPM_PHASE_TRAIN, STFPM_PHASE_EPOCH_END, STFPM_PHASE_DONE } stfpm_phase;
+
+typedef struct stfpm_progress {
+    stfpm_phase phase;
+    int epoch, epochs;          /* 1-based */
+    int batch, batches;
+    float loss;                 /* running mean train loss of the epoch */
+    float val_loss, val_map;    /* EPOCH_END */
+    int is_best;
+    double images_per_s, eta_s, epoch_s;
+    int n_train, n_val;
+} stfpm_progress;
+
+typedef void (*stfpm_progress_fn)(void *user, const stfpm_progress *p);
+
+/* Train; writes RUN/config.json, RUN/train_log.csv, RUN/last.safetensors each epoch and
+ * RUN/best.safetensors at each new best. A NaN/Inf loss stops with STFPM_ERR_NAN (naming
+ * epoch and batch) and leaves the last good checkpoints in place. */
+stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_progress_fn fn, void *user);
+
+typedef struct stfpm_test_result {
+    double image_auroc, pixel_auroc, aupro, pro_paper;
+    int n_normal, n_anomalous;
+    double seconds, images_per_s;
+} stfpm_test_result;
+
+typedef struct stfpm_test_options {
+    const char *data_dir, *model;
+    const char *csv_path, *json_path, *maps_dir;
+    int batch;
+} stfpm_test_options;
+
+stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_result *r,
+                        stfpm_progress_fn fn, void *user);
+
+/* Rule for the default threshold stored with a model: the maximum image score over the held-out
+ * normal validation images (every validation image is classified normal), times 1.0. */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

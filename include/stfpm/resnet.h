@@ -1,0 +1,99 @@
+/* ResNet-18 (conv1 .. layer3, layer4 optional) in torchvision's exact layout, built from the
+ * engine's ops: eval / train forward returning the feature pyramid, backward to every parameter,
+ * SGD. Parameters are addressed by torchvision names. */
+#ifndef STFPM_RESNET_H
+#define STFPM_RESNET_H
+
+#include "stfpm/stfpm.h"
+#include "stfpm/weights.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum stfpm_param_kind {
+    STFPM_PARAM_CONV = 0,   /* conv weight (trainable) */
+    STFPM_PARAM_BN_WEIGHT,  /* trainable */
+    STFPM_PARAM_BN_BIAS,    /* trainable */
+    STFPM_PARAM_BN_MEAN,    /* running statistic, updated in train-mode forward */
+    STFPM_PARAM_BN_VAR
+} stfpm_param_kind;
+
+typedef struct stfpm_param {
+    char name[96];           /* torchvision name, e.g. "layer2.0.downsample.1.weight" */
+    stfpm_param_kind kind;
+    int ndim;
+    int64_t shape[4];
+    stfpm_tensor value;      /* conv: (cout, cin, k, k); BN: (1, C, 1, 1) */
+    stfpm_tensor grad;       /* trainable params of a trainable net only */
+    stfpm_tensor momentum;   /* SGD momentum buffer, likewise */
+} stfpm_param;
+
+typedef struct stfpm_resnet stfpm_resnet;
+
+/* depth: highest layer built (3 = conv1..layer3, 4 = with layer4). trainable: allocate
+ * gradients and momentum buffers. Parameters start as zeros: call init_kaiming or load. */
+stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, int trainable, stfpm_resnet **out);
+void stfpm_resnet_free(stfpm_ctx *ctx, stfpm_resnet *net);
+int stfpm_resnet_depth(const stfpm_resnet *net);
+
+int stfpm_resnet_param_count(const stfpm_resnet *net);
+stfpm_param *stfpm_resnet_param(stfpm_resnet *net, int i);
+stfpm_param *stfpm_resnet_find(stfpm_resnet *net, const char *name);
+
+/* Student initialisation (SPEC section 2, torchvision): conv ~ N(0, 2 / (cout*k*k)), BN weight 1,
+ * bias 0, running mean 0, running var 1. Values come from a host PRNG (splitmix64 seeded with
+ * seed and the parameter index, Box-Muller in double), so a seed gives the same student on
+ * every device. */
+stfpm_status stfpm_resnet_init_kaiming(stfpm_ctx *ctx, stfpm_resnet *net, uint64_t seed);
+
+/* Load every parameter and BN statistic from a weight dictionary (torchvision names; extra
+ * tensors such as fc.*, layer4.* for a depth-3 net and num_batches_tracked are ignored).
+ * A missing tensor, a wrong shape or a NaN/Inf value is an error naming tensor and file. */
+stfpm_status stfpm_resnet_load(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
+                               const char *file_label);
+/* Same, reading "<prefix><name>" (prefix may be NULL or ""). */
+stfpm_status stfpm_resnet_load_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
+                                        const char *file_label, const char *prefix);
+/* 1 when w holds every parameter of layer `layer` (1..4) under prefix (to detect layer4). */
+int stfpm_resnet_weights_have_layer(const stfpm_weights *w, const char *prefix, int layer);
+/* Copy every parameter and BN statistic (not gradients) into a host dictionary, names
+ * prefixed with prefix (may be NULL). */
+stfpm_status stfpm_resnet_export_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
+                                          const char *prefix);
+/* Copy every parameter and BN statistic (not gradients) into a host dictionary. */
+stfpm_status stfpm_resnet_export(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out);
+/* Save / restore the SGD momentum buffers under "<prefix><name>.momentum_buffer". */
+stfpm_status stfpm_resnet_export_momentum(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
+                                          const char *prefix);
+stfpm_status stfpm_resnet_load_momentum(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
+                                        const char *file_label, const char *prefix);
+
+/* Forward pass of x (N, 3, H, W), H and W multiples of 32 recommended.
+ * train != 0: BN uses batch statistics and updates running statistics (needs a trainable net
+ * to call backward afterwards). feats[l-1] receives the output of layer l for l = 1..depth
+ * (views into buffers owned by the net, valid until the next forward). Layers above
+ * max_layer are not computed (max_layer <= depth). */
+stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,
+                                  int train, int max_layer, stfpm_tensor feats[4]);
+
+/* Backward after a train-mode forward: dfeats[l-1] is dL/d(layer l output) or NULL.
+ * Parameter gradients are overwritten. dfeats are not modified. */
+stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *dfeats[4]);
+
+/* One SGD step (PyTorch semantics) over every trainable parameter. */
+stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, float momentum,
+                                   float weight_decay, int first_step);
+
+/* Bytes of device memory held by the net's parameters / activation buffers. */
+uint64_t stfpm_resnet_param_bytes(const stfpm_resnet *net);
+uint64_t stfpm_resnet_activation_bytes(const stfpm_resnet *net);
+
+/* Channels and stride (relative to the input) of layer l (1..4). */
+int stfpm_resnet_layer_channels(int layer);
+int stfpm_resnet_layer_stride(int layer);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

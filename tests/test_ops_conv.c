@@ -1,0 +1,249 @@
+/* Convolution forward / backward (host/conv.c, cl/conv.cl) against the plain C reference
+ * (tests/ref_conv.c, double accumulation), plus central finite differences in double.
+ *
+ * Tolerances: |got - want| <= atol + rtol * |want| with rtol = 1e-4 and
+ * atol = 1e-4 + 2e-7 * L, L = the number of products summed into one output (forward:
+ * Cin*KH*KW, dx: Cout*KH*KW, dw: N*Ho*Wo). Inputs, weights and dy are uniform in [-1, 1), so
+ * a product has rms 1/3 and float32 summation of L of them errs by up to ~eps*L/3 = 4e-8*L
+ * (measured: 2.2e-4 for the dw of the 64-channel case, L = 12288, atol there 2.6e-3, while
+ * |dw| ~ 40). Any indexing error gives O(0.1..1) errors and fails. For the small cases
+ * atol is ~1e-4.
+ * Finite differences: L(x, w) = sum(dy * conv(x, w)) evaluated in double on the reference,
+ * dL/dv ~ (L(v + e) - L(v - e)) / 2e with e = 1e-2 (L is linear in each entry, so the
+ * difference is exact up to double rounding, ~1e-12); compared with the device gradient at
+ * atol = rtol = 1e-4. */
+#include "testutil.h"
+#include "ref_conv.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RTOL 1e-4
+static double atol_for(size_t reduction_len) { return 1e-4 + 2e-7 * (double)reduction_len; }
+
+typedef struct conv_case {
+    const char *name;
+    ref_conv_shape s;
+    int views;   /* run on per-sample views (non-zero tensor offsets) */
+    int fd;      /* also check a few entries against finite differences */
+} conv_case;
+
+/*                 name                              n  cin  h   w  cout kh kw st pad */
+static const conv_case k_cases[] = {
+    {"3x3/1 pad1 7x9 n1 cin3 cout5",         {1, 3, 7, 9, 5, 3, 3, 1, 1}, 0, 1},
+    {"3x3/2 pad1 13x11 n3 cin5 cout17",      {3, 5, 13, 11, 17, 3, 3, 2, 1}, 1, 1},
+    {"7x7/2 pad3 21x19 n2 (conv1-like)",     {2, 3, 21, 19, 5, 7, 7, 2, 3}, 0, 1},
+    {"7x7/2 pad3 16x16 n3 cin3 cout17",      {3, 3, 16, 16, 17, 7, 7, 2, 3}, 1, 0},
+    {"1x1/1 pad0 7x9 n3 cin17 cout5",        {3, 17, 7, 9, 5, 1, 1, 1, 0}, 1, 1},
+    {"1x1/2 pad0 13x11 n3 (downsample)",     {3, 5, 13, 11, 3, 1, 1, 2, 0}, 0, 1},
+    {"3x3/1 pad0 9x7 n1 cin5 cout3",         {1, 5, 9, 7, 3, 3, 3, 1, 0}, 0, 0},
+    {"3x3/2 pad3 5x6 n3 (all-pad outputs)",  {3, 3, 5, 6, 4, 3, 3, 2, 3}, 0, 1},
+    {"3x5/2 pad1 9x8 n2 (non-square k)",     {2, 3, 9, 8, 5, 3, 5, 2, 1}, 1, 1},
+    {"7x7/1 pad3 11x13 n3 cin3 cout5",       {3, 3, 11, 13, 5, 7, 7, 1, 3}, 0, 0},
+    {"3x3/2 pad1 8x8 n2 cin4 cout8 (even)",  {2, 4, 8, 8, 8, 3, 3, 2, 1}, 0, 0},
+    /* M*N*K = 64 * 3*64*64 * 576 > 704^3: CLBlast's indirect (large) GEMM path */
+    {"3x3/1 pad1 64x64 n3 cin64 cout64",     {3, 64, 64, 64, 64, 3, 3, 1, 1}, 0, 0},
+};
+#define N_CASES ((int)(sizeof k_cases / sizeof k_cases[0]))
+
+static float *rand_host(size_t n, uint64_t seed) {
+    float *a = malloc(n * sizeof *a);
+    ck_assert_ptr_nonnull(a);
+    tu_fill_uniform(a, n, seed, -1.0f, 1.0f);
+    return a;
+}
+
+static double *to_f64(const float *a, size_t n) {
+    double *d = malloc(n * sizeof *d);
+    for (size_t i = 0; i < n; i++) d[i] = a[i];
+    return d;
+}
+
+/* A device tensor holding `host`, either owning its buffer or as a view (samples [1, 1+n))
+ * of a larger tensor whose other samples hold a sentinel. *parent receives what to free. */
+static stfpm_tensor make_tensor(const float *host, int n, int c, int h, int w, int view,
+                                stfpm_tensor *parent) {
+    if (!view) {
+        *parent = tu_tensor(host, n, c, h, w);
+        return *parent;
+    }
+    *parent = tu_tensor(NULL, n + 2, c, h, w);
+    TU_CHECK_STATUS(stfpm_tensor_fill(tu_ctx(), parent, 12345.0f));
+    stfpm_tensor v = stfpm_tensor_view(parent, 1, n);
+    if (host) TU_CHECK_STATUS(stfpm_tensor_write(tu_ctx(), &v, host));
+    return v;
+}
+
+/* The samples around a view must be untouched (12345). */
+static void check_sentinels(const char *what, const stfpm_tensor *parent) {
+    float *all = tu_read(parent);
+    size_t per = (size_t)parent->c * parent->h * parent->w;
+    for (size_t i = 0; i < per; i++) {
+        ck_assert_msg(all[i] == 12345.0f && all[(parent->n - 1) * per + i] == 12345.0f,
+                      "%s: write outside the view at element %zu", what, i);
+    }
+    free(all);
+}
+
+static void run_case(const conv_case *tc, int chunked) {
+    stfpm_ctx *ctx = tu_ctx();
+    const ref_conv_shape *s = &tc->s;
+    int ho = ref_conv_ho(s), wo = ref_conv_wo(s);
+    size_t nx = ref_conv_x_numel(s), nw = ref_conv_w_numel(s), ny = ref_conv_y_numel(s);
+    uint64_t seed = (uint64_t)(tc - k_cases) * 101 + 7;
+    float *x = rand_host(nx, seed), *w = rand_host(nw, seed + 1), *dy = rand_host(ny, seed + 2);
+    char what[256];
+    /* chunked: one image per chunk (tests the dW accumulation across chunks) */
+    if (chunked) setenv("STFPM_CONV_CHUNK_BYTES", "1", 1);
+    else unsetenv("STFPM_CONV_CHUNK_BYTES");
+    double atol_y = atol_for((size_t)s->cin * s->kh * s->kw);
+    double atol_dx = atol_for((size_t)s->cout * s->kh * s->kw);
+    double atol_dw = atol_for((size_t)s->n * ho * wo);
+
+    stfpm_tensor px, pw, py, pdy, pdx, pdw;
+    int v = tc->views;
+    stfpm_tensor tx = make_tensor(x, s->n, s->cin, s->h, s->w, v, &px);
+    stfpm_tensor tw = make_tensor(w, s->cout, s->cin, s->kh, s->kw, v, &pw);
+    stfpm_tensor tdy = make_tensor(dy, s->n, s->cout, ho, wo, v, &pdy);
+    stfpm_tensor ty = make_tensor(NULL, s->n, s->cout, ho, wo, v, &py);
+    stfpm_tensor tdx = make_tensor(NULL, s->n, s->cin, s->h, s->w, v, &pdx);
+    stfpm_tensor tdw = make_tensor(NULL, s->cout, s->cin, s->kh, s->kw, v, &pdw);
+    /* outputs are overwritten: start from garbage */
+    TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &ty, NAN));
+    TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &tdx, -777.0f));
+    TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &tdw, NAN));
+
+    /* forward */
+    float *want_y = malloc(ny * sizeof *want_y);
+    ref_conv2d_forward(s, x, w, want_y);
+    TU_CHECK_STATUS(stfpm_conv2d_forward(ctx, &tx, &tw, s->stride, s->pad, &ty));
+    float *got_y = tu_read(&ty);
+    snprintf(what, sizeof what, "%s%s: forward y", tc->name, chunked ? " [chunked]" : "");
+    tu_assert_close(what, got_y, want_y, ny, atol_y, RTOL);
+
+    /* backward, both gradients */
+    float *want_dx = malloc(nx * sizeof *want_dx), *want_dw = malloc(nw * sizeof *want_dw);
+    ref_conv2d_backward_data(s, dy, w, want_dx);
+    ref_conv2d_backward_weight(s, x, dy, want_dw);
+    TU_CHECK_STATUS(stfpm_conv2d_backward(ctx, &tx, &tw, s->stride, s->pad, &tdy, &tdx, &tdw));
+    float *got_dx = tu_read(&tdx), *got_dw = tu_read(&tdw);
+    snprintf(what, sizeof what, "%s%s: backward dx", tc->name, chunked ? " [chunked]" : "");
+    tu_assert_close(what, got_dx, want_dx, nx, atol_dx, RTOL);
+    snprintf(what, sizeof what, "%s%s: backward dw", tc->name, chunked ? " [chunked]" : "");
+    tu_assert_close(what, got_dw, want_dw, nw, atol_dw, RTOL);
+
+    /* each gradient alone (the other NULL) gives the same values */
+    TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &tdx, NAN));
+    TU_CHECK_STATUS(stfpm_conv2d_backward(ctx, &tx, &tw, s->stride, s->pad, &tdy, &tdx, NULL));
+    float *got_dx2 = tu_read(&tdx);
+    snprintf(what, sizeof what, "%s%s: backward dx only", tc->name, chunked ? " [chunked]" : "");
+    tu_assert_close(what, got_dx2, want_dx, nx, atol_dx, RTOL);
+    TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &tdw, NAN));
+    TU_CHECK_STATUS(stfpm_conv2d_backward(ctx, &tx, &tw, s->stride, s->pad, &tdy, NULL, &tdw));
+    float *got_dw2 = tu_read(&tdw);
+    snprintf(what, sizeof what, "%s%s: backward dw only", tc->name, chunked ? " [chunked]" : "");
+    tu_assert_close(what, got_dw2, want_dw, nw, atol_dw, RTOL);
+
+    if (v) {
+        check_sentinels("y view", &py);
+        check_sentinels("dx view", &pdx);
+        check_sentinels("dw view", &pdw);
+    }
+
+    /* finite differences of L = sum(dy * y) in double, at a few x and w entries */
+    if (tc->fd && !chunked) {
+        double *xd = to_f64(x, nx), *wd = to_f64(w, nw), *dyd = to_f64(dy, ny);
+        const double e = 1e-2;
+        for (int t = 0; t < 6; t++) {
+            int is_x = t < 3;
+            size_t n = is_x ? nx : nw;
+            size_t picks[3] = {n / 3, (2 * n) / 3 + 1, n - 1};   /* n - 1: a corner entry */
+            size_t j = picks[t % 3] % n;
+            double *p = is_x ? &xd[j] : &wd[j];
+            double keep = *p;
+            *p = keep + e;
+            double lp = ref_conv2d_dot_loss(s, xd, wd, dyd);
+            *p = keep - e;
+            double lm = ref_conv2d_dot_loss(s, xd, wd, dyd);
+            *p = keep;
+            double fd = (lp - lm) / (2 * e);
+            float fdf = (float)fd;
+            float got = is_x ? got_dx[j] : got_dw[j];
+            snprintf(what, sizeof what, "%s: d%s[%zu] vs finite difference", tc->name, is_x ? "x" : "w", j);
+            tu_assert_close(what, &got, &fdf, 1, is_x ? atol_dx : atol_dw, RTOL);
+        }
+        free(xd);
+        free(wd);
+        free(dyd);
+    }
+
+    if (chunked) unsetenv("STFPM_CONV_CHUNK_BYTES");
+    free(x); free(w); free(dy);
+    free(want_y); free(got_y);
+    free(want_dx); free(want_dw); free(got_dx); free(got_dw); free(got_dx2); free(got_dw2);
+    stfpm_tensor_free(ctx, &px);
+    stfpm_tensor_free(ctx, &pw);
+    stfpm_tensor_free(ctx, &py);
+    stfpm_tensor_free(ctx, &pdy);
+    stfpm_tensor_free(ctx, &pdx);
+    stfpm_tensor_free(ctx, &pdw);
+}
+
+/* Each case whole, then (batch > 1) split into one-image chunks. */
+START_TEST(test_conv_vs_reference) {
+    run_case(&k_cases[_i], 0);
+    if (k_cases[_i].s.n > 1) run_case(&k_cases[_i], 1);
+}
+END_TEST
+
+static void expect_arg_error(stfpm_status s, const char *needle) {
+    ck_assert_msg(s == STFPM_ERR_ARG, "expected STFPM_ERR_ARG, got %s (%s)", stfpm_status_name(s),
+                  stfpm_last_error());
+    ck_assert_msg(strstr(stfpm_last_error(), needle) != NULL, "message \"%s\" should mention \"%s\"",
+                  stfpm_last_error(), needle);
+}
+
+START_TEST(test_conv_shape_mismatch) {
+    stfpm_ctx *ctx = tu_ctx();
+    stfpm_tensor x = tu_tensor(NULL, 2, 3, 9, 9);
+    stfpm_tensor w = tu_tensor(NULL, 4, 3, 3, 3);
+    stfpm_tensor w_bad = tu_tensor(NULL, 4, 5, 3, 3);      /* Cin 5 != 3 */
+    stfpm_tensor y = tu_tensor(NULL, 2, 4, 9, 9);          /* right for stride 1 pad 1 */
+    stfpm_tensor y_small = tu_tensor(NULL, 2, 4, 7, 7);    /* that is pad 0 */
+    stfpm_tensor y_ch = tu_tensor(NULL, 2, 5, 9, 9);
+    stfpm_tensor dx_bad = tu_tensor(NULL, 2, 3, 9, 8);
+    stfpm_tensor dw_bad = tu_tensor(NULL, 4, 3, 3, 1);
+    stfpm_tensor w_big = tu_tensor(NULL, 4, 3, 13, 13);    /* larger than 9 + 2 */
+
+    TU_CHECK_STATUS(stfpm_conv2d_forward(ctx, &x, &w, 1, 1, &y));
+    expect_arg_error(stfpm_conv2d_forward(ctx, &x, &w_bad, 1, 1, &y), "channels");
+    expect_arg_error(stfpm_conv2d_forward(ctx, &x, &w, 1, 1, &y_small), "y has shape (2, 4, 7, 7)");
+    expect_arg_error(stfpm_conv2d_forward(ctx, &x, &w, 1, 1, &y_ch), "expected (2, 4, 9, 9)");
+    expect_arg_error(stfpm_conv2d_forward(ctx, &x, &w, 0, 1, &y), "stride");
+    expect_arg_error(stfpm_conv2d_forward(ctx, &x, &w, 1, -1, &y), "pad");
+    expect_arg_error(stfpm_conv2d_forward(ctx, &x, &w_big, 1, 1, &y), "larger than the padded input");
+    expect_arg_error(stfpm_conv2d_forward(ctx, &x, &w, 1, 1, NULL), "NULL");
+    expect_arg_error(stfpm_conv2d_backward(ctx, &x, &w, 1, 1, &y_small, NULL, NULL), "dy has shape");
+    expect_arg_error(stfpm_conv2d_backward(ctx, &x, &w, 1, 1, &y, &dx_bad, NULL), "dx has shape");
+    expect_arg_error(stfpm_conv2d_backward(ctx, &x, &w, 1, 1, &y, NULL, &dw_bad), "dw has shape");
+    TU_CHECK_STATUS(stfpm_conv2d_backward(ctx, &x, &w, 1, 1, &y, NULL, NULL));
+
+    stfpm_tensor *all[] = {&x, &w, &w_bad, &y, &y_small, &y_ch, &dx_bad, &dw_bad, &w_big};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) stfpm_tensor_free(ctx, all[i]);
+}
+END_TEST
+
+int main(void) {
+    /* One process for all tests (unless CK_FORK says otherwise): a fork per test would create
+     * a context and rebuild CLBlast's GEMM program ~1 s each, 8x the test's own run time. */
+    setenv("CK_FORK", "no", 0);
+    Suite *s = suite_create("conv");
+    TCase *tc = tcase_create("conv");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_conv_vs_reference, 0, N_CASES);
+    tcase_add_test(tc, test_conv_shape_mismatch);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}

@@ -2,7 +2,6 @@
 #include "stfpm/stfpm.h"
 #include "stfpm/pipeline.h"
 #include "stfpm/image.h"
-#include "stfpm/demo.h"
 #include "fsutil.h"
 
 #include <errno.h>
@@ -428,7 +427,7 @@ static int cmd_demo(int argc, char **argv) {
     if (s != STFPM_OK) return die(s);
     fprintf(stderr, "[1/3] generating the demo data set in %s\n", data);
     stfpm_demo_options dopt;
-    stfpm_demo_options_default(&dopt);
+    stfpm_demo_default_options(&dopt);
     dopt.size = size;
     s = stfpm_demo_generate(data, &dopt);
     if (s != STFPM_OK) return die(s);

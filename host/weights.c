@@ -105,7 +105,8 @@ stfpm_status stfpm_weights_add_uninit(stfpm_weights *w, const char *name, int nd
 stfpm_status stfpm_weights_add(stfpm_weights *w, const char *name, int ndim, const int64_t *shape,
                                const float *data) {
     int empty = 0;
-    for (int d = 0; shape && d < ndim && d < STFPM_WEIGHT_MAX_DIMS; d++) empty |= shape[d] <= 0;
+    int valid = ndim >= 0 && ndim <= STFPM_WEIGHT_MAX_DIMS;   /* else rejected below, shape unread */
+    for (int d = 0; valid && shape && d < ndim; d++) empty |= shape[d] <= 0;
     if (!data && !empty)
         return stfpm_set_error(STFPM_ERR_ARG, "stfpm_weights_add %s: NULL data", name ? name : "(null)");
     float *dst;

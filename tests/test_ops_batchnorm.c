@@ -371,8 +371,14 @@ START_TEST(test_argument_errors) {
     ck_assert_int_eq(stfpm_batchnorm_backward(ctx, &x, &y, &p3, &p3, &p3, &ybad, NULL, NULL), STFPM_ERR_ARG);
     ck_assert_int_eq(stfpm_batchnorm_backward(ctx, &x, &y, &p3, &p3, &p3, &y, &p4, NULL), STFPM_ERR_ARG);
     ck_assert_int_eq(stfpm_batchnorm_backward(ctx, &x, &y, &p3, &p3, &p3, &y, NULL, &pbad), STFPM_ERR_ARG);
-    /* a valid call still works afterwards */
+    /* a valid call still works afterwards (weight 1, bias 1, mean 1, var 1: y = (x-1)/sqrt(1+eps)+1);
+     * reading y also waits for the queue: a forked Check child must not exit while pocl is still
+     * compiling a kernel variant (that aborts inside LLVM) */
     TU_CHECK_STATUS(stfpm_batchnorm_forward_eval(ctx, &x, &p3, &p3, &p3, &p3, 1e-5f, &y));
+    float *hx = tu_read(&x), *hy = tu_read(&y);
+    for (int i = 0; i < 120; i++) hx[i] = (float)((hx[i] - 1.0) / sqrt(1.0 + 1e-5) + 1.0);
+    tu_assert_close("eval after errors", hy, hx, 120, 1e-6, 1e-6);
+    free(hx); free(hy);
     stfpm_tensor *all[] = {&x, &y, &ybad, &p3, &p4, &pbad, &one};
     for (int i = 0; i < 7; i++) stfpm_tensor_free(ctx, all[i]);
 }

@@ -15,7 +15,7 @@
 const float stfpm_imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
 const float stfpm_imagenet_std[3] = {0.229f, 0.224f, 0.225f};
 
-static uint64_t g_max_pixels = STFPM_IMAGE_DEFAULT_MAX_PIXELS;
+static _Atomic uint64_t g_max_pixels = STFPM_IMAGE_DEFAULT_MAX_PIXELS;   /* read by loader threads */
 
 void stfpm_image_set_max_pixels(uint64_t max_pixels) {
     g_max_pixels = max_pixels ? max_pixels : STFPM_IMAGE_DEFAULT_MAX_PIXELS;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,17 +80,17 @@ static stfpm_status write_file_atomic(const char *path, const uint8_t *data, siz
 /* PNG encoder                                                                                 */
 
 static uint32_t crc_table[256];
-static atomic_int crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
-static void crc_init(void) {
-    if (atomic_load(&crc_ready)) return;
+static void crc_build(void) {
     for (uint32_t n = 0; n < 256; n++) {
         uint32_t c = n;
         for (int k = 0; k < 8; k++) c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;   /* idempotent: racing threads write the same values */
+        crc_table[n] = c;
     }
-    atomic_store(&crc_ready, 1);
 }
+
+static void crc_init(void) { pthread_once(&crc_once, crc_build); }
 
 static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) {
     crc = ~crc;

@@ -220,7 +220,7 @@ static pk_val *pk_top(pk *u) {
 static stfpm_status pk_pop_mark(pk *u, pk_val ***items, size_t *n) {
     if (!u->n_marks) return pk_fail(u, "no MARK on the stack");
     size_t m = u->marks[--u->n_marks];
-    *items = u->stack + m;
+    *items = u->stack ? u->stack + m : NULL;   /* NULL only when nothing was ever pushed */
     *n = u->sp - m;
     u->sp = m;
     return STFPM_OK;

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -654,9 +655,13 @@ stfpm_status stfpm_safetensors_write(const char *path, const stfpm_weights *w,
                                      const char *const *meta_values, int n_meta) {
     if (!path || !w || n_meta < 0 || (n_meta && (!meta_keys || !meta_values)))
         return stfpm_set_error(STFPM_ERR_ARG, "stfpm_safetensors_write: invalid argument");
-    for (int i = 0; i < n_meta; i++)
+    for (int i = 0; i < n_meta; i++) {
         if (!meta_keys[i] || !meta_values[i])
             return stfpm_set_error(STFPM_ERR_ARG, "%s: metadata entry %d is NULL", path, i);
+        if (!st_utf8_valid((const unsigned char *)meta_keys[i], strlen(meta_keys[i])) ||
+            !st_utf8_valid((const unsigned char *)meta_values[i], strlen(meta_values[i])))
+            return stfpm_set_error(STFPM_ERR_ARG, "%s: metadata entry %d is not UTF-8", path, i);
+    }
     for (int i = 0; i < w->count; i++)
         if (!st_utf8_valid((const unsigned char *)w->items[i].name, strlen(w->items[i].name)))
             return stfpm_set_error(STFPM_ERR_ARG, "%s: tensor name %s is not UTF-8", path, w->items[i].name);
@@ -697,14 +702,14 @@ stfpm_status stfpm_safetensors_write(const char *path, const stfpm_weights *w,
         return stfpm_set_error(STFPM_ERR_OOM, "%s: out of host memory (header)", path);
     }
 
-    static int counter;
+    static _Atomic int counter;
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 64);
     if (!tmp) {
         free(h.p);
         return stfpm_set_error(STFPM_ERR_OOM, "%s: out of host memory", path);
     }
-    snprintf(tmp, plen + 64, "%s.tmp.%ld.%d", path, (long)getpid(), counter++);
+    snprintf(tmp, plen + 64, "%s.tmp.%ld.%d", path, (long)getpid(), atomic_fetch_add(&counter, 1));
     stfpm_status s = STFPM_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static uint64_t wt_hash(const char *s) {
     uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
@@ -225,6 +226,11 @@ stfpm_status stfpm_weights_read_file(const char *path, void **buf, size_t *len) 
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return stfpm_set_error(STFPM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return stfpm_set_error(STFPM_ERR_IO, "%s: not a regular file", path);
+    }
     if (fseek(f, 0, SEEK_END) != 0) {
         fclose(f);
         return stfpm_set_error(STFPM_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));

@@ -284,6 +284,8 @@ START_TEST(test_truncated) {
     free(buf);
     ck_assert_int_eq(stfpm_safetensors_read(tmp_path("missing.safetensors"), &w), STFPM_ERR_IO);
     ck_assert_msg(strstr(stfpm_last_error(), "missing.safetensors"), "%s", stfpm_last_error());
+    ck_assert_int_eq(stfpm_weights_load(g_dir, &w), STFPM_ERR_IO);   /* a directory */
+    ck_assert_msg(strstr(stfpm_last_error(), "not a regular file"), "%s", stfpm_last_error());
 }
 END_TEST
 
@@ -478,6 +480,8 @@ START_TEST(test_atomic_write) {
     /* invalid arguments touch nothing */
     const char *k[1] = {NULL}, *val[1] = {"x"};
     ck_assert_int_eq(stfpm_safetensors_write(path, &w, k, val, 1), STFPM_ERR_ARG);
+    const char *k2[1] = {"bad\xff"};
+    ck_assert_int_eq(stfpm_safetensors_write(path, &w, k2, val, 1), STFPM_ERR_ARG);
     stfpm_weights r;
     TU_CHECK_STATUS(stfpm_safetensors_read(path, &r));
     ck_assert_int_eq(r.count, 1);

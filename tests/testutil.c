@@ -92,6 +92,7 @@ const char *tu_shared_dir(void) {
 }
 
 int tu_run_suite(Suite *s) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* forked test children may _exit: keep their printed lines */
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -40,7 +40,7 @@ stfpm_status stfpm_image_alloc(stfpm_image *out, int w, int h, int c);
 /* Release data and zero the struct (safe on a zeroed struct, and twice). */
 void stfpm_image_free(stfpm_image *img);
 
-/* Largest accepted width * height (process-wide; 0 restores the default). */
+/* Largest accepted width * height (process-wide, thread-safe; 0 restores the default). */
 void stfpm_image_set_max_pixels(uint64_t max_pixels);
 uint64_t stfpm_image_max_pixels(void);
 

@@ -11,6 +11,10 @@ Masks:  (ToTensor()(Resize([S, S])(Image.open(mask))) > 0).
 16-bit grey fixtures: PIL would clip "I;16" to 255 in convert("RGB"); stfpm scales with
 rounding instead (v8 = round(v16 / 257), SPEC section 1), so the reference for that fixture is
 computed from the scaled 8-bit image.
+Pillow version: the references were made with Pillow 13, which runs the vertical pass first
+when the height shrinks by more than twice as many pixels as the width (Pillow PR #9549);
+older Pillow always goes horizontal first. ref_rgb_resize_50x9 and the rgba_23x37 fixture
+exercise that order, so regenerating with Pillow < 13 changes them (square resizes agree).
 With --bottle (default ../shared/data/mvtec_ad/bottle/train/good/000.png when present) a sample
 of the 256 x 256 tensor of a real MVTec image is stored too (the test skips it when the file is
 absent)."""

@@ -28,7 +28,8 @@ Closed-form values (identical formulas in tests/parity_util.c; double math, then
            (the 1e-4 i^2 chirp keeps neighbouring filters from being near-copies of each other)
   BN weight 1 + 0.2 sin(0.37 i + ph), bias 0.1 sin(0.53 i + ph),
   running_mean 0.1 sin(0.29 i + ph), running_var 1 + 0.5 (1 + sin(0.41 i + ph)) / 2
-  input (N, 3, H, W), flat index i: 1.5 sin(0.0123 i + 0.3) + 0.5 sin(fmod(0.00071 i^2, 6.283))
+  input (N, 3, H, W), flat index i, variant k (per case, see CASES):
+           1.5 sin(0.0123 i + 0.3 + 0.37 k) + 0.5 sin(fmod(0.00071 i^2, 6.283))
 """
 import math
 import os
@@ -47,7 +48,6 @@ OUT_SYN = os.path.join(HERE, "parity_ref.h")
 OUT_REAL = os.path.join(HERE, "parity_real_ref.h")
 
 LR, MOMENTUM, WD = 0.4, 0.9, 1e-4
-N_STEPS = 3
 FEAT_SAMPLES = 512       # sampled positions per feature level
 PARAM_SAMPLES = 48       # per parameter tensor: first 16 + 32 pseudo-random
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -89,9 +89,10 @@ def closed_form(role, name, shape):
     return np.asarray(v, dtype=np.float64).astype(np.float32).reshape(shape)
 
 
-def closed_form_input(n, h, w):
+def closed_form_input(n, h, w, variant):
     cnt = n * 3 * h * w
-    v = [1.5 * math.sin(0.0123 * i + 0.3) + 0.5 * math.sin(math.fmod(0.00071 * i * i, 6.283))
+    phi = 0.3 + 0.37 * variant
+    v = [1.5 * math.sin(0.0123 * i + phi) + 0.5 * math.sin(math.fmod(0.00071 * i * i, 6.283))
          for i in range(cnt)]
     return np.asarray(v, dtype=np.float64).astype(np.float32).reshape(n, 3, h, w)
 
@@ -136,16 +137,59 @@ def stfpm_loss(tf, sf):
 
 
 # ------------------------------------------------------------------------------------------------
+# ReLU / max-pool margins.
+# The gradient is a discontinuous function of the activations: where a ReLU input lies within
+# float32 rounding of 0 (or two max-pool candidates within rounding of each other), a float32
+# engine may take the other branch, which changes the gradient at that position by O(1) and the
+# weight gradients by O(1 / sqrt(positions)) -- 1e-2 .. 1 at layer3 of a 64x64 input. The input
+# variant of each case is chosen (search mode) so that every ReLU input of the student's first
+# train forward is at least `margin` * RMS away from 0 (and every positive max-pool maximum that far
+# from the runner-up). Later SGD steps cannot be protected this way (see below).
+
+def site_margins(model):
+    out = []
+
+    def pre(m, inp):
+        v = inp[0].detach()
+        rms = float(v.pow(2).mean().sqrt())
+        if isinstance(m, torch.nn.ReLU):
+            out.append(float(v.abs().min()) / rms)
+        else:
+            k, st, pd = m.kernel_size, m.stride, m.padding
+            u = F.unfold(v.reshape(-1, 1, *v.shape[2:]), k, padding=pd, stride=st)
+            inside = F.unfold(torch.ones(1, 1, *v.shape[2:], dtype=v.dtype), k, padding=pd, stride=st)
+            u = torch.where(inside > 0, u, torch.full_like(u, -1e30))
+            top = u.topk(2, dim=1).values
+            gap = ((top[:, 0] - top[:, 1]) / rms)[top[:, 0] > 0]
+            out.append(float(gap.min()) if gap.numel() else 1.0)
+    hooks = [m.register_forward_pre_hook(pre) for m in model.modules()
+             if isinstance(m, (torch.nn.ReLU, torch.nn.MaxPool2d))]
+    return out, hooks
+
+
+def first_forward_margin(n, h, w, variant):
+    s = make_net()
+    fill_closed_form(s, "student")
+    s.double().train()
+    x = torch.from_numpy(closed_form_input(n, h, w, variant)).double()
+    out, hooks = site_margins(s)
+    with torch.no_grad():
+        pyramid(s, x)
+    for hk in hooks:
+        hk.remove()
+    return min(out)
+
+
+# ------------------------------------------------------------------------------------------------
 # records: a named tensor, its full-tensor sum / sum of squares, and sampled values
 
 class Rec:
-    def __init__(self, name, t, idx, aux=0.0):
+    def __init__(self, name, t, idx):
         a = t.detach().to(torch.float64).reshape(-1).cpu().numpy()
         self.name, self.numel = name, a.size
         self.sum, self.sumsq = float(a.sum()), float((a * a).sum())
         self.idx = np.asarray(idx, dtype=np.int64)
         self.val = a[self.idx]
-        self.aux = aux          # RMS of the change from the initial value (step records), else 0
 
 
 def feat_idx(numel, key):
@@ -178,9 +222,9 @@ def rec_err(ref, t):
 # ------------------------------------------------------------------------------------------------
 # the synthetic case: teacher + student with closed-form weights
 
-def run_case(n, h, w, dtype):
+def run_case(n, h, w, variant, dtype, n_steps, lr=LR, momentum=MOMENTUM, wd=WD):
     """Everything the C test compares, computed with `dtype`. Returns a dict of tensors."""
-    x = torch.from_numpy(closed_form_input(n, h, w)).to(dtype)
+    x = torch.from_numpy(closed_form_input(n, h, w, variant)).to(dtype)
     teacher, student = make_net(), make_net()
     fill_closed_form(teacher, "teacher")
     fill_closed_form(student, "student")
@@ -198,22 +242,24 @@ def run_case(n, h, w, dtype):
         out["teacher_eval"] = tf
         out["student_eval"] = pyramid(student, x)
     student.train()
-    opt = torch.optim.SGD(student.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
+    opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
     out["loss"], out["per_level"] = [], []
-    for step in range(N_STEPS):
+    for step in range(n_steps):
         opt.zero_grad()
         sf = pyramid(student, x)
         loss, per = stfpm_loss(tf, sf)
         loss.backward()
-        out["loss"].append(float(loss))
-        out["per_level"].append([float(p) for p in per])
+        out["loss"].append(float(loss.detach()))
+        out["per_level"].append([float(p.detach()) for p in per])
         if step == 0:
             out["student_train"] = [f.detach().clone() for f in sf]
             out["grad"] = {k: p.grad.detach().clone() for k, p in student.named_parameters()}
             out["stat1"] = {k: v.detach().clone() for k, v in student.state_dict().items()
                             if k.endswith("running_mean") or k.endswith("running_var")}
         opt.step()
-    out["step"] = {k: v.detach().clone() for k, v in student.state_dict().items() if k in names}
+        if step == 0 or step == n_steps - 1:
+            out["step%d" % (step + 1)] = {k: (v.detach() - init[k]).clone()
+                                          for k, v in student.state_dict().items() if k in names}
     return out
 
 
@@ -228,11 +274,10 @@ def case_records(o, key):
         recs.append(Rec("grad." + k, g, param_idx(g.numel(), key + "grad." + k)))
     for k, v in o["stat1"].items():
         recs.append(Rec("stat1." + k, v, np.arange(v.numel())))
-    for k in o["names"]:
-        v = o["step"][k]
-        d = (v - o["init"][k]).to(torch.float64)
-        aux = float(d.pow(2).mean().sqrt())
-        recs.append(Rec("step%d.%s" % (N_STEPS, k), v, param_idx(v.numel(), key + "step." + k), aux))
+    for st in sorted(set(k for k in o if k.startswith("step"))):
+        for k in o["names"]:
+            d = o[st][k]
+            recs.append(Rec("%s.%s" % (st, k), d, param_idx(d.numel(), key + st + k)))
     return recs
 
 
@@ -240,11 +285,7 @@ def case_tensor(o, name):
     tag, _, rest = name.partition(".")
     if tag in ("teacher_eval", "student_eval", "student_train"):
         return o[tag][int(rest[len("layer"):]) - 1]
-    if tag == "grad":
-        return o["grad"][rest]
-    if tag == "stat1":
-        return o["stat1"][rest]
-    return o["step"][rest]
+    return o[tag][rest]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -256,61 +297,80 @@ def c_floats(vals, per_line=8, fmt="%.9g"):
     return "    " + ",\n    ".join(lines)
 
 
-def emit_case(parts, cname, label, n, h, w, recs, o64, f32_err, f32_loss_err):
+def emit_recs(parts, cname, recs):
     idx = np.concatenate([r.idx for r in recs]).astype(np.int64)
     val = np.concatenate([r.val for r in recs])
-    parts.append("/* case %s: input %dx3x%dx%d; torch float32 vs float64: max record error %.3g "
-                 "(%s), max loss rel. error %.3g */\n" % (label, n, h, w, f32_err[0], f32_err[1], f32_loss_err))
     parts.append("static const int32_t %s_idx[%d] = {\n%s};\n" % (cname, idx.size, c_floats(idx, 12, "%d")))
     parts.append("static const float %s_val[%d] = {\n%s};\n" % (cname, val.size, c_floats(val)))
     parts.append("static const parity_rec %s_recs[%d] = {\n" % (cname, len(recs)))
     off = 0
     for r in recs:
-        parts.append('    {"%s", %d, %.17g, %.17g, %.17g, %d, %d},\n'
-                     % (r.name, r.numel, r.sum, r.sumsq, r.aux, r.idx.size, off))
+        parts.append('    {"%s", %d, %.17g, %.17g, %d, %d},\n' % (r.name, r.numel, r.sum, r.sumsq, r.idx.size, off))
         off += r.idx.size
     parts.append("};\n")
-    parts.append("static const parity_case %s = {\n    \"%s\", %d, %d, %d,\n" % (cname, label, n, h, w))
-    parts.append("    {%s},\n" % ", ".join("%.17g" % v for v in o64["loss"]))
-    parts.append("    {%s},\n" % ", ".join("{%s}" % ", ".join("%.17g" % v for v in pl) for pl in o64["per_level"]))
-    parts.append("    %s_recs, %d, %s_idx, %s_val};\n\n" % (cname, len(recs), cname, cname))
+
+
+# (C name, label, N, H, W, input variant, SGD steps). Variants from `gen_parity.py search`.
+CASES = [("parity_case_b2_64", "b2_64", 2, 64, 64, 162, 3),
+         ("parity_case_b1_256", "b1_256", 1, 256, 256, 10, 3)]
 
 
 def gen_synthetic():
     parts = []
-    cases = [("parity_case_b2_64", "b2_64", 2, 64, 64), ("parity_case_b1_256", "b1_256", 1, 256, 256)]
-    for cname, label, n, h, w in cases:
+    for cname, label, n, h, w, variant, n_steps in CASES:
         t0 = time.time()
-        o64 = run_case(n, h, w, torch.float64)
-        o32 = run_case(n, h, w, torch.float32)
+        margin = first_forward_margin(n, h, w, variant)
+        o64 = run_case(n, h, w, variant, torch.float64, n_steps)
+        o32 = run_case(n, h, w, variant, torch.float32, n_steps)
         recs = case_records(o64, label)
-        worst = (0.0, "")
-        for r in recs:
-            e = rec_err(r, case_tensor(o32, r.name))
-            if e > worst[0]:
-                worst = (e, r.name)
-        lerr = max(abs(a - b) / abs(b) for a, b in zip(o32["loss"], o64["loss"]))
-        print("%s: %.1f s, loss %s, float32-vs-float64 worst record %.3g (%s), loss rel %.3g"
-              % (label, time.time() - t0, ["%.6f" % v for v in o64["loss"]], worst[0], worst[1], lerr))
         groups = {}
         for r in recs:
-            g = r.name.split(".")[0]
-            groups[g] = max(groups.get(g, 0.0), rec_err(r, case_tensor(o32, r.name)))
-        print("   per group (float32 torch vs float64):", {k: "%.2g" % v for k, v in groups.items()})
-        emit_case(parts, cname, label, n, h, w, recs, o64, worst, lerr)
+            gname = r.name.split(".")[0]
+            groups[gname] = max(groups.get(gname, 0.0), rec_err(r, case_tensor(o32, r.name)))
+        lerr = ["%.2g" % (abs(a - b) / abs(b)) for a, b in zip(o32["loss"], o64["loss"])]
+        # how much the later losses depend on momentum and weight decay (what the loss check of
+        # steps 2.. can see)
+        nomom = run_case(n, h, w, variant, torch.float64, n_steps, momentum=0.0)["loss"]
+        nowd = run_case(n, h, w, variant, torch.float64, n_steps, wd=0.0)["loss"]
+        sens = "loss without momentum %s, without weight decay %s" % (
+            ["%.2g" % (abs(a - b) / b) for a, b in zip(nomom, o64["loss"])],
+            ["%.2g" % (abs(a - b) / b) for a, b in zip(nowd, o64["loss"])])
+        info = ("case %s: input %dx3x%dx%d variant %d, first-forward ReLU margin %.3g; %d SGD steps, "
+                "loss %s;\n   torch float32 vs float64: losses rel. %s; records by group %s;\n   %s"
+                % (label, n, h, w, variant, margin, n_steps, ["%.7f" % v for v in o64["loss"]], lerr,
+                   ", ".join("%s %.2g" % kv for kv in groups.items()), sens))
+        print(info.replace("\n", "\n") + "  (%.0f s)" % (time.time() - t0))
+        parts.append("/* %s */\n" % info.replace("\n", "\n *"))
+        emit_recs(parts, cname, recs)
+        lo = o64["loss"] + [0.0] * (3 - n_steps)
+        pl = o64["per_level"] + [[0.0] * 3] * (3 - n_steps)
+        parts.append("static const parity_case %s = {\n    \"%s\", %d, %d, %d, %d, %.6g, %d,\n"
+                     % (cname, label, n, h, w, variant, margin, n_steps))
+        parts.append("    {%s},\n" % ", ".join("%.17g" % v for v in lo))
+        parts.append("    {%s},\n" % ", ".join("{%s}" % ", ".join("%.17g" % v for v in p) for p in pl))
+        parts.append("    %s_recs, %d, %s_idx, %s_val};\n\n" % (cname, len(recs), cname, cname))
     head = ("/* Generated by tests/ref/gen_parity.py with torch %s, torchvision %s: do not edit.\n"
             " * PyTorch float64 references of the closed-form teacher / student (tests/parity_util.c):\n"
-            " * sampled pyramid features (eval teacher, eval and train student), STFPM loss of %d SGD\n"
-            " * steps (lr %g, momentum %g, weight decay %g), sampled gradients of step 1, BN running\n"
-            " * statistics after the first train forward, sampled parameters after step %d. */\n"
+            " * sampled pyramid features (eval teacher, eval and train student), STFPM loss before each\n"
+            " * of the SGD steps (lr %g, momentum %g, weight decay %g), sampled gradients of the first\n"
+            " * step, BN running statistics after the first train forward, sampled parameter changes\n"
+            " * (value - initial value) after step 1 (\"step1.*\") and after the last step (\"stepN.*\"). */\n"
             "#ifndef STFPM_PARITY_REF_H\n#define STFPM_PARITY_REF_H\n#include \"parity_util.h\"\n"
-            "#define PARITY_N_STEPS %d\n#define PARITY_LR %gf\n#define PARITY_MOMENTUM %gf\n"
-            "#define PARITY_WD %gf\n\n"
-            % (torch.__version__, torchvision.__version__, N_STEPS, LR, MOMENTUM, WD, N_STEPS,
-               N_STEPS, LR, MOMENTUM, WD))
+            "#define PARITY_LR %gf\n#define PARITY_MOMENTUM %gf\n#define PARITY_WD %gf\n\n"
+            % (torch.__version__, torchvision.__version__, LR, MOMENTUM, WD, LR, MOMENTUM, WD))
     with open(OUT_SYN, "w") as f:
         f.write(head + "".join(parts) + "#endif\n")
     print("wrote %s (%d bytes)" % (OUT_SYN, os.path.getsize(OUT_SYN)))
+
+
+def search(n, h, w, k0, k1):
+    """Print the input variants with the largest first-forward margins."""
+    res = []
+    for k in range(k0, k1):
+        res.append((first_forward_margin(n, h, w, k), k))
+        print("variant %d: margin %.3g" % (k, res[-1][0]), flush=True)
+    res.sort(reverse=True)
+    print("best:", ", ".join("%d (%.3g)" % (k, m) for m, k in res[:5]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -368,8 +428,6 @@ def gen_real():
     assert b32 < 1e-5 and b64 < 1e-12, "batch and single-image features differ"
     # resized 8-bit image: per (channel, row) sums, so the C test can count differing rows
     rowsum = resized.astype(np.int64).sum(axis=1).T          # (3, S)
-    idx = np.concatenate([r.idx for r in recs])
-    val = np.concatenate([r.val for r in recs])
     p = ["/* Generated by tests/ref/gen_parity.py with torch %s, torchvision %s: do not edit.\n"
          " * Teacher = torchvision resnet18 (conv1..layer3) with ../shared/%s,\n"
          " * input = ../shared/%s through Resize([%d, %d]) + ToTensor + Normalize(ImageNet).\n"
@@ -383,14 +441,9 @@ def gen_real():
          "/* sum over x of the resized 8-bit image, per channel and row */\n",
          "static const int32_t parity_real_rowsum[3][%d] = {\n%s};\n"
          % (REAL_S, ",\n".join("  {%s}" % c_floats(rowsum[c], 16, "%d").strip() for c in range(3))),
-         "static const int32_t parity_real_idx[%d] = {\n%s};\n" % (idx.size, c_floats(idx, 12, "%d")),
-         "static const float parity_real_val[%d] = {\n%s};\n" % (val.size, c_floats(val)),
-         "static const parity_rec parity_real_recs[%d] = {\n" % len(recs)]
-    off = 0
-    for r in recs:
-        p.append('    {"%s", %d, %.17g, %.17g, 0, %d, %d},\n' % (r.name, r.numel, r.sum, r.sumsq, r.idx.size, off))
-        off += r.idx.size
-    p.append("};\n#endif\n")
+         ]
+    emit_recs(p, "parity_real", recs)
+    p.append("#endif\n")
     with open(OUT_REAL, "w") as f:
         f.write("".join(p))
     print("wrote %s (%d bytes)" % (OUT_REAL, os.path.getsize(OUT_REAL)))
@@ -398,6 +451,9 @@ def gen_real():
 
 if __name__ == "__main__":
     what = sys.argv[1:] or ["synthetic", "real"]
+    if what[0] == "search":     # search N H W K0 K1
+        search(*[int(a) for a in what[1:6]])
+        sys.exit(0)
     if "synthetic" in what:
         gen_synthetic()
     if "real" in what:

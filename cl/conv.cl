@@ -4,7 +4,8 @@
  * Column layout ("CNHW col"): col[k * NP + i * P + p] with
  *   k = (ci * KH + kh) * KW + kw   (K = Cin * KH * KW rows)
  *   i = image within the chunk, p = oh * Wo + ow (P = Ho * Wo), NP = nb * P columns.
- * So W (Cout x K) * col (K x NP) is the output of nb images in (Cout, nb * P) order. */
+ * So W (Cout x K) * col (K x NP) is the output of nb images in (Cout, nb * P) order.
+ * conv_im2col_t writes the transpose colT (NP x K), used by the weight gradient. */
 
 /* gws = (NP, K). x points at the chunk's first image (x_off in floats). */
 __kernel void conv_im2col(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
@@ -29,6 +30,32 @@ __kernel void conv_im2col(__global const float *x, int x_off, int C, int H, int 
     if (h >= 0 && h < H && w >= 0 && w < W)
         v = x[x_off + ((i * C + ci) * H + h) * W + w];
     col[(size_t)k * NP + j] = v;
+}
+
+/* Transposed column matrix colT (NP x K): colT[j * K + k] = col[k * NP + j].
+ * gws = (K, NP) so consecutive work-items write consecutive addresses. */
+__kernel void conv_im2col_t(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
+                            int stride, int pad, int Ho, int Wo, int nb, __global float *colt) {
+    const int k = get_global_id(0);
+    const int j = get_global_id(1);
+    const int P = Ho * Wo;
+    const int NP = nb * P;
+    const int K = C * KH * KW;
+    if (j >= NP || k >= K) return;
+    const int i = j / P;
+    const int p = j - i * P;
+    const int oh = p / Wo;
+    const int ow = p - oh * Wo;
+    const int kw = k % KW;
+    const int t = k / KW;
+    const int kh = t % KH;
+    const int ci = t / KH;
+    const int h = oh * stride - pad + kh;
+    const int w = ow * stride - pad + kw;
+    float v = 0.0f;
+    if (h >= 0 && h < H && w >= 0 && w < W)
+        v = x[x_off + ((i * C + ci) * H + h) * W + w];
+    colt[(size_t)j * K + k] = v;
 }
 
 /* Gather-form col2im (no atomics): every input element sums the column entries that read it.

@@ -1,17 +1,21 @@
 /* 2-D convolution (no bias) as im2col + CLBlast SGEMM; backward with a gather-form col2im.
  *
- * The batch is processed in chunks of nb images. im2col writes the chunk into one column
- * matrix col (K x nb*P), K = Cin*KH*KW, P = Ho*Wo, columns ordered (image, oh, ow), so a
- * single large GEMM covers the whole chunk:
- *   forward          Yc (Cout x nb*P)  = W (Cout x K) * col            -> permuted into y (NCHW)
- *   backward-weight  dW (Cout x K)    += dYc (Cout x nb*P) * col^T     (beta = 1 after chunk 0)
- *   backward-data    dcol (K x nb*P)   = W^T * dYc                      -> col2im (gather) into dx
- * where dYc is dy of the chunk permuted to (Cout, nb*P). One big GEMM per chunk keeps CLBlast
- * on its fast indirect kernel and avoids nb small launches. Chunks bound the scratch memory:
- * col + the (Cout x nb*P) matrix stay under 256 MiB (STFPM_CONV_CHUNK_BYTES overrides this,
- * the tests use it to force several chunks).
- * 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward-data: x itself is
- * the column matrix of each image and a strided-batched GEMM reads / writes NCHW directly. */
+ * The batch is processed in chunks of nb images. im2col writes a chunk into one column
+ * matrix col (K x nb*P), K = Cin*KH*KW, P = Ho*Wo, columns ordered (image, oh, ow), so one
+ * large GEMM covers the whole chunk:
+ *   forward          Yc (Cout x nb*P)  = W (Cout x K) * col (K x nb*P)  -> permuted into y (NCHW)
+ *   backward-weight  dW (Cout x K)    += dYc (Cout x nb*P) * colT (nb*P x K)   (beta 1 after chunk 0)
+ *   backward-data    dcol (K x nb*P)   = W^T * dYc                       -> col2im (gather) into dx
+ * where dYc is dy of the chunk permuted to (Cout, nb*P) and colT the transposed im2col. The
+ * operands are laid out so that the big matrices enter every GEMM untransposed: with the
+ * tuned CLBlast kernel for PoCL (GEMMK=1, host/gemm.c) row-major A and B and C then need no
+ * transpose copies; only W (small) is transposed for backward-data. Chunks bound the scratch
+ * memory: col + the (Cout x nb*P) matrix stay under 256 MiB (STFPM_CONV_CHUNK_BYTES overrides
+ * this; the tests use it to force one-image chunks).
+ * 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward-data: x_i (Cin x P)
+ * is already image i's column matrix, one GEMM per image reads / writes NCHW directly.
+ * (Not stfpm_gemm_batched: CLBlast 1.5.3's strided-batched indirect GEMM returns wrong
+ * results with GEMMK=1 kernels when K is not a multiple of VWM, see host/gemm.c.) */
 #include "stfpm/ops.h"
 #include "runtime.h"
 
@@ -88,13 +92,18 @@ static int chunk_images(const conv_geom *g, size_t per_image) {
     return (int)nb;
 }
 
+/* col (K x nb*P), or its transpose (nb*P x K) when transposed != 0, of images [i0, i0+nb). */
 static stfpm_status im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int i0, int nb,
-                           cl_mem col) {
+                           int transposed, cl_mem col) {
     cl_int off = (cl_int)(x->off + (size_t)i0 * g->cin * g->h * g->w);
     cl_int C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride, PD = g->pad;
     cl_int Ho = g->ho, Wo = g->wo, NB = nb;
     stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
                       KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(col)};
+    if (transposed) {
+        size_t gws[2] = {g->k, (size_t)nb * g->p};
+        return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, 13, a);
+    }
     size_t gws[2] = {(size_t)nb * g->p, g->k};
     return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 13, a);
 }
@@ -134,10 +143,12 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
     STFPM_TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
 
     if (g.pointwise) {
-        /* y_i (Cout x P) = W (Cout x Cin) * x_i (Cin x P), all images in one batched call */
-        return stfpm_gemm_batched(ctx, 0, 0, g.cout, g.p, g.k, 1.0f, w->buf, w->off, g.k, 0, x->buf,
-                                  x->off, g.p, g.cin * g.p, 0.0f, y->buf, y->off, g.p, g.cout * g.p,
-                                  (size_t)g.n);
+        /* y_i (Cout x P) = W (Cout x Cin) * x_i (Cin x P) */
+        for (int i = 0; i < g.n; i++)
+            STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, g.p, g.k, 1.0f, w->buf, w->off, g.k, x->buf,
+                                 x->off + i * g.cin * g.p, g.p, 0.0f, y->buf, y->off + i * g.cout * g.p,
+                                 g.p));
+        return STFPM_OK;
     }
     int nb = chunk_images(&g, (g.k + g.cout) * g.p * sizeof(float));
     cl_mem col, yc;
@@ -146,7 +157,7 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
     for (int i0 = 0; i0 < g.n; i0 += nb) {
         int cnt = g.n - i0 < nb ? g.n - i0 : nb;
         size_t np = (size_t)cnt * g.p;
-        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, col));
+        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, col));
         STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, np, g.k, 1.0f, w->buf, w->off, g.k, col, 0, np, 0.0f,
                              yc, 0, np));
         STFPM_TRY(from_cnhw(ctx, yc, i0, cnt, y));
@@ -167,9 +178,10 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
 
     if (dx && g.pointwise) {
         /* dx_i (Cin x P) = W^T (Cin x Cout) * dy_i (Cout x P) */
-        STFPM_TRY(stfpm_gemm_batched(ctx, 1, 0, g.cin, g.p, g.cout, 1.0f, w->buf, w->off, g.k, 0,
-                                     dy->buf, dy->off, g.p, g.cout * g.p, 0.0f, dx->buf, dx->off, g.p,
-                                     g.cin * g.p, (size_t)g.n));
+        for (int i = 0; i < g.n; i++)
+            STFPM_TRY(stfpm_gemm(ctx, 1, 0, g.cin, g.p, g.cout, 1.0f, w->buf, w->off, g.k, dy->buf,
+                                 dy->off + i * g.cout * g.p, g.p, 0.0f, dx->buf,
+                                 dx->off + i * g.cin * g.p, g.p));
         dx = NULL;
         if (!dw) return STFPM_OK;
     }
@@ -183,9 +195,9 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
         size_t np = (size_t)cnt * g.p;
         STFPM_TRY(to_cnhw(ctx, dy, i0, cnt, dyc));
         if (dw) {
-            /* dW (Cout x K) (+)= dYc (Cout x np) * col^T (np x K) */
-            STFPM_TRY(im2col(ctx, &g, x, i0, cnt, col));
-            STFPM_TRY(stfpm_gemm(ctx, 0, 1, g.cout, g.k, np, 1.0f, dyc, 0, np, col, 0, np,
+            /* dW (Cout x K) (+)= dYc (Cout x np) * colT (np x K) */
+            STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 1, col));
+            STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, g.k, np, 1.0f, dyc, 0, np, col, 0, g.k,
                                  i0 == 0 ? 0.0f : 1.0f, dw->buf, dw->off, g.k));
         }
         if (dx) {

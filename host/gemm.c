@@ -86,12 +86,49 @@ static stfpm_status apply_spec(stfpm_ctx *ctx, const char *spec) {
     return STFPM_OK;
 }
 
-/* Tuned parameters, keyed by a substring of the device name. Found with CLBlast's tuner. */
+/* Tuned parameters, keyed by a substring of the device name.
+ *
+ * PoCL CPU device (pthread-*), measured through stfpm_gemm (row-major, NN) with CLBlast 1.5.3,
+ * PoCL 3.1, on the 2-vCPU AVX-512 EPYC build machine. That machine is shared, so the numbers
+ * are GFLOP per CPU-second of this process (best of 4, contention barely moves them); wall
+ * GFLOP/s on an idle machine are up to 2x these. OpenBLAS sgemm does ~100 GFLOP/s per core.
+ *
+ *   M x N x K           CLBlast default   old set (GEMMK=0)   old set + indirect   this set
+ *   512^3                    7.8               7.8                 ~40               99
+ *   64 x 4096 x 576          5.7               5.7                 ~36               71
+ *   128 x 1024 x 1152        7.6               7.6                 ~34               60..76
+ *   256 x 256 x 2304         7.6               7.6                 ~30               102
+ *   64 x 16384 x 147         5.3               5.3                 ~22               72
+ *
+ * Findings:
+ * - CLBlast runs GEMMs with M*N*K < XGEMM_MIN_INDIRECT_SIZE^3 (896^3 by default for this
+ *   device) on XgemmDirect, which on PoCL runs at ~6-8 GFLOP/s. Every ResNet-18 conv GEMM,
+ *   even at batch 8, is below 896^3, so an Xgemm override alone changed nothing (the old set's
+ *   "72.6 GFLOP/s at 512^3" was the tuner's kernel-only number; through the routine 512^3
+ *   stayed at ~8). GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=32 sends everything from 32^3 up to the
+ *   indirect kernel, which wins from 64^3 (23 vs 6 GFLOP/s) upwards.
+ * - With GEMMK=0 the indirect kernel wants A and C column-major, so a row-major call pays a
+ *   transpose of A and of C around the kernel (halves 512^3: 40 row-major vs 73-83 for the
+ *   same kernel called column-major). GEMMK=1 wants row-major A, B and C: row-major NN GEMMs
+ *   whose sizes are multiples of 64 (M, N) need no copies at all. host/conv.c arranges its
+ *   GEMMs as NN on the large operands for this reason.
+ * - GEMMK=1 search (MWG = NWG = 64 except where noted, GFLOP/CPU-s, geometric mean over the
+ *   shapes above): MDIMC=NDIMC=8 VWM=VWN=4 KREG=4: 38; KREG=8: 37; VWM=8 VWN=1 KREG=1: 44-49;
+ *   MDIMC=4 VWM=16 VWN=1: 63; NDIMC=4 VWM=8: 66; MDIMC=NDIMC=4 VWM=16 VWN=1 KREG=1: 78-84
+ *   (chosen); same with 32x32 tiles: 62-84 (noisier, lower wall time); MDIMC=NDIMC=16: 10;
+ *   VWM=VWN=1: 14. MWG != NWG crashed CLBlast (heap corruption) for MWG=32/NWG=64 and
+ *   MWG=64/NWG=128, so only square tiles are used.
+ * - KREG=1 matters beyond speed: CLBlast 1.5.3's XgemmStridedBatched (indirect path) rounds K
+ *   up to VWM / ignores KREG when padding, so with GEMMK=1 strided-batched GEMMs whose K is not
+ *   a multiple of VWM (16 here) return garbage (seen: K = 17). stfpm_gemm_batched is therefore
+ *   unsafe on PoCL with this table for batch > 1 above the threshold; host/conv.c uses loops
+ *   of stfpm_gemm instead. Plain SGEMM (all four transpose cases, offsets, beta != 0) is
+ *   checked against a CPU GEMM in tests/test_ops_conv.c. */
 static const struct { const char *device_substr; const char *spec; } k_tuned[] = {
-    /* PoCL CPU device (pthread-*): CLBlast's tuner, 72.6 GFLOP/s at 512^3 vs ~10 default. */
     {"pthread",
-     "Xgemm:GEMMK=0,KREG=1,KWG=32,KWI=2,MDIMA=8,MDIMC=8,MWG=64,NDIMB=8,NDIMC=8,NWG=64,SA=0,SB=0,"
-     "STRM=0,STRN=0,VWM=4,VWN=4"},
+     "Xgemm:GEMMK=1,KREG=1,KWG=1,KWI=1,MDIMA=4,MDIMC=4,MWG=64,NDIMB=4,NDIMC=4,NWG=64,SA=0,SB=0,"
+     "STRM=0,STRN=0,VWM=16,VWN=1;"
+     "GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=32"},
     {NULL, NULL}};
 
 stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx) {

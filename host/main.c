@@ -100,6 +100,10 @@ static void on_train_progress(void *user, const stfpm_progress *p) {
     case STFPM_PHASE_LOAD:
         fprintf(stderr, "loading %d training + %d validation images...\n", p->n_train, p->n_val);
         break;
+    case STFPM_PHASE_CACHE:
+        if (p->teacher_cached) fprintf(stderr, "teacher features cached on the device (%.1f MiB)\n", p->cache_mib);
+        else fprintf(stderr, "teacher features do not fit in half the device memory: running the teacher per batch\n");
+        break;
     case STFPM_PHASE_TRAIN: {
         double now = stfpm_now();
         if (!st->tty && now - st->last < 10.0 && p->batch != p->batches) break;
@@ -172,7 +176,8 @@ static const char *TRAIN_HELP =
     "  --val-split F         0.2      --train-fraction F 1.0 (e.g. 0.1 for the paper's few-shot rows)\n"
     "  --checkpoint-by M     loss (validation loss, paper) or map (mean validation anomaly map, authors' code)\n"
     "  --device SEL          OpenCL device index or name substring (see `stfpm devices`)\n"
-    "  --resume              continue RUN from RUN/last.safetensors\n";
+    "  --resume              continue RUN from RUN/last.safetensors\n"
+    "  --no-teacher-cache    run the teacher every batch instead of caching its features once\n";
 
 static int cmd_train(int argc, char **argv) {
     stfpm_train_config c;
@@ -197,6 +202,7 @@ static int cmd_train(int argc, char **argv) {
         else if (is_opt(&a, "--val-split")) { if (parse_float(&a, &f)) c.val_split = f; }
         else if (is_opt(&a, "--train-fraction")) { if (parse_float(&a, &f)) c.train_fraction = f; }
         else if (is_opt(&a, "--resume")) c.resume = 1;
+        else if (is_opt(&a, "--no-teacher-cache")) c.teacher_cache = 0;
         else if (is_opt(&a, "--checkpoint-by")) {
             const char *m = opt_value(&a);
             if (m && !strcmp(m, "map")) c.select_by_map = 1;

@@ -65,6 +65,7 @@ void stfpm_model_free(stfpm_ctx *ctx, stfpm_model *m) {
     stfpm_tensor_free(ctx, &m->x);
     stfpm_tensor_free(ctx, &m->map);
     stfpm_tensor_free(ctx, &m->score);
+    for (int l = 0; l < 4; l++) stfpm_tensor_free(ctx, &m->tbatch[l]);
     memset(m, 0, sizeof *m);
 }
 
@@ -185,6 +186,7 @@ stfpm_status stfpm_model_reserve(stfpm_ctx *ctx, stfpm_model *m, int n) {
     stfpm_tensor_free(ctx, &m->x);
     stfpm_tensor_free(ctx, &m->map);
     stfpm_tensor_free(ctx, &m->score);
+    for (int l = 0; l < 4; l++) stfpm_tensor_free(ctx, &m->tbatch[l]);
     m->cap = 0;
     STFPM_TRY(stfpm_tensor_alloc(ctx, &m->x, n, 3, m->size, m->size));
     STFPM_TRY(stfpm_tensor_alloc(ctx, &m->map, n, 1, m->size, m->size));
@@ -193,38 +195,110 @@ stfpm_status stfpm_model_reserve(stfpm_ctx *ctx, stfpm_model *m, int n) {
     return STFPM_OK;
 }
 
-/* Upload, run teacher (eval) and student; gather the chosen levels. */
+static void level_shape(const stfpm_model *m, int layer, int *c, int *h) {
+    *c = stfpm_resnet_layer_channels(layer);
+    *h = m->size / stfpm_resnet_layer_stride(layer);
+}
+
+uint64_t stfpm_teacher_cache_bytes(const stfpm_model *m, int n) {
+    uint64_t per = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        int c, h;
+        level_shape(m, m->layers[i], &c, &h);
+        per += (uint64_t)c * h * h * sizeof(float);
+    }
+    return per * (uint64_t)n;
+}
+
+void stfpm_teacher_cache_free(stfpm_ctx *ctx, stfpm_teacher_cache *tc) {
+    for (int l = 0; l < 4; l++) stfpm_tensor_free(ctx, &tc->level[l]);
+    tc->n = 0;
+}
+
+stfpm_status stfpm_teacher_cache_build(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, int batch,
+                                       uint64_t max_bytes, stfpm_teacher_cache *tc) {
+    memset(tc, 0, sizeof *tc);
+    if (n <= 0) return STFPM_OK;
+    if (!max_bytes) max_bytes = stfpm_ctx_device(ctx)->global_mem / 2;
+    uint64_t need = stfpm_teacher_cache_bytes(m, n);
+    if (need > max_bytes)
+        return stfpm_set_error(STFPM_ERR_OOM, "teacher feature cache for %d images needs %.1f MiB, over the "
+                               "limit of %.1f MiB", n, need / 1048576.0, max_bytes / 1048576.0);
+    stfpm_status s = STFPM_OK;
+    for (int i = 0; i < m->n_layers && s == STFPM_OK; i++) {
+        int c, h;
+        level_shape(m, m->layers[i], &c, &h);
+        s = stfpm_tensor_alloc(ctx, &tc->level[i], n, c, h, h);
+    }
+    if (s == STFPM_OK) s = stfpm_model_reserve(ctx, m, batch);
+    size_t per = (size_t)3 * m->size * m->size;
+    for (int i0 = 0; i0 < n && s == STFPM_OK; i0 += batch) {
+        int nb = n - i0 < batch ? n - i0 : batch;
+        stfpm_tensor x = stfpm_tensor_view(&m->x, 0, nb), tf[4];
+        s = stfpm_tensor_write(ctx, &x, chw + per * i0);
+        if (s == STFPM_OK) s = stfpm_resnet_forward(ctx, m->teacher, &x, 0, m->depth, tf);
+        for (int i = 0; i < m->n_layers && s == STFPM_OK; i++) {
+            stfpm_tensor dst = stfpm_tensor_view(&tc->level[i], i0, nb);
+            s = stfpm_tensor_copy(ctx, &tf[m->layers[i] - 1], &dst);
+        }
+    }
+    if (s == STFPM_OK) s = stfpm_finish(ctx);
+    if (s != STFPM_OK) { stfpm_teacher_cache_free(ctx, tc); return s; }
+    tc->n = n;
+    return STFPM_OK;
+}
+
+/* Upload x; teacher features from the cache (idx) or a teacher forward; student forward. */
 static stfpm_status forward_pair(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, int train,
-                                 stfpm_tensor *tl, stfpm_tensor *sl) {
+                                 const stfpm_teacher_cache *tc, const int *idx, stfpm_tensor *tl, stfpm_tensor *sl) {
     STFPM_TRY(stfpm_model_reserve(ctx, m, n));
     stfpm_tensor x = stfpm_tensor_view(&m->x, 0, n);
     STFPM_TRY(stfpm_tensor_write(ctx, &x, chw));
     stfpm_tensor tf[4], sf[4];
-    STFPM_TRY(stfpm_resnet_forward(ctx, m->teacher, &x, 0, m->depth, tf));
-    STFPM_TRY(stfpm_resnet_forward(ctx, m->student, &x, train, m->depth, sf));
-    for (int i = 0; i < m->n_layers; i++) {
-        tl[i] = tf[m->layers[i] - 1];
-        sl[i] = sf[m->layers[i] - 1];
+    if (tc) {
+        for (int i = 0; i < m->n_layers; i++) {
+            const stfpm_tensor *src = &tc->level[i];
+            if (!m->tbatch[i].buf) STFPM_TRY(stfpm_tensor_alloc(ctx, &m->tbatch[i], m->cap, src->c, src->h, src->w));
+            for (int k = 0; k < n; k++) {
+                if (idx[k] < 0 || idx[k] >= tc->n)
+                    return stfpm_set_error(STFPM_ERR_ARG, "teacher cache index %d out of range (%d)", idx[k], tc->n);
+                stfpm_tensor a = stfpm_tensor_view(src, idx[k], 1), b = stfpm_tensor_view(&m->tbatch[i], k, 1);
+                STFPM_TRY(stfpm_tensor_copy(ctx, &a, &b));
+            }
+            tl[i] = stfpm_tensor_view(&m->tbatch[i], 0, n);
+        }
+    } else {
+        STFPM_TRY(stfpm_resnet_forward(ctx, m->teacher, &x, 0, m->depth, tf));
+        for (int i = 0; i < m->n_layers; i++) tl[i] = tf[m->layers[i] - 1];
     }
+    STFPM_TRY(stfpm_resnet_forward(ctx, m->student, &x, train, m->depth, sf));
+    for (int i = 0; i < m->n_layers; i++) sl[i] = sf[m->layers[i] - 1];
     return STFPM_OK;
 }
 
-stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float lr,
-                                    float momentum, float weight_decay, int first_step, float *loss) {
+static stfpm_status train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const stfpm_teacher_cache *tc,
+                               const int *idx, int n, float lr, float momentum, float weight_decay, int first_step,
+                               float *loss) {
     stfpm_tensor tl[4], sl[4];
-    STFPM_TRY(forward_pair(ctx, m, chw, n, 1, tl, sl));
+    STFPM_TRY(forward_pair(ctx, m, chw, n, 1, tc, idx, tl, sl));
     STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, 1, loss, NULL));
+    /* the pyramid's gradient buffers keep the largest batch seen: view the first n images
+     * (a smaller last batch of an epoch) */
     const stfpm_tensor *df[4] = {NULL, NULL, NULL, NULL};
-    for (int i = 0; i < m->n_layers; i++) df[m->layers[i] - 1] = stfpm_pyramid_grad(m->pyr, i);
+    stfpm_tensor dv[4];
+    for (int i = 0; i < m->n_layers; i++) {
+        dv[i] = stfpm_tensor_view(stfpm_pyramid_grad(m->pyr, i), 0, n);
+        df[m->layers[i] - 1] = &dv[i];
+    }
     STFPM_TRY(stfpm_resnet_backward(ctx, m->student, df));
     STFPM_TRY(stfpm_resnet_sgd_step(ctx, m->student, lr, momentum, weight_decay, first_step));
     return STFPM_OK;
 }
 
-stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,
-                              float *scores, float *maps) {
+static stfpm_status eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const stfpm_teacher_cache *tc,
+                         const int *idx, int n, float *loss, float *scores, float *maps) {
     stfpm_tensor tl[4], sl[4];
-    STFPM_TRY(forward_pair(ctx, m, chw, n, 0, tl, sl));
+    STFPM_TRY(forward_pair(ctx, m, chw, n, 0, tc, idx, tl, sl));
     if (loss) STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, 0, loss, NULL));
     if (scores || maps) {
         stfpm_tensor map = stfpm_tensor_view(&m->map, 0, n), score = stfpm_tensor_view(&m->score, 0, n);
@@ -233,4 +307,26 @@ stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, 
         if (maps) STFPM_TRY(stfpm_tensor_read(ctx, &map, maps));
     }
     return STFPM_OK;
+}
+
+stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float lr,
+                                    float momentum, float weight_decay, int first_step, float *loss) {
+    return train_step(ctx, m, chw, NULL, NULL, n, lr, momentum, weight_decay, first_step, loss);
+}
+
+stfpm_status stfpm_model_train_step_cached(stfpm_ctx *ctx, stfpm_model *m, const float *chw,
+                                           const stfpm_teacher_cache *tc, const int *idx, int n, float lr,
+                                           float momentum, float weight_decay, int first_step, float *loss) {
+    return train_step(ctx, m, chw, tc, idx, n, lr, momentum, weight_decay, first_step, loss);
+}
+
+stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,
+                              float *scores, float *maps) {
+    return eval(ctx, m, chw, NULL, NULL, n, loss, scores, maps);
+}
+
+stfpm_status stfpm_model_eval_cached(stfpm_ctx *ctx, stfpm_model *m, const float *chw,
+                                     const stfpm_teacher_cache *tc, const int *idx, int n, float *loss,
+                                     float *scores, float *maps) {
+    return eval(ctx, m, chw, tc, idx, n, loss, scores, maps);
 }

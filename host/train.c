@@ -22,6 +22,7 @@ void stfpm_train_config_default(stfpm_train_config *c) {
     c->n_layers = 3;
     c->val_split = 0.2;
     c->train_fraction = 1.0;
+    c->teacher_cache = 1;
 }
 
 stfpm_status stfpm_train_config_check(const stfpm_train_config *c) {
@@ -105,8 +106,10 @@ typedef struct {
     int n;
 } image_set;
 
-static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *val, int batch, int want_map,
-                             float *val_loss, float *val_map, float *max_score) {
+static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *val, const stfpm_teacher_cache *tc,
+                             int batch, int want_map, float *val_loss, float *val_map, float *max_score) {
+    int *idx = malloc(sizeof(int) * (size_t)batch);
+    if (!idx) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
     size_t per = (size_t)3 * m->size * m->size;
     double loss_sum = 0, map_sum = 0;
     float mx = -INFINITY;
@@ -117,7 +120,9 @@ static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *va
     for (int i = 0; i < val->n && s == STFPM_OK; i += batch) {
         int nb = val->n - i < batch ? val->n - i : batch;
         float l = 0;
-        s = stfpm_model_eval(ctx, m, val->chw + per * i, nb, &l, scores, maps);
+        for (int k = 0; k < nb; k++) idx[k] = i + k;
+        s = tc->n ? stfpm_model_eval_cached(ctx, m, val->chw + per * i, tc, idx, nb, &l, scores, maps)
+                  : stfpm_model_eval(ctx, m, val->chw + per * i, nb, &l, scores, maps);
         if (s != STFPM_OK) break;
         loss_sum += (double)l * nb;
         for (int k = 0; k < nb; k++) mx = scores[k] > mx ? scores[k] : mx;
@@ -129,6 +134,7 @@ static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *va
     }
     free(scores);
     free(maps);
+    free(idx);
     *val_loss = (float)(loss_sum / val->n);
     *val_map = (float)(map_sum / val->n);
     *max_score = mx;
@@ -159,6 +165,7 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     int *perm = NULL;
     strbuf log = {0};
     stfpm_weights ck = {0};
+    stfpm_teacher_cache tc_train = {0}, tc_val = {0};
     stfpm_status s = stfpm_split_make(ds.n_train, c->seed, c->val_split, c->train_fraction, &sp);
     if (s != STFPM_OK) goto done;
     size_t per = (size_t)3 * c->size * c->size;
@@ -184,6 +191,24 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     if (s == STFPM_OK) s = stfpm_resnet_init_kaiming(ctx, m.student, c->seed);
     if (s == STFPM_OK) s = stfpm_model_reserve(ctx, &m, c->batch);
     if (s != STFPM_OK) goto done;
+    if (c->teacher_cache) {
+        /* The teacher is frozen and nothing is augmented: its features never change. */
+        uint64_t limit = stfpm_ctx_device(ctx)->global_mem / 2;
+        stfpm_status cs = stfpm_teacher_cache_build(ctx, &m, tr.chw, tr.n, c->batch, limit, &tc_train);
+        if (cs == STFPM_OK) cs = stfpm_teacher_cache_build(ctx, &m, va.chw, va.n, c->batch, limit - stfpm_teacher_cache_bytes(&m, tr.n), &tc_val);
+        if (cs == STFPM_OK) {
+            pg.teacher_cached = 1;
+            pg.cache_mib = stfpm_teacher_cache_bytes(&m, tr.n + va.n) / 1048576.0;
+        } else if (cs == STFPM_ERR_OOM) {
+            stfpm_teacher_cache_free(ctx, &tc_train);   /* fall back: teacher forward per batch */
+            stfpm_teacher_cache_free(ctx, &tc_val);
+        } else {
+            s = cs;
+            goto done;
+        }
+        pg.phase = STFPM_PHASE_CACHE;
+        if (fn) fn(user, &pg);
+    }
 
     int start_epoch = 1, best_epoch = 0;
     long global_step = 0;
@@ -235,8 +260,10 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
             int i0 = b * c->batch, nb = tr.n - i0 < c->batch ? tr.n - i0 : c->batch;
             for (int k = 0; k < nb; k++) memcpy(batch_buf + per * k, tr.chw + per * perm[i0 + k], per * sizeof(float));
             float loss = 0;
-            s = stfpm_model_train_step(ctx, &m, batch_buf, nb, c->lr, c->momentum, c->weight_decay,
-                                       global_step == 0, &loss);
+            s = tc_train.n ? stfpm_model_train_step_cached(ctx, &m, batch_buf, &tc_train, perm + i0, nb, c->lr,
+                                                           c->momentum, c->weight_decay, global_step == 0, &loss)
+                           : stfpm_model_train_step(ctx, &m, batch_buf, nb, c->lr, c->momentum, c->weight_decay,
+                                                    global_step == 0, &loss);
             if (s != STFPM_OK) {
                 stfpm_wrap_error(s, "epoch %d, batch %d/%d", epoch, b + 1, batches);
                 goto done;
@@ -263,7 +290,7 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
         }
         float val_loss = (float)(loss_sum / batches), val_map = 0, max_score = NAN;
         if (va.n) {
-            s = validate(ctx, &m, &va, c->batch, c->select_by_map, &val_loss, &val_map, &max_score);
+            s = validate(ctx, &m, &va, &tc_val, c->batch, c->select_by_map, &val_loss, &val_map, &max_score);
             if (s != STFPM_OK) { stfpm_wrap_error(s, "validation after epoch %d", epoch); goto done; }
             if (!isfinite(val_loss)) {
                 s = stfpm_set_error(STFPM_ERR_NAN, "validation loss became %s after epoch %d; stopped. The last "
@@ -319,6 +346,8 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     pg.epoch = best_epoch;
     if (fn) fn(user, &pg);
 done:
+    stfpm_teacher_cache_free(ctx, &tc_train);
+    stfpm_teacher_cache_free(ctx, &tc_val);
     stfpm_weights_free(&ck);
     free(log.text);
     free(perm);

@@ -14,6 +14,7 @@
  * atol = rtol = 1e-4. */
 #include "testutil.h"
 #include "ref_conv.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -198,6 +199,52 @@ START_TEST(test_conv_vs_reference) {
 }
 END_TEST
 
+/* stfpm_gemm with the CLBlast parameters in effect for this device (host/gemm.c tunes them;
+ * the conv GEMMs above only use some cases): every transpose combination, element offsets,
+ * padded leading dimensions, alpha and beta != 0, sizes on both sides of CLBlast's
+ * direct / indirect threshold and not multiples of the kernel tiles. */
+START_TEST(test_gemm_tuned_params) {
+    stfpm_ctx *ctx = tu_ctx();
+    static const int sizes[][3] = {{5, 7, 3}, {67, 130, 33}, {64, 128, 64}, {130, 70, 147}};
+    for (int si = 0; si < 4; si++) {
+        for (int ta = 0; ta < 2; ta++) {
+            for (int tb = 0; tb < 2; tb++) {
+                size_t m = sizes[si][0], n = sizes[si][1], k = sizes[si][2];
+                size_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+                size_t lda = ac + 3, ldb = bc + 1, ldc = n + 2, aoff = 3, boff = 5, coff = 2;
+                size_t na = aoff + ar * lda, nb = boff + br * ldb, nc = coff + m * ldc;
+                float *a = rand_host(na, 900 + si), *b = rand_host(nb, 901 + si), *c = rand_host(nc, 902 + si);
+                float *want = malloc(nc * sizeof *want);
+                memcpy(want, c, nc * sizeof *want);
+                const float alpha = 0.75f, beta = 0.5f;
+                for (size_t i = 0; i < m; i++)
+                    for (size_t j = 0; j < n; j++) {
+                        double acc = 0;
+                        for (size_t l = 0; l < k; l++)
+                            acc += (double)(ta ? a[aoff + l * lda + i] : a[aoff + i * lda + l]) *
+                                   (tb ? b[boff + j * ldb + l] : b[boff + l * ldb + j]);
+                        want[coff + i * ldc + j] = (float)(alpha * acc + beta * c[coff + i * ldc + j]);
+                    }
+                stfpm_tensor ta_t = tu_tensor(a, 1, 1, 1, (int)na), tb_t = tu_tensor(b, 1, 1, 1, (int)nb);
+                stfpm_tensor tc_t = tu_tensor(c, 1, 1, 1, (int)nc);
+                TU_CHECK_STATUS(stfpm_gemm(ctx, ta, tb, m, n, k, alpha, ta_t.buf, aoff, lda, tb_t.buf, boff,
+                                           ldb, beta, tc_t.buf, coff, ldc));
+                float *got = tu_read(&tc_t);
+                char what[128];
+                snprintf(what, sizeof what, "sgemm %zux%zux%zu trans_a %d trans_b %d", m, n, k, ta, tb);
+                /* elements outside the m x n window (padding, offset) must keep their values:
+                 * want holds c there */
+                tu_assert_close(what, got, want, nc, atol_for(k), RTOL);
+                free(a); free(b); free(c); free(want); free(got);
+                stfpm_tensor_free(ctx, &ta_t);
+                stfpm_tensor_free(ctx, &tb_t);
+                stfpm_tensor_free(ctx, &tc_t);
+            }
+        }
+    }
+}
+END_TEST
+
 static void expect_arg_error(stfpm_status s, const char *needle) {
     ck_assert_msg(s == STFPM_ERR_ARG, "expected STFPM_ERR_ARG, got %s (%s)", stfpm_status_name(s),
                   stfpm_last_error());
@@ -244,6 +291,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_conv_vs_reference, 0, N_CASES);
     tcase_add_test(tc, test_conv_shape_mismatch);
+    tcase_add_test(tc, test_gemm_tuned_params);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

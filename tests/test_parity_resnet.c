@@ -53,7 +53,7 @@
 typedef struct group_max {     /* worst error per comparison group, for the summary */
     const char *name;
     double tol, worst;
-    char what[128];
+    char what[192];
     int count, failed;
 } group_max;
 
@@ -138,11 +138,11 @@ static void run_case(const parity_case *pc, double tol_grad) {
     stfpm_ctx *ctx = tu_ctx();
     double t0 = parity_now();
     group_max G[] = {
-        {"features", TOL_FEAT, 0, "", 0},       {"loss step 1", TOL_LOSS0, 0, "", 0},
-        {"gradients", tol_grad, 0, "", 0},      {"BN running stats", TOL_STAT, 0, "", 0},
-        {"params after step 1", TOL_STEP1, 0, "", 0}, {"loss step 2", TOL_LOSS1, 0, "", 0},
-        {"loss later steps", TOL_LOSS_LATER, 0, "", 0}, {"params after last step", TOL_STEP_LAST, 0, "", 0},
-        {"SGD update (host recompute)", TOL_SGD, 0, "", 0}};
+        {"features", TOL_FEAT, 0, "", 0, 0},       {"loss step 1", TOL_LOSS0, 0, "", 0, 0},
+        {"gradients", tol_grad, 0, "", 0, 0},      {"BN running stats", TOL_STAT, 0, "", 0, 0},
+        {"params after step 1", TOL_STEP1, 0, "", 0, 0}, {"loss step 2", TOL_LOSS1, 0, "", 0, 0},
+        {"loss later steps", TOL_LOSS_LATER, 0, "", 0, 0}, {"params after last step", TOL_STEP_LAST, 0, "", 0, 0},
+        {"SGD update (host recompute)", TOL_SGD, 0, "", 0, 0}};
     enum { G_FEAT, G_LOSS0, G_GRAD, G_STAT, G_STEP1, G_LOSS1, G_LOSSN, G_STEPN, G_SGD, G_COUNT };
 
     stfpm_resnet *teacher = NULL, *student = NULL;

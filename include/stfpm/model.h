@@ -23,7 +23,15 @@ typedef struct stfpm_model {
     float threshold;          /* default decision threshold on the image score (NaN = none) */
     stfpm_tensor x, map, score;
     int cap;                  /* batch capacity of x / map / score */
+    stfpm_tensor tbatch[4];   /* teacher features gathered from a cache (capacity cap) */
 } stfpm_model;
+
+/* Teacher features of a fixed image set, computed once (the teacher is frozen and there is no
+ * augmentation, so they never change): level l holds (n, C_l, H_l, W_l). */
+typedef struct stfpm_teacher_cache {
+    stfpm_tensor level[4];
+    int n;
+} stfpm_teacher_cache;
 
 /* Parse "1,2,3" into sorted unique layers in 1..4. */
 stfpm_status stfpm_parse_layers(const char *text, int layers[4], int *n_layers);
@@ -61,6 +69,23 @@ stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float 
  * (max of its anomaly map); maps (n * S * S floats, host) may be NULL. */
 stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,
                               float *scores, float *maps);
+
+/* Build a teacher cache for n preprocessed images (host chw), in batches of `batch`. Needs
+ * n * sum_l C_l*H_l*W_l * 4 bytes of device memory; when that exceeds max_bytes (0: half the
+ * device memory) or an allocation fails it returns STFPM_ERR_OOM and leaves *tc empty, and
+ * the caller runs the teacher per batch instead. */
+stfpm_status stfpm_teacher_cache_build(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, int batch,
+                                       uint64_t max_bytes, stfpm_teacher_cache *tc);
+uint64_t stfpm_teacher_cache_bytes(const stfpm_model *m, int n);
+void stfpm_teacher_cache_free(stfpm_ctx *ctx, stfpm_teacher_cache *tc);
+/* As stfpm_model_train_step / stfpm_model_eval, but the teacher features of image k of the
+ * batch are cache entry idx[k] (no teacher forward). */
+stfpm_status stfpm_model_train_step_cached(stfpm_ctx *ctx, stfpm_model *m, const float *chw,
+                                           const stfpm_teacher_cache *tc, const int *idx, int n, float lr,
+                                           float momentum, float weight_decay, int first_step, float *loss);
+stfpm_status stfpm_model_eval_cached(stfpm_ctx *ctx, stfpm_model *m, const float *chw,
+                                     const stfpm_teacher_cache *tc, const int *idx, int n, float *loss,
+                                     float *scores, float *maps);
 
 #ifdef __cplusplus
 }

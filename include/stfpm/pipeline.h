@@ -25,12 +25,14 @@ typedef struct stfpm_train_config {
     double val_split, train_fraction;
     int resume;
     int select_by_map;        /* 0: lowest validation loss (paper); 1: lowest mean val anomaly map (authors' code) */
+    int teacher_cache;        /* 1 (default): compute teacher features once per image and keep them on
+                                 the device when they fit in half its memory; 0: teacher forward per batch */
 } stfpm_train_config;
 
 void stfpm_train_config_default(stfpm_train_config *c);
 stfpm_status stfpm_train_config_check(const stfpm_train_config *c);
 
-typedef enum { STFPM_PHASE_LOAD, STFPM_PHASE_TRAIN, STFPM_PHASE_EPOCH_END, STFPM_PHASE_DONE } stfpm_phase;
+typedef enum { STFPM_PHASE_LOAD, STFPM_PHASE_CACHE, STFPM_PHASE_TRAIN, STFPM_PHASE_EPOCH_END, STFPM_PHASE_DONE } stfpm_phase;
 
 typedef struct stfpm_progress {
     stfpm_phase phase;
@@ -41,6 +43,8 @@ typedef struct stfpm_progress {
     int is_best;
     double images_per_s, eta_s, epoch_s;
     int n_train, n_val;
+    int teacher_cached;         /* LOAD (after the cache step): 1 when the teacher cache is in use */
+    double cache_mib;
 } stfpm_progress;
 
 typedef void (*stfpm_progress_fn)(void *user, const stfpm_progress *p);

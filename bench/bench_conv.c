@@ -1,12 +1,13 @@
 /* Convolution throughput at the ResNet-18 (conv1 .. layer3) shapes for a 256x256 input, and
  * the plain SGEMM of the same size through CLBlast and (when built with OpenBLAS) the CPU BLAS.
  *
- *   bench_conv [batch] [--size S] [--reps R] [--gemm-only]
+ *   bench_conv [batch] [--size S] [--reps R] [--gemm-only] [--profile]
  *
  * batch defaults to 8. GFLOP/s count 2*M*N*K per op with M = Cout, N = batch*Ho*Wo,
  * K = Cin*KH*KW (the same for forward, backward-data and backward-weight). Each number is the
  * best of R timed runs (default 3) after one warm-up run. --gemm-only times only the GEMMs,
- * plus a 512^3 one (for checking CLBlast tuning: STFPM_CLBLAST_PARAMS=default vs built-in). */
+ * plus a 512^3 one (for checking CLBlast tuning: STFPM_CLBLAST_PARAMS=default vs built-in).
+ * --profile prints the time per kernel (im2col, col2im, CLBlast) summed over the conv runs. */
 #include "stfpm/ops.h"
 #include "runtime.h"
 
@@ -149,14 +150,15 @@ static void gemm_line(stfpm_ctx *ctx, const char *name, size_t m, size_t n, size
 }
 
 int main(int argc, char **argv) {
-    int batch = 8, size = 256, reps = 3, gemm_only = 0;
+    int batch = 8, size = 256, reps = 3, gemm_only = 0, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) size = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--gemm-only") == 0) gemm_only = 1;
+        else if (strcmp(argv[i], "--profile") == 0) profile = 1;
         else if (argv[i][0] != '-') batch = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_conv [batch] [--size S] [--reps R] [--gemm-only]\n");
+            fprintf(stderr, "usage: bench_conv [batch] [--size S] [--reps R] [--gemm-only] [--profile]\n");
             return 2;
         }
     }
@@ -165,7 +167,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     stfpm_ctx *ctx = NULL;
-    CK(stfpm_ctx_create(&ctx, NULL));
+    stfpm_ctx_options opt = {.profile = profile};
+    CK(stfpm_ctx_create(&ctx, &opt));
     const char *params = getenv("STFPM_CLBLAST_PARAMS");
     printf("device: %s | batch %d | input %dx%d | best of %d | CLBlast params: %s\n",
            stfpm_ctx_device(ctx)->device_name, batch, size, size, reps,
@@ -209,7 +212,10 @@ int main(int argc, char **argv) {
         size_t m = l->cout, n = (size_t)batch * out * out, k = (size_t)l->cin * l->k * l->k;
         double fl = 2.0 * m * n * k;
         double t[4];
+        if (profile) stfpm_ctx_profile_reset(ctx);
         for (int op = 0; op < 3; op++) t[op] = time_op(op, &b, reps);
+        stfpm_profile_entry prof[32];
+        int nprof = profile ? stfpm_ctx_profile(ctx, prof, 32) : 0;
         alloc_gemm(ctx, &b, m, n, k);
         t[3] = time_op(OP_GEMM, &b, reps);
         free_gemm(ctx, &b);
@@ -222,6 +228,9 @@ int main(int argc, char **argv) {
         printf(" %8.1f %6.2f", fl / tb * 1e-9, tb / t[3]);
 #endif
         printf("\n");
+        for (int j = 0; j < nprof; j++)
+            printf("    %-26s %9.2f ms %5ld calls (all conv runs of this layer)\n", prof[j].name, prof[j].ms,
+                   prof[j].calls);
         fflush(stdout);
         for (int op = 0; op < 3; op++) net_t[op] += t[op] * l->count;
         net_fl += fl * l->count;

@@ -113,3 +113,51 @@ __kernel void conv_cnhw_to_nchw(__global const float *src, int C, int P, int nb,
     const int c = ic - i * C;
     dst[dst_off + (size_t)ic * P + p] = src[((size_t)c * nb + i) * P + p];
 }
+
+/* EXPERIMENT: row-based im2col, gws = (nb*Ho, K) */
+__kernel void conv_im2col_rows(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
+                          int stride, int pad, int Ho, int Wo, int nb, __global float *col) {
+    const int r = get_global_id(0);
+    const int k = get_global_id(1);
+    const int K = C * KH * KW;
+    if (r >= nb * Ho || k >= K) return;
+    const int i = r / Ho;
+    const int oh = r - i * Ho;
+    const int kw = k % KW;
+    const int t = k / KW;
+    const int kh = t % KH;
+    const int ci = t / KH;
+    const int NP = nb * Ho * Wo;
+    __global float *dst = col + (size_t)k * NP + (size_t)r * Wo;
+    const int h = oh * stride - pad + kh;
+    if (h < 0 || h >= H) {
+        for (int ow = 0; ow < Wo; ow++) dst[ow] = 0.0f;
+        return;
+    }
+    __global const float *src = x + x_off + ((size_t)(i * C + ci) * H + h) * W;
+    int w = kw - pad;
+    for (int ow = 0; ow < Wo; ow++, w += stride)
+        dst[ow] = (w >= 0 && w < W) ? src[w] : 0.0f;
+}
+/* EXPERIMENT: 3D element im2col, gws = (Wo, nb*Ho, K) */
+__kernel void conv_im2col_3d(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
+                          int stride, int pad, int Ho, int Wo, int nb, __global float *col) {
+    const int ow = get_global_id(0);
+    const int r = get_global_id(1);
+    const int k = get_global_id(2);
+    const int K = C * KH * KW;
+    if (ow >= Wo || r >= nb * Ho || k >= K) return;
+    const int i = r / Ho;
+    const int oh = r - i * Ho;
+    const int kw = k % KW;
+    const int t = k / KW;
+    const int kh = t % KH;
+    const int ci = t / KH;
+    const int NP = nb * Ho * Wo;
+    const int h = oh * stride - pad + kh;
+    const int w = ow * stride - pad + kw;
+    float v = 0.0f;
+    if (h >= 0 && h < H && w >= 0 && w < W)
+        v = x[x_off + ((i * C + ci) * H + h) * W + w];
+    col[(size_t)k * NP + (size_t)r * Wo + ow] = v;
+}

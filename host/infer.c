@@ -55,6 +55,7 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     stfpm_status s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
     if (s != STFPM_OK) { stfpm_dataset_free(&ds); return s; }
     int S = m.size, n = ds.n_test, batch = o->batch > 0 ? o->batch : 16;
+    if (n > 0 && batch > n) batch = n;   /* never hold more than the test set */
     size_t per = (size_t)3 * S * S, pix = (size_t)S * S;
     float *chw = malloc(per * sizeof(float) * (size_t)batch);
     float *maps = malloc(pix * sizeof(float) * (size_t)(n ? n : 1));

@@ -343,6 +343,10 @@ static int cmd_predict(int argc, char **argv) {
         if (list) stfpm_dataset_free_list(list, k);
     }
     free(inputs);
+    if (s == STFPM_OK && n == 0)
+        s = stfpm_set_error(STFPM_ERR_IO, "no images to score in the given folder(s) (accepted extensions: png "
+                            "jpg jpeg bmp tga)");
+    if (batch > n && n > 0) batch = n;   /* never hold more than the images given */
     stfpm_ctx *ctx = NULL;
     stfpm_model m = {0};
     char model_path[4200];

@@ -4,10 +4,14 @@
 #include "stfpm/image.h"
 #include "fsutil.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void stfpm_train_config_default(stfpm_train_config *c) {
     memset(c, 0, sizeof *c);
@@ -79,13 +83,14 @@ static void log_restore(strbuf *log, const char *path, int upto) {
     free(text);
 }
 
-static stfpm_status write_config(const stfpm_train_config *c, const char *path, const char *teacher) {
-    char layers[32], data[2048], out[2048], tea[2048], json[8192];
+static stfpm_status write_config(const stfpm_train_config *c, const char *path, const char *teacher, char *json,
+                                 size_t json_len) {
+    char layers[32], data[2048], out[2048], tea[2048];
     stfpm_format_layers(c->layers, c->n_layers, layers, sizeof layers);
     stfpm_json_escape(c->data_dir, data, sizeof data);
     stfpm_json_escape(c->out_dir, out, sizeof out);
     stfpm_json_escape(teacher, tea, sizeof tea);
-    int n = snprintf(json, sizeof json,
+    int n = snprintf(json, json_len,
                      "{\n  \"data\": \"%s\",\n  \"out\": \"%s\",\n  \"teacher\": \"%s\",\n  \"epochs\": %d,\n"
                      "  \"batch\": %d,\n  \"size\": %d,\n  \"lr\": %.9g,\n  \"momentum\": %.9g,\n"
                      "  \"weight_decay\": %.9g,\n  \"seed\": %llu,\n  \"layers\": [%s],\n  \"val_split\": %.9g,\n"
@@ -99,6 +104,27 @@ static stfpm_status write_config(const stfpm_train_config *c, const char *path, 
 /* Shuffle of epoch e (1-based): depends only on seed and e, so a resumed run sees the same order. */
 static void epoch_order(int n, uint64_t seed, int epoch, int *perm) {
     stfpm_permutation(n, seed * 0x9E3779B97F4A7C15ULL + (uint64_t)epoch * 0xD1B54A32D192ED03ULL + 1, perm);
+}
+
+/* Remove the temporary files ("<name>.tmp.<pid>[.<n>]") that a training process killed while
+ * writing a checkpoint, the log or the config left in the run folder. Files of a process that
+ * is still alive are left alone. */
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (end == t + 5 || (*end && *end != '.') || pid <= 0) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
 }
 
 typedef struct {
@@ -154,10 +180,13 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     if (c->resume && !stfpm_path_exists(path_last))
         return stfpm_set_error(STFPM_ERR_IO, "--resume: %s not found (nothing to resume in %s)", path_last, c->out_dir);
     STFPM_TRY(stfpm_find_teacher(c->teacher, teacher, sizeof teacher));
-    STFPM_TRY(stfpm_mkdir_p(c->out_dir));
 
     stfpm_dataset ds;
     STFPM_TRY(stfpm_dataset_open(c->data_dir, STFPM_DATASET_TRAIN, &ds));
+    /* the run folder is created only once the data set was found (no empty folder left behind) */
+    stfpm_status s_dir = stfpm_mkdir_p(c->out_dir);
+    if (s_dir != STFPM_OK) { stfpm_dataset_free(&ds); return s_dir; }
+    remove_stale_tmp(c->out_dir);
     stfpm_split sp = {0};
     stfpm_model m = {0};
     image_set tr = {0}, va = {0};
@@ -177,7 +206,13 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     va.chw = malloc(per * sizeof(float) * (size_t)(va.n ? va.n : 1));
     batch_buf = malloc(per * sizeof(float) * (size_t)c->batch);
     perm = malloc(sizeof(int) * (size_t)(tr.n ? tr.n : 1));
-    if (!tr.chw || !va.chw || !batch_buf || !perm) {
+    if (!batch_buf) {
+        s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory for a batch of %d images of %dx%d (%.1f MiB); "
+                            "try a smaller --batch or --size", c->batch, c->size, c->size,
+                            per * sizeof(float) * (double)c->batch / 1048576.0);
+        goto done;
+    }
+    if (!tr.chw || !va.chw || !perm) {
         s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory holding %d preprocessed images of %dx%d",
                             tr.n + va.n, c->size, c->size);
         goto done;
@@ -246,7 +281,8 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     } else {
         sb_add(&log, LOG_HEADER);
     }
-    s = write_config(c, path_cfg, teacher);
+    static _Thread_local char config_json[8192];
+    s = write_config(c, path_cfg, teacher, config_json, sizeof config_json);
     if (s != STFPM_OK) goto done;
 
     int batches = (tr.n + c->batch - 1) / c->batch;
@@ -269,9 +305,14 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
                 goto done;
             }
             if (!isfinite(loss)) {
-                s = stfpm_set_error(STFPM_ERR_NAN, "training loss became %s at epoch %d, batch %d/%d; stopped. "
-                                    "The last good checkpoints (%s, %s) are kept; try a lower --lr",
-                                    isnan(loss) ? "NaN" : "Inf", epoch, b + 1, batches, path_last, path_best);
+                if (stfpm_path_exists(path_last))
+                    s = stfpm_set_error(STFPM_ERR_NAN, "training loss became %s at epoch %d, batch %d/%d; stopped. "
+                                        "The last good checkpoints (%s, %s) are kept; try a lower --lr",
+                                        isnan(loss) ? "NaN" : "Inf", epoch, b + 1, batches, path_last, path_best);
+                else
+                    s = stfpm_set_error(STFPM_ERR_NAN, "training loss became %s at epoch %d, batch %d/%d; stopped "
+                                        "before any checkpoint was written; try a lower --lr",
+                                        isnan(loss) ? "NaN" : "Inf", epoch, b + 1, batches);
                 goto done;
             }
             global_step++;
@@ -293,8 +334,10 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
             s = validate(ctx, &m, &va, &tc_val, c->batch, c->select_by_map, &val_loss, &val_map, &max_score);
             if (s != STFPM_OK) { stfpm_wrap_error(s, "validation after epoch %d", epoch); goto done; }
             if (!isfinite(val_loss)) {
-                s = stfpm_set_error(STFPM_ERR_NAN, "validation loss became %s after epoch %d; stopped. The last "
-                                    "good checkpoints are kept; try a lower --lr", isnan(val_loss) ? "NaN" : "Inf", epoch);
+                s = stfpm_set_error(STFPM_ERR_NAN, "validation loss became %s after epoch %d; stopped. %s; try a "
+                                    "lower --lr", isnan(val_loss) ? "NaN" : "Inf", epoch,
+                                    stfpm_path_exists(path_last) ? "The last good checkpoints are kept"
+                                                                 : "No checkpoint was written");
                 goto done;
             }
         }
@@ -308,9 +351,9 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
             snprintf(k_epoch, sizeof k_epoch, "%d", epoch);
             snprintf(k_val, sizeof k_val, "%.9g", val_loss);
             snprintf(k_map, sizeof k_map, "%.9g", val_map);
-            const char *keys[] = {"epoch", "val_loss", "val_map_mean", "teacher_file"};
-            const char *vals[] = {k_epoch, k_val, k_map, teacher};
-            s = stfpm_model_save(ctx, &m, path_best, 0, keys, vals, 4);
+            const char *keys[] = {"epoch", "val_loss", "val_map_mean", "teacher_file", "config"};
+            const char *vals[] = {k_epoch, k_val, k_map, teacher, config_json};
+            s = stfpm_model_save(ctx, &m, path_best, 0, keys, vals, 5);
             if (s != STFPM_OK) goto done;
         }
         snprintf(k_epoch, sizeof k_epoch, "%d", epoch);
@@ -320,9 +363,10 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
         snprintf(k_step, sizeof k_step, "%ld", global_step);
         snprintf(k_seed, sizeof k_seed, "%llu", (unsigned long long)c->seed);
         {
-            const char *keys[] = {"epoch", "val_loss", "best_val", "best_epoch", "global_step", "seed", "teacher_file"};
-            const char *vals[] = {k_epoch, k_val, k_best, k_bepoch, k_step, k_seed, teacher};
-            s = stfpm_model_save(ctx, &m, path_last, 1, keys, vals, 7);
+            const char *keys[] = {"epoch", "val_loss", "best_val", "best_epoch", "global_step", "seed", "teacher_file",
+                                  "config"};
+            const char *vals[] = {k_epoch, k_val, k_best, k_bepoch, k_step, k_seed, teacher, config_json};
+            s = stfpm_model_save(ctx, &m, path_last, 1, keys, vals, 8);
             if (s != STFPM_OK) goto done;
         }
         double es = stfpm_now() - t0;

@@ -1,19 +1,23 @@
 /* Convolution throughput at the ResNet-18 (conv1 .. layer3) shapes for a 256x256 input, and
  * the plain SGEMM of the same size through CLBlast and (when built with OpenBLAS) the CPU BLAS.
  *
- *   bench_conv [batch] [--size S] [--reps R] [--gemm-only] [--profile]
+ *   bench_conv [batch] [--size S] [--reps R] [--gemm-only] [--profile] [--cpu-time]
  *
  * batch defaults to 8. GFLOP/s count 2*M*N*K per op with M = Cout, N = batch*Ho*Wo,
  * K = Cin*KH*KW (the same for forward, backward-data and backward-weight). Each number is the
  * best of R timed runs (default 3) after one warm-up run. --gemm-only times only the GEMMs,
  * plus a 512^3 one (for checking CLBlast tuning: STFPM_CLBLAST_PARAMS=default vs built-in).
- * --profile prints the time per kernel (im2col, col2im, CLBlast) summed over the conv runs. */
+ * --profile prints the time per kernel (im2col, col2im, CLBlast) summed over the conv runs.
+ * --cpu-time divides by the CPU seconds this process used (all its threads) instead of the wall
+ * time: on a machine shared with other jobs this compares configurations far more stably
+ * (GFLOP per CPU-second; on an idle machine wall GFLOP/s = that times the cores kept busy). */
 #include "stfpm/ops.h"
 #include "runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #ifdef STFPM_HAVE_OPENBLAS
 #include <cblas.h>
@@ -37,7 +41,14 @@ static const layer_shape k_layers[] = {
 };
 #define N_LAYERS ((int)(sizeof k_layers / sizeof k_layers[0]))
 
+static int g_cpu_time;
+
 static double now(void) {
+    if (g_cpu_time) {
+        struct rusage r;
+        getrusage(RUSAGE_SELF, &r);
+        return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) * 1e-6;
+    }
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
@@ -156,9 +167,10 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--gemm-only") == 0) gemm_only = 1;
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
+        else if (strcmp(argv[i], "--cpu-time") == 0) g_cpu_time = 1;
         else if (argv[i][0] != '-') batch = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: bench_conv [batch] [--size S] [--reps R] [--gemm-only] [--profile]\n");
+            fprintf(stderr, "usage: bench_conv [batch] [--size S] [--reps R] [--gemm-only] [--profile] [--cpu-time]\n");
             return 2;
         }
     }
@@ -170,9 +182,9 @@ int main(int argc, char **argv) {
     stfpm_ctx_options opt = {.profile = profile};
     CK(stfpm_ctx_create(&ctx, &opt));
     const char *params = getenv("STFPM_CLBLAST_PARAMS");
-    printf("device: %s | batch %d | input %dx%d | best of %d | CLBlast params: %s\n",
+    printf("device: %s | batch %d | input %dx%d | best of %d | %s | CLBlast params: %s\n",
            stfpm_ctx_device(ctx)->device_name, batch, size, size, reps,
-           params && *params ? params : "built-in table");
+           g_cpu_time ? "per CPU-second" : "wall time", params && *params ? params : "built-in table");
 
     if (gemm_only) {
         printf("\n%-22s %6s %7s %6s %9s %9s %7s\n", "SGEMM (row-major NN)", "M", "N", "K", "CLBlast",

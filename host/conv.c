@@ -22,7 +22,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CONV_DEFAULT_CHUNK_BYTES ((size_t)256 << 20)
+/* Scratch budget per chunk (col + the Cout x nb*P matrix). GPUs: large chunks (few, big
+ * GEMMs). CPUs: about one image's columns, which keeps them in cache between im2col and the
+ * GEMM and keeps CLBlast's operands small; measured on PoCL at batch 8 (GFLOP per CPU-second
+ * over conv1..layer3): forward 60-64 with 8 MiB or one-image chunks vs 42 with 256 MiB,
+ * backward-weight 0.80 s vs 1.0 s. */
+#define CONV_CHUNK_BYTES_GPU ((size_t)256 << 20)
+#define CONV_CHUNK_BYTES_CPU ((size_t)8 << 20)
+/* Row stride (floats) of dYc, colT's rows and dcol in the backward pass for nb*P = np
+ * columns; the columns [np, ld) are zero. Rounded up to a multiple of 64 (CLBlast's tile, so
+ * no padding copies), plus 64 more when that is a multiple of 512: CLBlast's GEMMK=1 kernel on
+ * PoCL runs at half speed when A's row stride is a multiple of 2-4 KiB, which dYc's is in the
+ * weight-gradient GEMM (reduction over np): 64 x 576 x 4096 gave 42 GFLOP/CPU-s, with
+ * K = 4160 71-83; 128 x 1152 x 1024: 42 vs 87 with K = 1040. */
+static size_t backward_ld(size_t np) {
+    size_t ld = (np + 63) / 64 * 64;
+    return ld % 512 == 0 ? ld + 64 : ld;
+}
 
 typedef struct conv_geom {
     int n, cin, h, w;      /* input */
@@ -78,8 +94,9 @@ static stfpm_status check_shape(const char *op, const char *name, const stfpm_te
 }
 
 /* Images per chunk so that `per_image` bytes of scratch per image stay within the budget. */
-static int chunk_images(const conv_geom *g, size_t per_image) {
-    size_t budget = CONV_DEFAULT_CHUNK_BYTES;
+static int chunk_images(stfpm_ctx *ctx, const conv_geom *g, size_t per_image) {
+    size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? CONV_CHUNK_BYTES_CPU
+                                                                     : CONV_CHUNK_BYTES_GPU;
     const char *e = getenv("STFPM_CONV_CHUNK_BYTES");
     if (e && *e) {
         char *end = NULL;
@@ -101,38 +118,44 @@ static stfpm_status im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tenso
     stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
                       KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(col)};
     if (transposed) {
-        size_t gws[2] = {g->k, (size_t)nb * g->p};
+        size_t gws[2] = {(size_t)g->wo, (size_t)nb * g->ho};
         return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, 13, a);
     }
-    size_t gws[2] = {(size_t)nb * g->p, g->k};
+    size_t gws[2] = {(size_t)nb * g->ho, g->k};
     return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 13, a);
 }
 
-static stfpm_status col2im(stfpm_ctx *ctx, const conv_geom *g, cl_mem col, int i0, int nb,
+/* dcol (K x nb*P, row stride ld) -> images [i0, i0+nb) of dx. */
+static stfpm_status col2im(stfpm_ctx *ctx, const conv_geom *g, cl_mem col, size_t ld, int i0, int nb,
                            stfpm_tensor *dx) {
-    cl_int off = (cl_int)(dx->off + (size_t)i0 * g->cin * g->h * g->w);
+    cl_int off = (cl_int)(dx->off + (size_t)i0 * g->cin * g->h * g->w), LD = (cl_int)ld;
     cl_int C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride, PD = g->pad;
     cl_int Ho = g->ho, Wo = g->wo, NB = nb;
-    stfpm_karg a[] = {KARG(col), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S), KARG(PD),
-                      KARG(Ho), KARG(Wo), KARG(NB), KARG(dx->buf), KARG(off)};
-    return stfpm_enqueue1d(ctx, "conv", "conv_col2im", (size_t)nb * g->cin * g->h * g->w, 13, a);
+    stfpm_karg a[] = {KARG(col), KARG(LD), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S),
+                      KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(dx->buf), KARG(off)};
+    size_t gws[2] = {(size_t)g->h, (size_t)nb * g->cin};
+    return stfpm_enqueue(ctx, "conv", "conv_col2im", 2, gws, NULL, 14, a);
 }
 
-/* t (n, C, P) images [i0, i0+nb) <-> m (C, nb*P). */
-static stfpm_status to_cnhw(stfpm_ctx *ctx, const stfpm_tensor *t, int i0, int nb, cl_mem m) {
-    size_t P = (size_t)t->h * t->w;
-    cl_int off = (cl_int)(t->off + (size_t)i0 * t->c * P), C = t->c, Pi = (cl_int)P, NB = nb;
-    stfpm_karg a[] = {KARG(t->buf), KARG(off), KARG(C), KARG(Pi), KARG(NB), KARG(m)};
-    size_t gws[2] = {P, (size_t)nb * t->c};
-    return stfpm_enqueue(ctx, "conv", "conv_nchw_to_cnhw", 2, gws, NULL, 6, a);
-}
-
-static stfpm_status from_cnhw(stfpm_ctx *ctx, cl_mem m, int i0, int nb, stfpm_tensor *t) {
-    size_t P = (size_t)t->h * t->w;
-    cl_int off = (cl_int)(t->off + (size_t)i0 * t->c * P), C = t->c, Pi = (cl_int)P, NB = nb;
-    stfpm_karg a[] = {KARG(m), KARG(C), KARG(Pi), KARG(NB), KARG(t->buf), KARG(off)};
-    size_t gws[2] = {P, (size_t)nb * t->c};
-    return stfpm_enqueue(ctx, "conv", "conv_cnhw_to_nchw", 2, gws, NULL, 6, a);
+/* Images [i0, i0+nb) of t (n, C, P) <-> the matrix m (C, nb*P; row stride ld floats): for each
+ * image one rectangular copy of C rows of P floats. to_m selects the direction. */
+static stfpm_status permute(stfpm_ctx *ctx, const stfpm_tensor *t, int i0, int nb, cl_mem m, size_t ld,
+                            int to_m) {
+    const size_t P = (size_t)t->h * t->w, row = P * sizeof(float), mpitch = ld * sizeof(float);
+    for (int i = 0; i < nb; i++) {
+        size_t t_origin[3] = {(t->off + (size_t)(i0 + i) * t->c * P) * sizeof(float), 0, 0};
+        size_t m_origin[3] = {(size_t)i * row, 0, 0};
+        size_t region[3] = {row, (size_t)t->c, 1};
+        cl_event ev = NULL;
+        cl_event *evp = stfpm_profiling(ctx) ? &ev : NULL;
+        cl_int e = to_m ? clEnqueueCopyBufferRect(stfpm_ctx_queue(ctx), t->buf, m, t_origin, m_origin, region,
+                                                  row, 0, mpitch, 0, 0, NULL, evp)
+                        : clEnqueueCopyBufferRect(stfpm_ctx_queue(ctx), m, t->buf, m_origin, t_origin, region,
+                                                  mpitch, 0, row, 0, 0, NULL, evp);
+        STFPM_TRY(stfpm_cl_check(e, "clEnqueueCopyBufferRect (conv permute)"));
+        if (ev) stfpm_profile_event(ctx, "conv_permute", ev);
+    }
+    return STFPM_OK;
 }
 
 stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
@@ -150,7 +173,7 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
                                  g.p));
         return STFPM_OK;
     }
-    int nb = chunk_images(&g, (g.k + g.cout) * g.p * sizeof(float));
+    int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
     cl_mem col, yc;
     STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
     STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * nb * g.p * sizeof(float), &yc));
@@ -160,7 +183,7 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
         STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, col));
         STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, np, g.k, 1.0f, w->buf, w->off, g.k, col, 0, np, 0.0f,
                              yc, 0, np));
-        STFPM_TRY(from_cnhw(ctx, yc, i0, cnt, y));
+        STFPM_TRY(permute(ctx, y, i0, cnt, yc, np, 0));
     }
     return STFPM_OK;
 }
@@ -186,25 +209,37 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
         if (!dw) return STFPM_OK;
     }
 
-    int nb = chunk_images(&g, (g.k + g.cout) * g.p * sizeof(float));
+    int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
+    size_t ld_max = backward_ld((size_t)nb * g.p);
     cl_mem col, dyc;
-    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * nb * g.p * sizeof(float), &dyc));
+    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * ld_max * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * ld_max * sizeof(float), &dyc));
     for (int i0 = 0; i0 < g.n; i0 += nb) {
         int cnt = g.n - i0 < nb ? g.n - i0 : nb;
-        size_t np = (size_t)cnt * g.p;
-        STFPM_TRY(to_cnhw(ctx, dy, i0, cnt, dyc));
+        size_t np = (size_t)cnt * g.p, ld = backward_ld(np);
+        /* dYc (Cout x ld): dy of the chunk, zeros in columns [np, ld) */
+        STFPM_TRY(permute(ctx, dy, i0, cnt, dyc, ld, 1));
+        if (ld > np) {
+            cl_int rows = g.cout, ldi = (cl_int)ld, c0 = (cl_int)np;
+            stfpm_karg za[] = {KARG(dyc), KARG(rows), KARG(ldi), KARG(c0)};
+            STFPM_TRY(stfpm_enqueue1d(ctx, "conv", "conv_zero_cols", (size_t)g.cout, 4, za));
+        }
         if (dw) {
-            /* dW (Cout x K) (+)= dYc (Cout x np) * colT (np x K) */
+            /* dW (Cout x K) (+)= dYc (Cout x ld) * colT (ld x K); colT rows [np, ld) are zero */
             STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 1, col));
-            STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, g.k, np, 1.0f, dyc, 0, np, col, 0, g.k,
+            const float zero = 0.0f;
+            if (ld > np)
+                STFPM_CL(clEnqueueFillBuffer(stfpm_ctx_queue(ctx), col, &zero, sizeof zero,
+                                             np * g.k * sizeof(float), (ld - np) * g.k * sizeof(float), 0,
+                                             NULL, NULL));
+            STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, g.k, ld, 1.0f, dyc, 0, ld, col, 0, g.k,
                                  i0 == 0 ? 0.0f : 1.0f, dw->buf, dw->off, g.k));
         }
         if (dx) {
-            /* dcol (K x np) = W^T (K x Cout) * dYc (Cout x np); col is free again (in-order queue) */
-            STFPM_TRY(stfpm_gemm(ctx, 1, 0, g.k, np, g.cout, 1.0f, w->buf, w->off, g.k, dyc, 0, np, 0.0f,
-                                 col, 0, np));
-            STFPM_TRY(col2im(ctx, &g, col, i0, cnt, dx));
+            /* dcol (K x ld) = W^T (K x Cout) * dYc (Cout x ld); col is free again (in-order queue) */
+            STFPM_TRY(stfpm_gemm(ctx, 1, 0, g.k, ld, g.cout, 1.0f, w->buf, w->off, g.k, dyc, 0, ld, 0.0f,
+                                 col, 0, ld));
+            STFPM_TRY(col2im(ctx, &g, col, ld, i0, cnt, dx));
         }
     }
     return STFPM_OK;

@@ -88,32 +88,40 @@ static stfpm_status apply_spec(stfpm_ctx *ctx, const char *spec) {
 
 /* Tuned parameters, keyed by a substring of the device name.
  *
- * PoCL CPU device (pthread-*), measured through stfpm_gemm (row-major, NN) with CLBlast 1.5.3,
- * PoCL 3.1, on the 2-vCPU AVX-512 EPYC build machine. That machine is shared, so the numbers
- * are GFLOP per CPU-second of this process (best of 4, contention barely moves them); wall
- * GFLOP/s on an idle machine are up to 2x these. OpenBLAS sgemm does ~100 GFLOP/s per core.
+ * PoCL CPU device (pthread-*), measured with `bench_conv 8 --gemm-only --cpu-time` (stfpm_gemm,
+ * row-major NN, best of 3) with CLBlast 1.5.3 and PoCL 3.1 on the 2-vCPU AVX-512 EPYC build
+ * machine. That machine is shared with other jobs, so the numbers are GFLOP per CPU-second of
+ * the process (wall-clock numbers jumped by 2x between runs; these repeat within ~10%); with
+ * both cores free, wall GFLOP/s reach up to 2x these. OpenBLAS sgemm, same metric: 90-100.
  *
- *   M x N x K           CLBlast default   old set (GEMMK=0)   old set + indirect   this set
- *   512^3                    7.8               7.8                 ~40               99
- *   64 x 4096 x 576          5.7               5.7                 ~36               71
- *   128 x 1024 x 1152        7.6               7.6                 ~34               60..76
- *   256 x 256 x 2304         7.6               7.6                 ~30               102
- *   64 x 16384 x 147         5.3               5.3                 ~22               72
+ *   M x N x K                 CLBlast    old table       old table +      this table
+ *                             default    (Xgemm GEMMK=0) indirect >= 32^3 (GEMMK=1 + 32^3)
+ *   512^3                        7.6        7.7              35.9             100.1
+ *   64 x 4096 x 576 (layer1)     7.2        7.2              35.3              69.9
+ *   64 x 32768 x 576             11.4       21.3             22.8              58.0
+ *   128 x 1024 x 1152 (layer2)   5.7        7.4              33.6              54.5
+ *   256 x 256 x 2304 (layer3)    6.6        6.3              26.2              91.7
+ *   256 x 2048 x 2304            9.2        18.1             19.5              43.6
+ *   64 x 16384 x 147 (conv1)     7.2        6.9              16.9              61.5
  *
  * Findings:
  * - CLBlast runs GEMMs with M*N*K < XGEMM_MIN_INDIRECT_SIZE^3 (896^3 by default for this
- *   device) on XgemmDirect, which on PoCL runs at ~6-8 GFLOP/s. Every ResNet-18 conv GEMM,
- *   even at batch 8, is below 896^3, so an Xgemm override alone changed nothing (the old set's
- *   "72.6 GFLOP/s at 512^3" was the tuner's kernel-only number; through the routine 512^3
- *   stayed at ~8). GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=32 sends everything from 32^3 up to the
- *   indirect kernel, which wins from 64^3 (23 vs 6 GFLOP/s) upwards.
+ *   device) on XgemmDirect, which on PoCL runs at ~6-8 GFLOP/s. The Xgemm override does take
+ *   effect, but only above that size (64 x 32768 x 576: 21 vs 11); 512^3 and every per-image
+ *   conv GEMM stayed on XgemmDirect at ~7 (the old comment's "72.6 GFLOP/s at 512^3" was the
+ *   tuner's kernel-only number). GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=32 sends everything from
+ *   32^3 up to the indirect kernel, which wins from 64^3 (23 vs 6 GFLOP/s) upwards.
  * - With GEMMK=0 the indirect kernel wants A and C column-major, so a row-major call pays a
  *   transpose of A and of C around the kernel (halves 512^3: 40 row-major vs 73-83 for the
  *   same kernel called column-major). GEMMK=1 wants row-major A, B and C: row-major NN GEMMs
  *   whose sizes are multiples of 64 (M, N) need no copies at all. host/conv.c arranges its
  *   GEMMs as NN on the large operands for this reason.
- * - GEMMK=1 search (MWG = NWG = 64 except where noted, GFLOP/CPU-s, geometric mean over the
- *   shapes above): MDIMC=NDIMC=8 VWM=VWN=4 KREG=4: 38; KREG=8: 37; VWM=8 VWN=1 KREG=1: 44-49;
+ * - The remaining slow cases are GEMMs whose A has a row stride that is a multiple of 2-4 KiB
+ *   (e.g. 128 x 1152 x 1024: 42 vs 87 with K = 1040), and large N (64 x 32768: 58 vs 70 at
+ *   N = 4096). host/conv.c pads the weight-gradient GEMM's reduction and processes about one
+ *   image per chunk on CPUs to stay clear of both.
+ * - GEMMK=1 search (MWG = NWG = 64 except where noted, GFLOP/CPU-s, geometric mean over
+ *   512^3, 64x4096x576, 128x1024x1152, 256x256x2304, 64x16384x147): MDIMC=NDIMC=8 VWM=VWN=4 KREG=4: 38; KREG=8: 37; VWM=8 VWN=1 KREG=1: 44-49;
  *   MDIMC=4 VWM=16 VWN=1: 63; NDIMC=4 VWM=8: 66; MDIMC=NDIMC=4 VWM=16 VWN=1 KREG=1: 78-84
  *   (chosen); same with 32x32 tiles: 62-84 (noisier, lower wall time); MDIMC=NDIMC=16: 10;
  *   VWM=VWN=1: 14. MWG != NWG crashed CLBlast (heap corruption) for MWG=32/NWG=64 and

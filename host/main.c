@@ -323,6 +323,7 @@ static int cmd_predict(int argc, char **argv) {
     char **paths = NULL;
     int n = 0, cap = 0;
     stfpm_status s = STFPM_OK;
+    const char *empty_dir = NULL;
     for (int i = 0; i < n_inputs && s == STFPM_OK; i++) {
         struct stat st;
         if (stat(inputs[i], &st) != 0) { s = stfpm_set_error(STFPM_ERR_IO, "%s: %s", inputs[i], strerror(errno)); break; }
@@ -330,7 +331,10 @@ static int cmd_predict(int argc, char **argv) {
         int k = 0;
         if (S_ISDIR(st.st_mode)) {
             s = stfpm_dataset_list_images(inputs[i], &list, &k);
-            if (s == STFPM_OK && k == 0) fprintf(stderr, "stfpm predict: warning: no images in %s\n", inputs[i]);
+            if (s == STFPM_OK && k == 0) {
+                fprintf(stderr, "stfpm predict: warning: no images in %s\n", inputs[i]);
+                empty_dir = inputs[i];
+            }
         } else {
             list = malloc(sizeof(char *));
             list[0] = strdup(inputs[i]);
@@ -342,10 +346,10 @@ static int cmd_predict(int argc, char **argv) {
         }
         if (list) stfpm_dataset_free_list(list, k);
     }
-    free(inputs);
     if (s == STFPM_OK && n == 0)
-        s = stfpm_set_error(STFPM_ERR_IO, "no images to score in the given folder(s) (accepted extensions: png "
-                            "jpg jpeg bmp tga)");
+        s = stfpm_set_error(STFPM_ERR_IO, "no images to score: %s holds no image files (accepted extensions: png "
+                            "jpg jpeg bmp tga)", empty_dir ? empty_dir : "the input");
+    free(inputs);
     if (batch > n && n > 0) batch = n;   /* never hold more than the images given */
     stfpm_ctx *ctx = NULL;
     stfpm_model m = {0};

@@ -362,20 +362,32 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
         snprintf(k_bepoch, sizeof k_bepoch, "%d", best_epoch);
         snprintf(k_step, sizeof k_step, "%ld", global_step);
         snprintf(k_seed, sizeof k_seed, "%llu", (unsigned long long)c->seed);
+        /* The log row goes out before last.safetensors: a run killed between the two resumes from
+         * the previous epoch and rewrites the row (log_restore keeps rows up to that epoch); in the
+         * other order the row of the epoch would be lost. */
+        double es = stfpm_now() - t0;
+        char row[512];
+        snprintf(row, sizeof row, "%d,%.9g,%.9g,%.9g,%.3f,%.3f,%d\n", epoch, loss_sum / batches, val_loss, val_map,
+                 es, (tr.n + va.n) / (es > 1e-9 ? es : 1e-9), is_best);
+        size_t log_len = log.len;
+        sb_add(&log, row);
+        s = stfpm_write_text_atomic(path_log, log.text, log.len);
+        if (s != STFPM_OK) goto done;
         {
             const char *keys[] = {"epoch", "val_loss", "best_val", "best_epoch", "global_step", "seed", "teacher_file",
                                   "config"};
             const char *vals[] = {k_epoch, k_val, k_best, k_bepoch, k_step, k_seed, teacher, config_json};
             s = stfpm_model_save(ctx, &m, path_last, 1, keys, vals, 8);
-            if (s != STFPM_OK) goto done;
+            if (s != STFPM_OK) {
+                /* keep the log consistent with last.safetensors (best effort: the disk may be full) */
+                char msg[4096];
+                snprintf(msg, sizeof msg, "%s", stfpm_last_error());
+                log.len = log_len;
+                log.text[log_len] = 0;
+                if (stfpm_write_text_atomic(path_log, log.text, log.len) != STFPM_OK) stfpm_set_error(s, "%s", msg);
+                goto done;
+            }
         }
-        double es = stfpm_now() - t0;
-        char row[512];
-        snprintf(row, sizeof row, "%d,%.9g,%.9g,%.9g,%.3f,%.3f,%d\n", epoch, loss_sum / batches, val_loss, val_map,
-                 es, (tr.n + va.n) / (es > 1e-9 ? es : 1e-9), is_best);
-        sb_add(&log, row);
-        s = stfpm_write_text_atomic(path_log, log.text, log.len);
-        if (s != STFPM_OK) goto done;
         pg.phase = STFPM_PHASE_EPOCH_END;
         pg.epoch = epoch;
         pg.loss = (float)(loss_sum / batches);

@@ -10,7 +10,9 @@
  *     (recovered from the tensor); PIL's resize is what torchvision runs, so an exact match is
  *     expected; a difference of 1/255 at a few pixels is tolerated (at most 1 grey level per pixel,
  *     at most 1e-3 of the 3 x 256 x 256 values changed in total) and reported;
- *   layer1..layer3 features: sampled values, sum, sum of squares, error <= 1e-3 of the level's RMS.
+ *   layer1..layer3 features: sampled values, sum, sum of squares, error <= 1e-3 of the level's RMS;
+ *   the same image as sample 0 of a batch of two (with bottle/test/good/000.png): features equal
+ *     to the single-image run within 1e-5 of the level's RMS (no cross-sample leakage).
  * When ../shared (weights or image) is absent the test prints SKIP and passes. */
 #include "testutil.h"
 #include "parity_util.h"
@@ -26,6 +28,8 @@
 #include <sys/stat.h>
 
 #define TOL_REAL_FEAT 1e-3
+#define TOL_BATCH 1e-5
+#define REAL_IMAGE2 "data/mvtec_ad/bottle/test/good/000.png"
 
 static int file_exists(const char *path) {
     struct stat st;
@@ -118,6 +122,38 @@ START_TEST(test_parity_real_teacher) {
         }
         if (e.worst > worst) worst = e.worst;
     }
+
+    /* batch of two: sample 0 must reproduce the single-image features */
+    double batch_err = 0;
+    char ipath2[2048];
+    snprintf(ipath2, sizeof ipath2, "%s/%s", shared, REAL_IMAGE2);
+    if (file_exists(ipath2)) {
+        float *single[3];
+        for (int l = 0; l < 3; l++) single[l] = tu_read(&f[l]);
+        float *chw2 = malloc((size_t)6 * S * S * sizeof *chw2);
+        ck_assert_ptr_nonnull(chw2);
+        memcpy(chw2, chw, (size_t)3 * S * S * sizeof *chw2);
+        TU_CHECK_STATUS(stfpm_image_load_tensor(ipath2, S, chw2 + (size_t)3 * S * S));
+        stfpm_tensor x2 = tu_tensor(chw2, 2, 3, S, S);
+        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, teacher, &x2, 0, 3, f));
+        for (int l = 0; l < 3; l++) {
+            float *both = tu_read(&f[l]);
+            size_t n1 = stfpm_tensor_numel(&f[l]) / 2;
+            double ss = 0, md = 0;
+            for (size_t i = 0; i < n1; i++) {
+                ss += (double)single[l][i] * single[l][i];
+                md = fmax(md, fabs((double)both[i] - single[l][i]));
+            }
+            batch_err = fmax(batch_err, md / sqrt(ss / (double)n1));
+            free(both);
+            free(single[l]);
+        }
+        free(chw2);
+        stfpm_tensor_free(ctx, &x2);
+        printf("parity_real: batch of two vs single image, max |diff| / RMS %.3g (tol %.0e)\n", batch_err, TOL_BATCH);
+    } else {
+        printf("SKIP: parity_real: batch-of-two check not run because %s is absent\n", ipath2);
+    }
     printf("parity_real: teacher forward %.2f s, total %.1f s, max feature error %.3g\n", t_fwd,
            parity_now() - t0, worst);
     fflush(stdout);
@@ -129,6 +165,8 @@ START_TEST(test_parity_real_teacher) {
                   rows_diff, level_diff, max_row_diff);
     ck_assert_msg(ein.sum <= 1e-3, "preprocessed input: sum differs from torchvision's (error %.3g)", ein.sum);
     ck_assert_msg(failed == 0, "%d feature levels out of tolerance %.0e (listed above)", failed, TOL_REAL_FEAT);
+    ck_assert_msg(batch_err <= TOL_BATCH, "batch of two: sample 0 differs from the single-image run by %.3g of RMS",
+                  batch_err);
 
     free(chw);
     stfpm_tensor_free(ctx, &x);

@@ -2,34 +2,39 @@
  * teacher (eval BN) and student (train BN) ResNet-18 conv1..layer3 with closed-form weights
  * (tests/parity_util.c), run exactly as a training step runs them:
  *   teacher eval forward; student train forward; stfpm_pyramid_loss with want_grad;
- *   stfpm_resnet_backward with dfeats = stfpm_pyramid_grad; stfpm_resnet_sgd_step (first_step 1,
- *   then 0), for the recorded number of steps.
- * The references are float64 (the values a float32 engine approximates). Errors are relative to the
- * RMS of the reference tensor (per level / per parameter tensor), see parity_compare().
+ *   stfpm_resnet_backward with dfeats = stfpm_pyramid_grad; stfpm_resnet_sgd_step (lr 0.4,
+ *   momentum 0.9, weight decay 1e-4; first_step 1, then 0).
+ * Cases: b2_64 (2x3x64x64, 3 steps), b1_128 (1x3x128x128, 3 steps), b1_256 (1x3x256x256, 1 step).
+ * The references are float64 PyTorch (the values a float32 engine approximates). Errors are relative
+ * to the RMS of the reference tensor (per level / per parameter tensor), see parity_compare().
  *
- * Tolerances and why:
- *   features (teacher eval, student eval, student train)   1e-4   float32 forward is continuous;
- *   loss before step 1, per-level losses                    1e-5   relative;
- *   BN running statistics after the first train forward     1e-4;
- *   gradients of the first step                             1e-3   (b2_64; b1_256: 1e-2, below)
- *   parameter change after step 1 (lr 0.4, wd, v = g)       1e-3   relative to the change's RMS;
- *   loss before step 2                                      1e-4;
- *   loss before step 3                                      1e-2   and parameters after the last
- *                                                                   step: 0.25 of the change's RMS.
- * The gradient is discontinuous in the activations (ReLU mask, max-pool argmax): where a ReLU
- * input is within float32 rounding of 0 an engine may take the other branch, which moves a weight
- * gradient by O(1 / sqrt(positions)), i.e. 1e-2 .. 1 of its RMS at layer3 of a 64x64 input. The
- * input variant of each case was chosen so that every ReLU input of the first train forward is at
- * least `relu_margin` * RMS from 0 (gen_parity.py search); for b2_64 that margin (2e-5) is far
- * above float32 rounding, for b1_256 (3.1 M ReLU inputs) it cannot be, so its gradients get 1e-2.
- * The parameters after one step depend only on those gradients. After an SGD step at lr 0.4 no
- * margin helps any more: the first update (1e-4 relative float32 differences in the gradients,
- * then up to 24 % changes of conv1) gives 1e-4 differences in the next forward, so the next
- * gradients carry ReLU flips and the trajectory of float32 PyTorch itself departs from float64 by
- * O(1) in the step-2 gradients. The later steps are therefore checked by what is robust: the loss
- * (continuous) with the looser tolerances above, a gross bound on the parameters, and, at every
- * step, the SGD update of every parameter recomputed on the host in double from the values,
- * gradients and momentum buffers read back around stfpm_resnet_sgd_step (rel. 2e-6). */
+ * Tolerances (b2_64, b1_128; b1_256 where it differs):
+ *   features: teacher eval, student eval, student train (layer1..3)    1e-4
+ *   loss before step 1 and its three per-level terms                     1e-5 relative
+ *   BN running statistics after the first train forward                  1e-4
+ *   gradients of the first step                                          1e-3     (256: 0.05 on sum / sumsq)
+ *   parameter change after step 1 (value - initial, relative to its RMS) 1e-3     (256: likewise)
+ *   loss before step 2                                                   1e-4 relative
+ *   loss before step 3                                                   3e-3 relative
+ *   parameter change after step 3: sum and sum of squares                0.1
+ *   every SGD update recomputed on the host in double from the value,
+ *   gradient and momentum buffer read around stfpm_resnet_sgd_step       2e-6 relative
+ *
+ * Why not tighter for the later steps and the 256 gradients: the gradient is a discontinuous
+ * function of the activations (ReLU mask, max-pool argmax). Where a ReLU input is within float32
+ * rounding of 0, an engine may take the other branch; that moves the weight gradients of the
+ * layers below by O(1 / sqrt(positions)), 1e-2 .. 1 of their RMS. The input variant of each case
+ * was chosen (gen_parity.py search) so that every ReLU input of the first train forward is at
+ * least `relu_margin` * RMS from 0 (b2_64: 2.1e-5, far above float32 rounding; float32 PyTorch
+ * runs with 1e-7-perturbed weights stay at ~1e-4 there). At 256 x 256 (3.1 M ReLU inputs) no
+ * variant gets there (best 1.6e-6) and float32 runs with perturbed weights do flip (0.6 of RMS in
+ * one of four), so b1_256 holds its gradients only to aggregate measures. After one SGD step at
+ * lr 0.4 no input can protect the next forward: the 1e-4 float32 differences of the first
+ * gradients become parameter differences that flip ReLUs in the second step, and float32 PyTorch
+ * itself departs from float64 by O(1) in the step-2 gradients. So steps 2 and 3 are checked by
+ * what stays well-defined: the loss (continuous), the size of the parameter change, and the SGD
+ * rule itself at every step. (Losing momentum would change the step-3 loss by 1.7 % and the size
+ * of the parameter change by far more than 0.1.) */
 #include "testutil.h"
 #include "parity_util.h"
 #include "stfpm/pyramid.h"
@@ -41,20 +46,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOL_FEAT 1e-4
-#define TOL_LOSS0 1e-5
-#define TOL_STAT 1e-4
-#define TOL_STEP1 1e-3
-#define TOL_LOSS1 1e-4
-#define TOL_LOSS_LATER 1e-2
-#define TOL_STEP_LAST 0.25
 #define TOL_SGD 2e-6
+
+/* Tolerances of one case (see the comment at the top). agg_grad: gradients and the parameters
+ * after step 1 are held only to the aggregate measures (sum, sum of squares), not to the samples. */
+typedef struct tolset {
+    double feat, loss0, grad, stat, step1, loss1, loss_later, step_last;
+    int agg_grad;
+} tolset;
+
+static const tolset TOL_EXACT = {1e-4, 1e-5, 1e-3, 1e-4, 1e-3, 1e-4, 3e-3, 0.1, 0};
+static const tolset TOL_256 = {1e-4, 1e-5, 0.05, 1e-4, 0.05, 1e-4, 3e-3, 0.1, 1};
 
 typedef struct group_max {     /* worst error per comparison group, for the summary */
     const char *name;
     double tol, worst;
+    int agg;                   /* 1: only sum / sum of squares are held to tol */
     char what[192];
     int count, failed;
+    double worst_samp;         /* agg groups: largest sample error seen (reported only) */
 } group_max;
 
 /* Every comparison is made and printed when it fails; the test asserts at the end, so that one
@@ -80,6 +90,10 @@ static void check_rec(const parity_case *pc, group_max *g, const char *name, con
     float *got = tu_read(t);
     parity_err e = parity_compare(r, pc->idx, pc->val, got, base, stfpm_tensor_numel(t));
     free(got);
+    if (g->agg) {
+        if (!(e.samp <= g->worst_samp)) g->worst_samp = e.samp;
+        if (isfinite(e.worst)) e.worst = fmax(e.sum, e.sumsq);
+    }
     if (!note(g, name, e.worst))
         printf("FAIL %s %s: error %.3g > %.1g (RMS %.4g; samples %.3g, worst at %lld: got %.8g want %.8g; "
                "sum %.3g, sumsq %.3g)\n", pc->label, name, e.worst, g->tol, e.rms, e.samp, e.worst_index,
@@ -120,7 +134,9 @@ static double check_sgd(stfpm_resnet *net, const host_param *before, int first) 
             double vn = first ? gp : PARITY_MOMENTUM * v + gp;
             double wn = w - PARITY_LR * vn;
             double ev = fabs(v1[i] - vn) / (PARITY_MOMENTUM * fabs(v) + fabs(g) + PARITY_WD * fabs(w) + 1e-30);
-            double ew = fabs(w1[i] - wn) / (fabs(w) + PARITY_LR * fabs(vn) + 1e-30);
+            /* w's rounding error includes lr times v's */
+            double ew = fabs(w1[i] - wn) / (fabs(w) + PARITY_LR * (fabs(vn) + PARITY_MOMENTUM * fabs(v) + fabs(g) +
+                                                                   PARITY_WD * fabs(w)) + 1e-30);
             double e = fmax(ev, ew);
             if (!(e <= worst)) {
                 worst = isnan(e) ? INFINITY : e;
@@ -134,15 +150,19 @@ static double check_sgd(stfpm_resnet *net, const host_param *before, int first) 
     return worst;
 }
 
-static void run_case(const parity_case *pc, double tol_grad) {
+static void run_case(const parity_case *pc, const tolset *T) {
     stfpm_ctx *ctx = tu_ctx();
     double t0 = parity_now();
     group_max G[] = {
-        {"features", TOL_FEAT, 0, "", 0, 0},       {"loss step 1", TOL_LOSS0, 0, "", 0, 0},
-        {"gradients", tol_grad, 0, "", 0, 0},      {"BN running stats", TOL_STAT, 0, "", 0, 0},
-        {"params after step 1", TOL_STEP1, 0, "", 0, 0}, {"loss step 2", TOL_LOSS1, 0, "", 0, 0},
-        {"loss later steps", TOL_LOSS_LATER, 0, "", 0, 0}, {"params after last step", TOL_STEP_LAST, 0, "", 0, 0},
-        {"SGD update (host recompute)", TOL_SGD, 0, "", 0, 0}};
+        {"features", T->feat, 0, 0, "", 0, 0, 0},
+        {"loss step 1", T->loss0, 0, 0, "", 0, 0, 0},
+        {"gradients", T->grad, 0, T->agg_grad, "", 0, 0, 0},
+        {"BN running stats", T->stat, 0, 0, "", 0, 0, 0},
+        {"params after step 1", T->step1, 0, T->agg_grad, "", 0, 0, 0},
+        {"loss step 2", T->loss1, 0, 0, "", 0, 0, 0},
+        {"loss later steps", T->loss_later, 0, 0, "", 0, 0, 0},
+        {"params after last step", T->step_last, 0, 1, "", 0, 0, 0},
+        {"SGD update (host recompute)", TOL_SGD, 0, 0, "", 0, 0, 0}};
     enum { G_FEAT, G_LOSS0, G_GRAD, G_STAT, G_STEP1, G_LOSS1, G_LOSSN, G_STEPN, G_SGD, G_COUNT };
 
     stfpm_resnet *teacher = NULL, *student = NULL;
@@ -236,7 +256,7 @@ static void run_case(const parity_case *pc, double tol_grad) {
         note(&G[G_SGD], name, se);
 
         int last = step == pc->n_steps - 1;
-        if (step == 0 || last) {
+        if (step == 0 || (last && step > 0)) {
             for (int k = 0; k < np; k++) {
                 stfpm_param *p = stfpm_resnet_param(student, k);
                 snprintf(name, sizeof name, "step%d.%s", step + 1, p->name);
@@ -252,9 +272,12 @@ static void run_case(const parity_case *pc, double tol_grad) {
     for (int s = 0; s < pc->n_steps; s++) printf(" %.7f (ref %.7f)", losses[s], pc->loss[s]);
     printf("\n");
     for (int i = 0; i < G_COUNT; i++)
-        if (G[i].count)
-            printf("  %-28s max error %.3g (tol %.1g, %d compared, %d failed; worst: %s)\n", G[i].name,
+        if (G[i].count) {
+            printf("  %-28s max error %.3g (tol %.1g, %d compared, %d failed; worst: %s)", G[i].name,
                    G[i].worst, G[i].tol, G[i].count, G[i].failed, G[i].what);
+            if (G[i].agg) printf(" [sum / sumsq only; samples max %.3g, not held]", G[i].worst_samp);
+            printf("\n");
+        }
     fflush(stdout);
     int failed = 0;
     for (int i = 0; i < G_COUNT; i++) failed += G[i].failed;
@@ -270,10 +293,13 @@ static void run_case(const parity_case *pc, double tol_grad) {
     stfpm_resnet_free(ctx, student);
 }
 
-START_TEST(test_parity_b2_64) { run_case(&parity_case_b2_64, 1e-3); }
+START_TEST(test_parity_b2_64) { run_case(&parity_case_b2_64, &TOL_EXACT); }
 END_TEST
 
-START_TEST(test_parity_b1_256) { run_case(&parity_case_b1_256, 1e-2); }
+START_TEST(test_parity_b1_128) { run_case(&parity_case_b1_128, &TOL_EXACT); }
+END_TEST
+
+START_TEST(test_parity_b1_256) { run_case(&parity_case_b1_256, &TOL_256); }
 END_TEST
 
 int main(void) {
@@ -281,6 +307,7 @@ int main(void) {
     TCase *tc = tcase_create("closed_form");
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, test_parity_b2_64);
+    tcase_add_test(tc, test_parity_b1_128);
     tcase_add_test(tc, test_parity_b1_256);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

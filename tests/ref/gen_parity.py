@@ -310,9 +310,39 @@ def emit_recs(parts, cname, recs):
     parts.append("};\n")
 
 
-# (C name, label, N, H, W, input variant, SGD steps). Variants from `gen_parity.py search`.
+# (C name, label, N, H, W, input variant, SGD steps). Variants: the largest first-forward margin
+# found by `gen_parity.py search N H W 0 300` (b1_256: 0 40). b2_64 and b1_128 are the gradient
+# cases; at 256 x 256 (3.1 M ReLU inputs per forward) no variant keeps float32 rounding away
+# from every ReLU kink, so b1_256 runs one step and its gradients are only checked in aggregate.
 CASES = [("parity_case_b2_64", "b2_64", 2, 64, 64, 162, 3),
-         ("parity_case_b1_256", "b1_256", 1, 256, 256, 10, 3)]
+         ("parity_case_b1_128", "b1_128", 1, 128, 128, 0, 3),
+         ("parity_case_b1_256", "b1_256", 1, 256, 256, 10, 1)]
+
+
+def perturbed_grad_errors(n, h, w, variant, o64, seeds=4, eps=1e-7):
+    """Max first-step gradient error (record measure) of float32 PyTorch runs whose student weights
+    are multiplied by 1 + eps N(0, 1): float32-sized perturbations standing in for another
+    summation order. Large values mean a ReLU / max-pool branch flipped (see site_margins)."""
+    x = torch.from_numpy(closed_form_input(n, h, w, variant))
+    teacher = make_net()
+    fill_closed_form(teacher, "teacher")
+    teacher.eval()
+    with torch.no_grad():
+        tf = pyramid(teacher, x)
+    out = []
+    for seed in range(seeds):
+        s = make_net()
+        fill_closed_form(s, "student")
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in s.parameters():
+                p.mul_(1 + eps * torch.randn(p.shape, generator=gen))
+        s.train()
+        loss, _ = stfpm_loss(tf, pyramid(s, x))
+        loss.backward()
+        out.append(max(rec_err(Rec("g", o64["grad"][k], param_idx(p.numel(), "g")), p.grad)
+                       for k, p in s.named_parameters()))
+    return out
 
 
 def gen_synthetic():
@@ -330,15 +360,17 @@ def gen_synthetic():
         lerr = ["%.2g" % (abs(a - b) / abs(b)) for a, b in zip(o32["loss"], o64["loss"])]
         # how much the later losses depend on momentum and weight decay (what the loss check of
         # steps 2.. can see)
-        nomom = run_case(n, h, w, variant, torch.float64, n_steps, momentum=0.0)["loss"]
-        nowd = run_case(n, h, w, variant, torch.float64, n_steps, wd=0.0)["loss"]
+        nomom = run_case(n, h, w, variant, torch.float64, n_steps, momentum=0.0)["loss"] if n_steps > 2 else o64["loss"]
+        nowd = run_case(n, h, w, variant, torch.float64, n_steps, wd=0.0)["loss"] if n_steps > 1 else o64["loss"]
         sens = "loss without momentum %s, without weight decay %s" % (
             ["%.2g" % (abs(a - b) / b) for a, b in zip(nomom, o64["loss"])],
             ["%.2g" % (abs(a - b) / b) for a, b in zip(nowd, o64["loss"])])
+        pert = perturbed_grad_errors(n, h, w, variant, o64)
         info = ("case %s: input %dx3x%dx%d variant %d, first-forward ReLU margin %.3g; %d SGD steps, "
-                "loss %s;\n   torch float32 vs float64: losses rel. %s; records by group %s;\n   %s"
+                "loss %s;\n   torch float32 vs float64: losses rel. %s; records by group %s;\n   %s;\n"
+                "   first-step gradient error of float32 runs with weights perturbed by 1e-7: %s"
                 % (label, n, h, w, variant, margin, n_steps, ["%.7f" % v for v in o64["loss"]], lerr,
-                   ", ".join("%s %.2g" % kv for kv in groups.items()), sens))
+                   ", ".join("%s %.2g" % kv for kv in groups.items()), sens, ["%.2g" % v for v in pert]))
         print(info.replace("\n", "\n") + "  (%.0f s)" % (time.time() - t0))
         parts.append("/* %s */\n" % info.replace("\n", "\n *"))
         emit_recs(parts, cname, recs)

@@ -120,17 +120,19 @@ static stfpm_status apply_spec(stfpm_ctx *ctx, const char *spec) {
  *   (e.g. 128 x 1152 x 1024: 42 vs 87 with K = 1040), and large N (64 x 32768: 58 vs 70 at
  *   N = 4096). host/conv.c pads the weight-gradient GEMM's reduction and processes about one
  *   image per chunk on CPUs to stay clear of both.
- * - GEMMK=1 search (MWG = NWG = 64 except where noted, GFLOP/CPU-s, geometric mean over
- *   512^3, 64x4096x576, 128x1024x1152, 256x256x2304, 64x16384x147): MDIMC=NDIMC=8 VWM=VWN=4 KREG=4: 38; KREG=8: 37; VWM=8 VWN=1 KREG=1: 44-49;
- *   MDIMC=4 VWM=16 VWN=1: 63; NDIMC=4 VWM=8: 66; MDIMC=NDIMC=4 VWM=16 VWN=1 KREG=1: 78-84
- *   (chosen); same with 32x32 tiles: 62-84 (noisier, lower wall time); MDIMC=NDIMC=16: 10;
- *   VWM=VWN=1: 14. MWG != NWG crashed CLBlast (heap corruption) for MWG=32/NWG=64 and
- *   MWG=64/NWG=128, so only square tiles are used.
- * - KREG=1 matters beyond speed: CLBlast 1.5.3's XgemmStridedBatched (indirect path) rounds K
- *   up to VWM / ignores KREG when padding, so with GEMMK=1 strided-batched GEMMs whose K is not
- *   a multiple of VWM (16 here) return garbage (seen: K = 17). stfpm_gemm_batched is therefore
- *   unsafe on PoCL with this table for batch > 1 above the threshold; host/conv.c uses loops
- *   of stfpm_gemm instead. Plain SGEMM (all four transpose cases, offsets, beta != 0) is
+ * - GEMMK=1 search (MWG = NWG = 64 unless noted; GFLOP/CPU-s, geometric mean over 512^3,
+ *   64x4096x576, 128x1024x1152, 256x256x2304, 64x16384x147): MDIMC=NDIMC=8 VWM=VWN=4 KREG=4:
+ *   38; same with KREG=8: 37; VWM=8 VWN=1 KREG=1: 44-49; MDIMC=4 VWM=16 VWN=1: 63; NDIMC=4
+ *   VWM=8: 66; MDIMC=NDIMC=4 VWM=16 VWN=1 KREG=1: 78-84 (chosen); the same with 32x32 tiles:
+ *   62-84 (lower wall-clock); MDIMC=NDIMC=16: 10; VWM=VWN=1: 14. MWG != NWG crashed CLBlast
+ *   (heap corruption) for MWG=32/NWG=64 and MWG=64/NWG=128: only square tiles are used.
+ * - CLBlast 1.5.3 bug: XgemmStridedBatched's indirect path rounds K up to a multiple of VWM
+ *   for the kernel but pads the operands to KWG*KREG only, so with a GEMMK=1 set (KWG=1) a
+ *   strided-batched GEMM whose K is not a multiple of VWM (16 here) reads past the operands
+ *   and returns garbage (seen: K = 17, batch 3; plain Xgemm is fine). stfpm_gemm_batched with
+ *   batch > 1 above the 32^3 threshold is therefore wrong on PoCL with this table unless K is
+ *   a multiple of 16; host/conv.c uses loops of stfpm_gemm. Plain SGEMM (all four transpose
+ *   cases, offsets, padded leading dimensions, beta != 0, direct and indirect sizes) is
  *   checked against a CPU GEMM in tests/test_ops_conv.c. */
 static const struct { const char *device_substr; const char *spec; } k_tuned[] = {
     {"pthread",

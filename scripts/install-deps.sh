@@ -10,3 +10,9 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
+# Optional: clang with the libFuzzer runtime for the fuzz harnesses (skipped when unavailable).
+if ! dpkg -s clang >/dev/null 2>&1 || ! dpkg -s libclang-rt-dev >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang libclang-rt-dev \
+    || echo "install-deps: clang/libFuzzer not installed; the fuzz step of scripts/test.sh will be skipped"
+fi

@@ -25,7 +25,6 @@ if [ "${STFPM_FUZZ:-1}" = "1" ] && command -v clang >/dev/null 2>&1; then
       fi
       rm -rf "$tmp" "$tmp.log"
     done
-    echo "fuzz: $((3 - fails)) passed, $fails failed"
     [ "$fails" = 0 ]
   else
     echo "fuzz: harnesses not built (clang without libFuzzer runtime?); skipped"

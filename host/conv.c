@@ -2,16 +2,18 @@
  *
  * The batch is processed in chunks of nb images. im2col writes a chunk into one column
  * matrix col (K x nb*P), K = Cin*KH*KW, P = Ho*Wo, columns ordered (image, oh, ow), so one
- * large GEMM covers the whole chunk:
- *   forward          Yc (Cout x nb*P)  = W (Cout x K) * col (K x nb*P)  -> permuted into y (NCHW)
- *   backward-weight  dW (Cout x K)    += dYc (Cout x nb*P) * colT (nb*P x K)   (beta 1 after chunk 0)
- *   backward-data    dcol (K x nb*P)   = W^T * dYc                       -> col2im (gather) into dx
- * where dYc is dy of the chunk permuted to (Cout, nb*P) and colT the transposed im2col. The
+ * GEMM covers the whole chunk:
+ *   forward          Yc (Cout x nb*P) = W (Cout x K) * col (K x nb*P)  -> copied into y (NCHW)
+ *   backward-weight  dW (Cout x K)   += dYc (Cout x ld) * colT (ld x K)  (beta 1 after chunk 0)
+ *   backward-data    dcol (K x ld)    = W^T * dYc                       -> col2im (gather) into dx
+ * where dYc is dy of the chunk copied to (Cout, nb*P) with row stride ld >= nb*P (zero columns
+ * beyond nb*P, see backward_ld) and colT the transposed im2col (zero rows beyond nb*P). The
  * operands are laid out so that the big matrices enter every GEMM untransposed: with the
- * tuned CLBlast kernel for PoCL (GEMMK=1, host/gemm.c) row-major A and B and C then need no
- * transpose copies; only W (small) is transposed for backward-data. Chunks bound the scratch
- * memory: col + the (Cout x nb*P) matrix stay under 256 MiB (STFPM_CONV_CHUNK_BYTES overrides
- * this; the tests use it to force one-image chunks).
+ * tuned CLBlast kernel for PoCL (GEMMK=1, host/gemm.c) row-major A, B and C then need no
+ * transpose copies; only W (small) is transposed for backward-data.
+ * Chunks bound the scratch memory (slots 0 and 1): col + the (Cout x nb*P) matrix stay under
+ * 256 MiB on GPUs and ~8 MiB (about one image) on CPUs, see CONV_CHUNK_BYTES_*;
+ * STFPM_CONV_CHUNK_BYTES overrides it (the tests use it to force one-image chunks).
  * 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward-data: x_i (Cin x P)
  * is already image i's column matrix, one GEMM per image reads / writes NCHW directly.
  * (Not stfpm_gemm_batched: CLBlast 1.5.3's strided-batched indirect GEMM returns wrong

@@ -31,22 +31,16 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
     return STFPM_OK;
 }
 
+/* A loop of plain GEMMs: CLBlast 1.5.3's strided-batched indirect GEMM returns wrong results
+ * with the GEMMK=1 kernels tuned for PoCL when K is not a multiple of 16 (seen at K=17, batch 3). */
 stfpm_status stfpm_gemm_batched(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
                                 size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
                                 size_t a_stride, cl_mem b, size_t b_off, size_t ldb,
                                 size_t b_stride, float beta, cl_mem c, size_t c_off, size_t ldc,
                                 size_t c_stride, size_t batch) {
-    if (batch == 1)
-        return stfpm_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
-                          c_off, ldc);
-    cl_command_queue q = stfpm_ctx_queue(ctx);
-    cl_event ev = NULL;
-    CLBlastStatusCode st = CLBlastSgemmStridedBatched(
-        CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-        trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a, a_off, lda, a_stride, b,
-        b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride, batch, &q, stfpm_profiling(ctx) ? &ev : NULL);
-    STFPM_TRY(blas_check(st, "CLBlastSgemmStridedBatched", m, n, k));
-    if (ev) stfpm_profile_event(ctx, "clblast_sgemm_batched", ev);
+    for (size_t i = 0; i < batch; i++)
+        STFPM_TRY(stfpm_gemm(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off + i * a_stride, lda, b,
+                             b_off + i * b_stride, ldb, beta, c, c_off + i * c_stride, ldc));
     return STFPM_OK;
 }
 

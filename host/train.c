@@ -116,6 +116,11 @@ static void remove_stale_tmp(const char *dir) {
     while ((e = readdir(d)) != NULL) {
         const char *t = strstr(e->d_name, ".tmp.");
         if (!t) continue;
+        static const char *const ours[] = {"last.safetensors", "best.safetensors", "train_log.csv", "config.json"};
+        int mine = 0;
+        for (int i = 0; i < 4; i++)
+            mine |= (size_t)(t - e->d_name) == strlen(ours[i]) && !strncmp(e->d_name, ours[i], strlen(ours[i]));
+        if (!mine) continue;
         char *end;
         long pid = strtol(t + 5, &end, 10);
         if (end == t + 5 || (*end && *end != '.') || pid <= 0) continue;

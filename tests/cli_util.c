@@ -78,6 +78,8 @@ cli_proc cli_start(const cli_opts *o, const char *const *args) {
     snprintf(p.out_path, sizeof p.out_path, "%s/stfpm_cli_out_%d_%d.txt", td && *td ? td : "/tmp", (int)getpid(), seq);
     snprintf(p.err_path, sizeof p.err_path, "%s/stfpm_cli_err_%d_%d.txt", td && *td ? td : "/tmp", (int)getpid(), seq);
     seq++;
+    ck_assert_msg(access(cli_binary(), X_OK) == 0, "%s not found: build the stfpm_cli target (the `stfpm` "
+                  "program) before the cli tests", cli_binary());
     int n = 0;
     while (args[n]) n++;
     char **argv = calloc((size_t)n + 2, sizeof(char *));

@@ -59,3 +59,36 @@ __kernel void maxpool_bwd(__global const float *x, int xo, __global const float 
     }
     dx[dxo + i] = acc;
 }
+
+/* Two-pass backward, pass 1: the argmax (plane-local index) of every output window. */
+__kernel void maxpool_argmax_idx(__global const float *x, int xo, __global int *idx, int planes, int H, int W,
+                                 int Ho, int Wo, int k, int stride, int pad) {
+    int i = get_global_id(0);
+    if (i >= planes * Ho * Wo) return;
+    int ow = i % Wo, t = i / Wo;
+    int oh = t % Ho, pl = t / Ho;
+    float best;
+    idx[i] = maxpool_argmax(x + xo + pl * H * W, H, W, k, stride, pad, oh, ow, &best);
+}
+
+/* Pass 2 (gather, deterministic): each input element sums dy over the windows containing it
+ * whose stored argmax is this element. Same result as maxpool_bwd with far fewer reads. */
+__kernel void maxpool_bwd_idx(__global const int *idx, __global const float *dy, int dyo, __global float *dx,
+                              int dxo, int planes, int H, int W, int Ho, int Wo, int k, int stride, int pad) {
+    int i = get_global_id(0);
+    if (i >= planes * H * W) return;
+    int iw = i % W, t = i / W;
+    int ih = t % H, pl = t / H;
+    __global const int *a = idx + pl * Ho * Wo;
+    __global const float *g = dy + dyo + pl * Ho * Wo;
+    int oh0 = max(0, (ih + pad - k + stride) / stride);
+    int oh1 = min(Ho - 1, (ih + pad) / stride);
+    int ow0 = max(0, (iw + pad - k + stride) / stride);
+    int ow1 = min(Wo - 1, (iw + pad) / stride);
+    int me = ih * W + iw;
+    float acc = 0.0f;
+    for (int oh = oh0; oh <= oh1; oh++)
+        for (int ow = ow0; ow <= ow1; ow++)
+            if (a[oh * Wo + ow] == me) acc += g[oh * Wo + ow];
+    dx[dxo + i] = acc;
+}

@@ -425,6 +425,8 @@ static int cmd_demo(int argc, char **argv) {
         else return usage_error("demo", "unknown option %s", argv[a.i]);
     }
     if (a.bad) return 2;
+    if (epochs < 1) return usage_error("demo", "--epochs must be at least 1, got %s", "a smaller value");
+    if (size < 32 || size % 32 || size > 2048) return usage_error("demo", "%s", "--size must be a multiple of 32 between 32 and 2048");
     char data[4200], run[4200], maps[4200], json[4200], csv[4200];
     snprintf(data, sizeof data, "%s/data", out);
     snprintf(run, sizeof run, "%s/run", out);

@@ -185,6 +185,22 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     if (c->resume && !stfpm_path_exists(path_last))
         return stfpm_set_error(STFPM_ERR_IO, "--resume: %s not found (nothing to resume in %s)", path_last, c->out_dir);
     STFPM_TRY(stfpm_find_teacher(c->teacher, teacher, sizeof teacher));
+    if (c->resume) {
+        /* Check that the checkpoint matches before the (slow) image loading. */
+        stfpm_weights early = {0};
+        stfpm_status es = stfpm_weights_load(path_last, &early);
+        if (es != STFPM_OK) return stfpm_wrap_error(es, "--resume");
+        const char *sz = stfpm_weights_meta(&early, "size"), *ly = stfpm_weights_meta(&early, "layers");
+        const char *sd = stfpm_weights_meta(&early, "seed");
+        char want_layers[32];
+        stfpm_format_layers(c->layers, c->n_layers, want_layers, sizeof want_layers);
+        if (sz && ly && sd && (atoi(sz) != c->size || strcmp(ly, want_layers) != 0 || strtoull(sd, NULL, 10) != c->seed))
+            es = stfpm_set_error(STFPM_ERR_ARG, "%s was trained with --size %s --layers %s --seed %s, but this run asks "
+                                 "for --size %d --layers %s --seed %llu: use the same values to resume",
+                                 path_last, sz, ly, sd, c->size, want_layers, (unsigned long long)c->seed);
+        stfpm_weights_free(&early);
+        if (es != STFPM_OK) return es;
+    }
 
     stfpm_dataset ds;
     STFPM_TRY(stfpm_dataset_open(c->data_dir, STFPM_DATASET_TRAIN, &ds));

@@ -8,6 +8,9 @@ the rounds, then every round's raw values, and the load average seen during the 
 
   /opt/refenv/bin/python bench/compare.py --size 256 --batch 8 --infer-batch 32 --rounds 2 --steps 2
 
+The PyTorch side runs with channels_last (--no-channels-last to turn it off), os.cpu_count()
+threads and OMP_WAIT_POLICY=PASSIVE (see bench/README.md for why).
+
 Build the C side first:
   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench -j2 --target bench_throughput
 """
@@ -37,8 +40,8 @@ ROWS = [
     ("peak_device_train_mib", "peak device memory, training, MiB", "lo"),
     ("peak_device_infer_mib", "peak device memory, inference, MiB", "lo"),
     ("teacher_cache_build_s", "teacher cache build over the batch, s", "lo"),
-    ("warmup_train_s", "first training step (kernel build / cache load), s", "lo"),
-    ("warmup_infer_s", "first inference batch (warm-up), s", "lo"),
+    ("warmup_train_s", "first training step (incl. kernel build / cache load), s", "lo"),
+    ("warmup_infer_s", "first inference batch (incl. warm-up), s", "lo"),
 ]
 
 
@@ -96,8 +99,11 @@ def main():
     ap.add_argument("--teacher", default=None, help="teacher weights for both (default: random)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--python", default=sys.executable, help="Python with torch + torchvision")
-    ap.add_argument("--channels-last", action="store_true", help="PyTorch side uses channels_last")
+    ap.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                    help="PyTorch side in the default NCHW-contiguous layout (default: channels_last, which "
+                         "was faster on the 2-core development machine; see README)")
     ap.add_argument("--device", default=None, help="OpenCL device selector for stfpm-cl")
+    ap.add_argument("--torch-device", default="cpu", help="torch device for the PyTorch side (cpu, cuda)")
     ap.add_argument("--out", default=None, help="directory for the per-run JSON and logs (default: a temp dir)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per run")
     a = ap.parse_args()
@@ -117,7 +123,7 @@ def main():
         common += ["--teacher", a.teacher]
     ours = [exe] + common + (["--device", a.device] if a.device else [])
     torch_cmd = [a.python, os.path.join(HERE, "reference", "stfpm_torch.py")] + common + \
-        (["--channels-last"] if a.channels_last else [])
+        (["--channels-last"] if a.channels_last else []) + ["--device", a.torch_device]
 
     started = datetime.datetime.now().astimezone()
     load0 = os.getloadavg()

@@ -2,6 +2,7 @@
 #include "stfpm/stfpm.h"
 #include "stfpm/pipeline.h"
 #include "stfpm/image.h"
+#include "stfpm/tune.h"
 #include "fsutil.h"
 
 #include <errno.h>
@@ -479,6 +480,142 @@ static int cmd_demo(int argc, char **argv) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* tune */
+
+static const char *TUNE_HELP =
+    "usage: stfpm tune [--device SEL] [--quick] [options]\n\n"
+    "Searches CLBlast's SGEMM parameters (Xgemm kernel and the direct / indirect threshold) for\n"
+    "this device at the GEMM shapes of STFPM's ResNet-18 convolutions (256x256 input), checks every\n"
+    "set against a CPU GEMM, prints the fastest sets next to CLBlast's defaults and the built-in\n"
+    "table, and stores the winner in the cache directory (STFPM_CACHE_DIR, else\n"
+    "$XDG_CACHE_HOME/stfpm, else ~/.cache/stfpm) for this device and driver. Later runs of every\n"
+    "command use it; STFPM_CLBLAST_PARAMS overrides it (\"default\" = CLBlast's own parameters);\n"
+    "delete the file to go back to the built-in table. Run it once per device and driver.\n\n"
+    "  --device SEL        OpenCL device index or name substring (see `stfpm devices`)\n"
+    "  --quick             8 candidates at 128x128 shapes, 3 runs each (a minute or two)\n"
+    "  --max-seconds S     time budget for the candidate search (600); 40 candidates by default\n"
+    "  --candidates N      number of candidates from the grid (40, --quick 8)\n"
+    "  --runs N            timed runs per GEMM after a warm-up, median taken (5, --quick 3)\n"
+    "  --cpu-time          rank by the process's CPU time instead of wall-clock time (CPU devices\n"
+    "                      on a machine busy with other jobs)\n"
+    "  --no-save           only print the results\n";
+
+static void on_tune_progress(void *user, const stfpm_tune_progress *p) {
+    (void)user;
+    if (p->phase == STFPM_TUNE_PHASE_START) {
+        fprintf(stderr, "measuring %d parameter sets (budget %.0f s for the candidates)...\n", p->rows_planned,
+                p->budget_s);
+        return;
+    }
+    if (p->phase != STFPM_TUNE_PHASE_ROW) return;
+    const stfpm_tune_row *r = p->r;
+    static const char *const status[] = {"ok", "rejected", "failed", "WRONG RESULTS", "crashed before",
+                                         "unavailable"};
+    if (r->status == STFPM_TUNE_OK)
+        fprintf(stderr, "[%2d/%d] %-15s %9.2f ms  %-52s best %.2f ms (%s)  %.0fs\n", p->row + 1, p->rows_planned,
+                r->label, r->total_ms, r->desc, p->best_ms, p->best_label, p->elapsed_s);
+    else
+        fprintf(stderr, "[%2d/%d] %-15s %s: %s  %.0fs\n", p->row + 1, p->rows_planned, r->label,
+                status[r->status], r->why, p->elapsed_s);
+}
+
+static void print_tune_row(const stfpm_tune_result *r, int i, double gflop) {
+    const stfpm_tune_row *x = &r->rows[i];
+    printf("%c %-15s", i == r->best ? '*' : ' ', x->label);
+    if (x->status != STFPM_TUNE_OK) {
+        printf("  %s\n", x->why);
+        return;
+    }
+    printf(" %9.2f %8.1f %6d ", x->total_ms, gflop / x->total_ms, x->threshold);
+    for (int s = 0; s < r->n_shapes; s++) printf(" %12.2f", x->ms[s]);
+    printf("  %s\n", x->desc);
+}
+
+static int cmd_tune(int argc, char **argv) {
+    stfpm_tune_options o;
+    stfpm_tune_options_default(&o);
+    const char *device = NULL;
+    args_t a = {argc, argv, 1, "tune", 0};
+    for (; a.i < argc && !a.bad; a.i++) {
+        double f;
+        if (is_opt(&a, "--help") || is_opt(&a, "-h")) { printf("%s", TUNE_HELP); return 0; }
+        else if (is_opt(&a, "--device")) device = opt_value(&a);
+        else if (is_opt(&a, "--quick")) o.quick = 1;
+        else if (is_opt(&a, "--cpu-time")) o.cpu_time = 1;
+        else if (is_opt(&a, "--no-save")) o.no_save = 1;
+        else if (is_opt(&a, "--max-seconds")) { if (parse_float(&a, &f)) { if (f <= 0) return usage_error("tune", "--max-seconds must be > 0, got %s", argv[a.i]); o.max_seconds = f; } }
+        else if (is_opt(&a, "--candidates")) { if (parse_int(&a, &o.max_candidates) && o.max_candidates < 1) return usage_error("tune", "--candidates must be >= 1, got %s", argv[a.i]); }
+        else if (is_opt(&a, "--runs")) { if (parse_int(&a, &o.runs) && (o.runs < 1 || o.runs > 63)) return usage_error("tune", "--runs must be 1..63, got %s", argv[a.i]); }
+        else return usage_error("tune", "unknown option %s", argv[a.i]);
+    }
+    if (a.bad) return 2;
+    /* measure CLBlast's own parameters first: no tuned set may be applied to this process yet */
+    setenv("STFPM_CLBLAST_PARAMS", "default", 1);
+    stfpm_ctx *ctx = NULL;
+    stfpm_status s = open_ctx(device, &ctx, 1);
+    if (s != STFPM_OK) return die(s);
+    stfpm_tune_result *r = calloc(1, sizeof *r);
+    if (!r) { stfpm_ctx_free(ctx); fprintf(stderr, "stfpm: error: out of host memory\n"); return 1; }
+    s = stfpm_tune(ctx, &o, on_tune_progress, NULL, r);
+    stfpm_ctx_free(ctx);
+    if (s != STFPM_OK && r->n_rows == 0) { free(r); return die(s); }
+
+    double gflop = 0;
+    printf("\nCLBlast SGEMM tuning for %s (driver %s)\n", r->device, r->driver);
+    if (r->input_size)
+        printf("GEMMs as host/conv.c issues them at %dx%d input, %d image(s) per chunk (row-major):\n", r->input_size,
+               r->input_size, r->images_per_chunk);
+    for (int i = 0; i < r->n_shapes; i++) {
+        const stfpm_tune_shape *sh = &r->shapes[i];
+        double g = 2e-9 * sh->m * sh->n * sh->k;
+        gflop += g;
+        printf("  %-13s %s  M %5zu  N %6zu  K %5zu  %.3f GFLOP\n", sh->name, sh->trans_a ? "TN" : "NN", sh->m, sh->n,
+               sh->k, g);
+    }
+    gflop *= 1e3; /* GFLOP / ms -> GFLOP/s */
+    printf("\nms per GEMM: median of %d %s runs after a warm-up; total over the shapes with the best\n"
+           "XGEMM_MIN_INDIRECT_SIZE (thr; GEMMs with M*N*K < thr^3 take XgemmDirect):\n",
+           r->runs, r->cpu_time ? "process-CPU-time" : "wall-clock");
+    printf("  %-15s %9s %8s %6s ", "set", "total ms", "GFLOP/s", "thr");
+    for (int i = 0; i < r->n_shapes; i++) printf(" %12s", r->shapes[i].name);
+    printf("  parameters\n");
+    int shown[STFPM_TUNE_MAX_ROWS] = {0};
+    for (int i = 0; i < r->n_rows; i++)   /* the baselines (CLBlast default, direct, built-in, ...) */
+        if (r->rows[i].label[0] != '#') { print_tune_row(r, i, gflop); shown[i] = 1; }
+    int ranked[STFPM_TUNE_MAX_ROWS], n_ok = 0, n_bad = 0;
+    for (int i = 0; i < r->n_rows; i++) {
+        if (shown[i]) continue;
+        if (r->rows[i].status != STFPM_TUNE_OK) { n_bad++; continue; }
+        int j = n_ok++;
+        while (j > 0 && r->rows[ranked[j - 1]].total_ms > r->rows[i].total_ms) { ranked[j] = ranked[j - 1]; j--; }
+        ranked[j] = i;
+    }
+    for (int k = 0; k < n_ok && k < 8; k++) print_tune_row(r, ranked[k], gflop);
+    if (n_ok > 8) printf("  (%d slower candidates not shown)\n", n_ok - 8);
+    if (n_bad) {
+        printf("  %d candidate(s) skipped:\n", n_bad);
+        for (int i = 0; i < r->n_rows; i++)
+            if (!shown[i] && r->rows[i].status != STFPM_TUNE_OK) print_tune_row(r, i, gflop);
+    }
+    printf("%d of %d candidates measured in %.0f s%s\n", r->candidates_run, r->candidates_planned, r->elapsed_s,
+           r->budget_hit ? " (time budget reached)" : "");
+    if (r->note[0]) printf("note: %s\n", r->note);
+    if (s != STFPM_OK) { free(r); return die(s); }
+    const stfpm_tune_row *w = &r->rows[r->best];
+    printf("\nwinner: %s, %.2f ms", w->label, w->total_ms);
+    const int refs[2] = {r->row_default, r->row_builtin};
+    const char *ref_names[2] = {"CLBlast default", "built-in table"};
+    for (int i = 0; i < 2; i++)
+        if (refs[i] >= 0 && refs[i] != r->best && r->rows[refs[i]].status == STFPM_TUNE_OK)
+            printf(", %.2fx the speed of the %s", r->rows[refs[i]].total_ms / w->total_ms, ref_names[i]);
+    printf("\n  %s\n", r->spec);
+    if (r->saved) printf("stored in %s\n", r->cache_path);
+    else printf("not stored%s\n", o.no_save ? " (--no-save)" : "");
+    free(r);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static void main_usage(FILE *f) {
     fprintf(f, "usage: stfpm COMMAND [options]   (stfpm COMMAND --help for each)\n\n"
@@ -488,7 +625,8 @@ static void main_usage(FILE *f) {
                "  train     train a student on normal images\n"
                "  test      metrics on an MVTec AD style test split\n"
                "  predict   score images\n"
-               "  demo      generate demo data, train, test, write heatmaps\n");
+               "  demo      generate demo data, train, test, write heatmaps\n"
+               "  tune      tune CLBlast's GEMM kernels for this device (once per device)\n");
 }
 
 int main(int argc, char **argv) {
@@ -500,6 +638,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "test")) return cmd_test(argc - 1, argv + 1);
     if (!strcmp(cmd, "predict")) return cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune")) return cmd_tune(argc - 1, argv + 1);
     fprintf(stderr, "stfpm: unknown command \"%s\"\n", cmd);
     main_usage(stderr);
     return 2;

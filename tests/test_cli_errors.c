@@ -30,12 +30,25 @@ static int g_have_run;
 
 #define NEEDLES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
-/* "a/b", malloc'd and never freed (each test runs in its own short-lived process): paths
- * stay valid however many are made. */
+/* Strings made by P() and tmpdir_in() stay valid until the test's teardown frees them. */
+static char *g_allocs[4096];
+static int g_n_allocs;
+
+static char *track(char *p) {
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_lt(g_n_allocs, 4096);
+    g_allocs[g_n_allocs++] = p;
+    return p;
+}
+
+static void free_tracked(void) {
+    while (g_n_allocs > 0) free(g_allocs[--g_n_allocs]);
+}
+
+/* "a/b" */
 static const char *P(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
-    char *o = malloc(n);
-    ck_assert_ptr_nonnull(o);
+    char *o = track(malloc(n));
     snprintf(o, n, "%s/%s", a, b);
     return o;
 }
@@ -63,13 +76,15 @@ static void setup(void) {
     cli_result_free(&r);
 }
 
-static void teardown(void) { cli_rm_rf(g_base); }
+static void teardown(void) {
+    cli_rm_rf(g_base);
+    free_tracked();
+}
 
 /* A fresh temporary folder inside g_base. */
 static const char *tmpdir_in(const char *tag) {
     size_t n = strlen(g_base) + strlen(tag) + 9;
-    char *o = malloc(n);
-    ck_assert_ptr_nonnull(o);
+    char *o = track(malloc(n));
     snprintf(o, n, "%s/%s_XXXXXX", g_base, tag);
     ck_assert_ptr_nonnull(mkdtemp(o));
     return o;

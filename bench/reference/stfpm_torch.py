@@ -118,6 +118,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="default os.cpu_count()")
     ap.add_argument("--omp-default", action="store_true",
                     help="do not set OMP_WAIT_POLICY=PASSIVE (keep libgomp's spinning default)")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda); the comparison was run on cpu")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if a.infer_batch <= 0:
@@ -127,7 +128,7 @@ def main():
 
     torch.set_num_threads(a.threads or os.cpu_count())
     torch.manual_seed(0)
-    dev = torch.device("cpu")
+    dev = torch.device(a.device)
     mf = torch.channels_last if a.channels_last else torch.contiguous_format
     S = a.size
 
@@ -151,7 +152,9 @@ def main():
         student = student.to(dev, memory_format=mf)
         return teacher, student
 
-    out = {"impl": "pytorch", "device": f"torch {torch.__version__} CPU ({platform.processor() or platform.machine()}, "
+    where = f"CUDA ({torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else \
+        f"CPU ({platform.processor() or platform.machine()}"
+    out = {"impl": "pytorch", "device": f"torch {torch.__version__} {where}, "
            f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
            f"{', channels_last' if a.channels_last else ''})",
            "phase": a.phase, "size": S, "train_batch": a.batch, "infer_batch": a.infer_batch,
@@ -236,6 +239,7 @@ def main():
 
         t0 = time.perf_counter()
         infer(x_np)
+        sync()
         out["warmup_infer_s"] = time.perf_counter() - t0
         log(f"infer warm-up {out['warmup_infer_s']:.2f} s")
         t0 = time.perf_counter()

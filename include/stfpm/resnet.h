@@ -78,6 +78,8 @@ stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
                                   int train, int max_layer, stfpm_tensor feats[4]);
 
 /* Backward after a train-mode forward: dfeats[l-1] is dL/d(layer l output) or NULL.
+ * The input x given to that forward must still hold its values (the first conv's weight
+ * gradient reads it).
  * Parameter gradients are overwritten. dfeats are not modified. */
 stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *dfeats[4]);
 

@@ -224,8 +224,10 @@ static int cmd_train(int argc, char **argv) {
     if (s != STFPM_OK) return die(s);
     progress_state ps = {isatty(2), 0};
     s = stfpm_train(ctx, &c, on_train_progress, &ps);
+    uint64_t peak = stfpm_ctx_mem_peak(ctx);
     stfpm_ctx_free(ctx);
     if (s != STFPM_OK) { if (ps.tty) fprintf(stderr, "\n"); return die(s); }
+    fprintf(stderr, "peak device memory (buffers allocated by stfpm-cl): %.1f MiB\n", peak / 1048576.0);
     printf("model: %s/best.safetensors\n", c.out_dir);
     return 0;
 }

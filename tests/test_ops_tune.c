@@ -10,6 +10,7 @@
  * double-precision CPU GEMM; |got - want| <= 1e-4 + 2e-7 K + 1e-4 |want| (float32 summation of
  * K products, as tests/test_ops_conv.c). A wrong tile / padding gives O(1) errors. */
 #include "testutil.h"
+#include "fsutil.h"
 #include "runtime.h"
 #include "stfpm/tune.h"
 

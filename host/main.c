@@ -528,7 +528,8 @@ static void print_tune_row(const stfpm_tune_result *r, int i, double gflop) {
         printf("  %s\n", x->why);
         return;
     }
-    printf(" %9.2f %8.1f %6d ", x->total_ms, gflop / x->total_ms, x->threshold);
+    if (x->threshold) printf(" %9.2f %8.1f %6d ", x->total_ms, gflop / x->total_ms, x->threshold);
+    else printf(" %9.2f %8.1f %6s ", x->total_ms, gflop / x->total_ms, "-");
     for (int s = 0; s < r->n_shapes; s++) printf(" %12.2f", x->ms[s]);
     printf("  %s\n", x->desc);
 }

@@ -98,7 +98,7 @@ static double prior(const cand *c, int cpu) {
         s += c->dimc == 4 ? 3 : c->dimc == 8 ? 1 : -3;
         s += c->wg == 64 ? 2 : c->wg == 32 ? 1 : c->wg == 128 ? 0.5 : -2;
         s += 0.8 * log2i(c->vwm);
-        if (c->gemmk) s += (c->vwn == 1 ? 0.5 : 0) + (c->kreg == c->vwn ? 0.5 : 0) - 0.3 * log2i(c->kreg / c->vwn);
+        if (c->gemmk) s += (c->vwn == 1 ? 1 : -0.5 * log2i(c->vwn)) + (c->kreg == c->vwn ? 0.3 : 0) - 0.3 * log2i(c->kreg / c->vwn);
         else s += (c->sa ? -1 : 0.5) + 0.3 * log2i(c->vwn) + (c->kwg == 32 ? 0.2 : 0);
         if (per_item < 16) s -= 2;
     } else {
@@ -630,27 +630,37 @@ stfpm_status stfpm_tune(stfpm_ctx *ctx, const stfpm_tune_options *opts, stfpm_tu
         grid = malloc(MAX_CANDIDATES * sizeof *grid);
         if (!grid) { free(s.j.bad_text); return stfpm_set_error(STFPM_ERR_OOM, "stfpm_tune: out of host memory"); }
         int n_all = gen_candidates(ctx, grid, MAX_CANDIDATES);
-        /* the best-scored sets, at most cap per (GEMMK, tile, threads) family in a first pass so
-         * the list covers the space, then by score */
+        /* greedy by prior score, minus a penalty per set already taken from the same (GEMMK,
+         * tile, threads) family, so the list covers the space instead of one family's variants */
         char *taken = calloc((size_t)n_all + 1, 1);
-        if (!taken) { free(grid); free(s.j.bad_text); return stfpm_set_error(STFPM_ERR_OOM, "out of host memory"); }
-        int cap = opts->quick ? 1 : 2;
         cand *pick = malloc((size_t)max_cand * sizeof *pick);
-        for (int pass = 0; pick && pass < 2; pass++)
-            for (int i = 0; i < n_all && n_grid < max_cand; i++) {
-                if (taken[i] || (!opts->no_baselines && (!strcmp(grid[i].spec, builtin_xg) || !strcmp(grid[i].spec, cached_xg))))
+        if (!taken || !pick) {
+            free(taken); free(pick); free(grid); free(s.j.bad_text);
+            return stfpm_set_error(STFPM_ERR_OOM, "stfpm_tune: out of host memory");
+        }
+        double penalty = opts->quick ? 3.0 : 1.5;
+        while (n_grid < max_cand) {
+            int bi = -1;
+            double bs = -INFINITY;
+            for (int i = 0; i < n_all; i++) {
+                if (taken[i]) continue;
+                if (!opts->no_baselines && (!strcmp(grid[i].spec, builtin_xg) || !strcmp(grid[i].spec, cached_xg))) {
+                    taken[i] = 1;   /* measured as a baseline row */
                     continue;
+                }
                 int fam = 0;
                 for (int q = 0; q < n_grid; q++)
                     fam += pick[q].gemmk == grid[i].gemmk && pick[q].wg == grid[i].wg && pick[q].dimc == grid[i].dimc;
-                if (pass == 0 && fam >= cap) continue;
-                taken[i] = 1;
-                pick[n_grid++] = grid[i];
+                double sc = grid[i].score - penalty * fam;
+                if (sc > bs) { bs = sc; bi = i; }
             }
+            if (bi < 0) break;
+            taken[bi] = 1;
+            pick[n_grid++] = grid[bi];
+        }
         free(taken);
         free(grid);
         grid = pick;
-        if (!grid) { free(s.j.bad_text); return stfpm_set_error(STFPM_ERR_OOM, "out of host memory"); }
     } else {
         n_grid = opts->n_candidates < max_cand ? opts->n_candidates : max_cand;
     }

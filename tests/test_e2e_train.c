@@ -140,6 +140,15 @@ START_TEST(test_resume_matches_uninterrupted) {
     printf("resume: max |uninterrupted - resumed| over all tensors = %.3g\n", worst);
     ck_assert_msg(worst <= 1e-6, "resumed weights differ by %.3g", worst);
     ck_assert_str_eq(stfpm_weights_meta(&wa, "val_loss"), stfpm_weights_meta(&wb, "val_loss"));
+    /* determinism: same seed, same device, same data -> the same metrics (to 1e-6) */
+    stfpm_test_result ra, rb;
+    stfpm_test_options oa = {.data_dir = data, .model = a, .batch = 4}, ob = {.data_dir = data, .model = b, .batch = 4};
+    TU_CHECK_STATUS(stfpm_test(tu_ctx(), &oa, &ra, NULL, NULL));
+    TU_CHECK_STATUS(stfpm_test(tu_ctx(), &ob, &rb, NULL, NULL));
+    printf("determinism: image AUROC %.9f vs %.9f, pixel AUROC %.9f vs %.9f, AU-PRO %.9f vs %.9f\n", ra.image_auroc,
+           rb.image_auroc, ra.pixel_auroc, rb.pixel_auroc, ra.aupro, rb.aupro);
+    ck_assert(fabs(ra.image_auroc - rb.image_auroc) <= 1e-6 && fabs(ra.pixel_auroc - rb.pixel_auroc) <= 1e-6 &&
+              fabs(ra.aupro - rb.aupro) <= 1e-6);
     stfpm_weights_free(&wa);
     stfpm_weights_free(&wb);
     /* the log has one row per epoch, no duplicate from the resumed epoch */

@@ -6,9 +6,29 @@
 #include "fsutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Decoding the next batch on a helper thread while the device scores the current one. */
+typedef struct {
+    const stfpm_sample *samples;
+    int i0, nb, S;
+    float *chw;
+    uint8_t *masks;
+    stfpm_status status;
+    char msg[2048];
+} prefetch_job;
+
+static void *prefetch_run(void *arg) {
+    prefetch_job *j = arg;
+    int idx[4096];
+    for (int k = 0; k < j->nb; k++) idx[k] = j->i0 + k;
+    j->status = stfpm_load_samples(j->samples, idx, j->nb, j->S, j->chw, j->masks, 0);
+    if (j->status != STFPM_OK) snprintf(j->msg, sizeof j->msg, "%s", stfpm_last_error());
+    return NULL;
+}
 
 /* "<defect>_<file stem>" for output names. */
 static void out_stem(const stfpm_sample *s, char *out, size_t n) {
@@ -56,8 +76,13 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     if (s != STFPM_OK) { stfpm_dataset_free(&ds); return s; }
     int S = m.size, n = ds.n_test, batch = o->batch > 0 ? o->batch : 16;
     if (n > 0 && batch > n) batch = n;   /* never hold more than the test set */
+    if (batch > 4096) batch = 4096;
     size_t per = (size_t)3 * S * S, pix = (size_t)S * S;
-    float *chw = malloc(per * sizeof(float) * (size_t)batch);
+    float *chw_buf[2] = {malloc(per * sizeof(float) * (size_t)batch), malloc(per * sizeof(float) * (size_t)batch)};
+    float *chw = chw_buf[0];
+    pthread_t th;
+    int th_running = 0;
+    prefetch_job job = {0};
     float *maps = malloc(pix * sizeof(float) * (size_t)(n ? n : 1));
     uint8_t *masks = malloc(pix * (size_t)(n ? n : 1));
     float *scores = malloc(sizeof(float) * (size_t)(n ? n : 1));
@@ -65,7 +90,7 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     const float **mp = malloc(sizeof(float *) * (size_t)(n ? n : 1));
     const uint8_t **kp = malloc(sizeof(uint8_t *) * (size_t)(n ? n : 1));
     int *idx = malloc(sizeof(int) * (size_t)batch);
-    if (!chw || !maps || !masks || !scores || !labels || !mp || !kp || !idx) {
+    if (!chw_buf[0] || !chw_buf[1] || !maps || !masks || !scores || !labels || !mp || !kp || !idx) {
         s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d test maps of %dx%d", n, S, S);
         goto done;
     }
@@ -74,9 +99,24 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     stfpm_progress pg = {.phase = STFPM_PHASE_TRAIN, .epochs = 1, .epoch = 1, .batches = (n + batch - 1) / batch};
     for (int i = 0; i < n; i += batch) {
         int nb = n - i < batch ? n - i : batch;
-        for (int k = 0; k < nb; k++) idx[k] = i + k;
-        s = stfpm_load_samples(ds.test, idx, nb, S, chw, masks + pix * i, 0);
+        chw = chw_buf[(i / batch) % 2];
+        if (i == 0) {
+            for (int k = 0; k < nb; k++) idx[k] = i + k;
+            s = stfpm_load_samples(ds.test, idx, nb, S, chw, masks + pix * i, 0);
+        } else {
+            if (th_running) pthread_join(th, NULL);   /* decoded while the previous batch ran */
+            th_running = 0;
+            s = job.status;
+            if (s != STFPM_OK) stfpm_set_error(s, "%s", job.msg);
+        }
         if (s != STFPM_OK) goto done;
+        if (i + batch < n) {
+            int i1 = i + batch, nb1 = n - i1 < batch ? n - i1 : batch;
+            job = (prefetch_job){.samples = ds.test, .i0 = i1, .nb = nb1, .S = S, .chw = chw_buf[(i1 / batch) % 2],
+                                 .masks = masks + pix * i1};
+            th_running = pthread_create(&th, NULL, prefetch_run, &job) == 0;
+            if (!th_running) prefetch_run(&job);   /* no thread: decode now, same result */
+        }
         double ti = stfpm_now();
         s = stfpm_model_eval(ctx, &m, chw, nb, NULL, scores + i, maps + pix * i);
         t_infer += stfpm_now() - ti;
@@ -137,7 +177,8 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
         s = stfpm_write_text_atomic(o->json_path, json, (size_t)len);
     }
 done:
-    free(chw); free(maps); free(masks); free(scores); free(labels); free(mp); free(kp); free(idx);
+    if (th_running) pthread_join(th, NULL);
+    free(chw_buf[0]); free(chw_buf[1]); free(maps); free(masks); free(scores); free(labels); free(mp); free(kp); free(idx);
     stfpm_model_free(ctx, &m);
     stfpm_dataset_free(&ds);
     return s;

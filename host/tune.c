@@ -103,7 +103,7 @@ static double prior(const cand *c, int cpu) {
         if (per_item < 16) s -= 2;
     } else {
         if (!c->gemmk) s += 4 + (c->sa ? 3 : 0) + (c->kwg == 32 ? 0.3 : 0);
-        else s += c->kreg == c->vwn ? 0.3 : 0;
+        else s += 3 + (c->kreg == c->vwn ? 0.3 : 0);
         s += c->dimc == 16 || c->dimc == 8 ? 2 : -2;
         s += c->wg == 64 ? 2 : c->wg == 128 ? 1.5 : c->wg == 32 ? 0.5 : -2;
         s += (c->vwm == 2 || c->vwm == 4) ? 1 : c->vwm == 8 ? 0.3 : 0;
@@ -631,7 +631,7 @@ stfpm_status stfpm_tune(stfpm_ctx *ctx, const stfpm_tune_options *opts, stfpm_tu
         if (!grid) { free(s.j.bad_text); return stfpm_set_error(STFPM_ERR_OOM, "stfpm_tune: out of host memory"); }
         int n_all = gen_candidates(ctx, grid, MAX_CANDIDATES);
         /* greedy by prior score, minus a penalty per set already taken from the same (GEMMK,
-         * tile, threads) family, so the list covers the space instead of one family's variants */
+         * tile, threads, local memory) family, so the list covers the space instead of one family's variants */
         char *taken = calloc((size_t)n_all + 1, 1);
         cand *pick = malloc((size_t)max_cand * sizeof *pick);
         if (!taken || !pick) {
@@ -650,7 +650,8 @@ stfpm_status stfpm_tune(stfpm_ctx *ctx, const stfpm_tune_options *opts, stfpm_tu
                 }
                 int fam = 0;
                 for (int q = 0; q < n_grid; q++)
-                    fam += pick[q].gemmk == grid[i].gemmk && pick[q].wg == grid[i].wg && pick[q].dimc == grid[i].dimc;
+                    fam += pick[q].gemmk == grid[i].gemmk && pick[q].wg == grid[i].wg &&
+                           pick[q].dimc == grid[i].dimc && pick[q].sa == grid[i].sa;
                 double sc = grid[i].score - penalty * fam;
                 if (sc > bs) { bs = sc; bi = i; }
             }

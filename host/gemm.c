@@ -125,7 +125,9 @@ static stfpm_status apply_spec(stfpm_ctx *ctx, const char *spec) {
     return STFPM_OK;
 }
 
-/* Tuned parameters, keyed by a substring of the device name.
+/* Tuned parameters, keyed by a substring of the device name. Used when neither
+ * STFPM_CLBLAST_PARAMS nor a file written by `stfpm tune` (host/tune.c) gives parameters for
+ * the device; `stfpm tune` measures this entry as one of its baselines.
  *
  * PoCL CPU device (pthread-*), measured with `bench_conv 8 --gemm-only --cpu-time` (stfpm_gemm,
  * row-major NN, best of 3) with CLBlast 1.5.3 and PoCL 3.1 on the 2-vCPU AVX-512 EPYC build
@@ -204,7 +206,8 @@ static stfpm_status check_xgemm(const unsigned long *v) {
     if (v[X_GEMMK] > 1) BAD("GEMMK must be 0 or 1, got %lu", v[X_GEMMK]);
     const int tiles[] = {X_MWG, X_NWG, X_MDIMC, X_NDIMC, X_MDIMA, X_NDIMB};
     for (int i = 0; i < 6; i++)
-        if (!is_pow2_le(v[tiles[i]], 256)) BAD("%s must be a power of two <= 256, got %lu", k_xgemm_names[tiles[i]], v[tiles[i]]);
+        if (!is_pow2_le(v[tiles[i]], 256))
+            BAD("%s must be a power of two <= 256, got %lu", k_xgemm_names[tiles[i]], v[tiles[i]]);
     const int vw[] = {X_VWM, X_VWN};
     for (int i = 0; i < 2; i++)
         if (!is_pow2_le(v[vw[i]], 16)) BAD("%s must be 1, 2, 4, 8 or 16, got %lu", k_xgemm_names[vw[i]], v[vw[i]]);
@@ -215,9 +218,11 @@ static stfpm_status check_xgemm(const unsigned long *v) {
         if (v[flags[i]] > 1) BAD("%s must be 0 or 1, got %lu", k_xgemm_names[flags[i]], v[flags[i]]);
     if (v[X_KWG] % v[X_KWI]) BAD("KWG %lu is not a multiple of KWI %lu", v[X_KWG], v[X_KWI]);
     if (v[X_MWG] % (v[X_MDIMC] * v[X_VWM]) || v[X_MWG] % (v[X_MDIMA] * v[X_VWM]))
-        BAD("MWG %lu is not a multiple of MDIMC*VWM and MDIMA*VWM (%lu, %lu, %lu)", v[X_MWG], v[X_MDIMC], v[X_MDIMA], v[X_VWM]);
+        BAD("MWG %lu is not a multiple of MDIMC*VWM and MDIMA*VWM (%lu, %lu, %lu)", v[X_MWG], v[X_MDIMC],
+            v[X_MDIMA], v[X_VWM]);
     if (v[X_NWG] % (v[X_NDIMC] * v[X_VWN]) || v[X_NWG] % (v[X_NDIMB] * v[X_VWN]))
-        BAD("NWG %lu is not a multiple of NDIMC*VWN and NDIMB*VWN (%lu, %lu, %lu)", v[X_NWG], v[X_NDIMC], v[X_NDIMB], v[X_VWN]);
+        BAD("NWG %lu is not a multiple of NDIMC*VWN and NDIMB*VWN (%lu, %lu, %lu)", v[X_NWG], v[X_NDIMC],
+            v[X_NDIMB], v[X_VWN]);
     if (v[X_GEMMK] == 0) {
         unsigned long t = v[X_MDIMC] * v[X_NDIMC];
         if (t % v[X_MDIMA] || t % v[X_NDIMB] || v[X_KWG] % (t / v[X_MDIMA]) || v[X_KWG] % (t / v[X_NDIMB]))
@@ -264,7 +269,8 @@ stfpm_status stfpm_clblast_check_spec(const char *spec) {
                 return stfpm_set_error(STFPM_ERR_FORMAT, "%s: value of %s is not a number <= 1000000", part, kv);
             if (routine) {
                 if (strcmp(kv, "XGEMM_MIN_INDIRECT_SIZE") || n++)
-                    return stfpm_set_error(STFPM_ERR_FORMAT, "GemmRoutine: expected only XGEMM_MIN_INDIRECT_SIZE, got %s", kv);
+                    return stfpm_set_error(STFPM_ERR_FORMAT,
+                                           "GemmRoutine: expected only XGEMM_MIN_INDIRECT_SIZE, got %s", kv);
                 if (val < 1 || val > 100000)
                     return stfpm_set_error(STFPM_ERR_FORMAT, "XGEMM_MIN_INDIRECT_SIZE must be 1..100000, got %lu", val);
                 threshold = val;
@@ -460,7 +466,7 @@ stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx) {
         return stfpm_wrap_error(stfpm_clblast_apply_spec(ctx, env, "env"), "STFPM_CLBLAST_PARAMS");
 
     char note[768] = {0}, path[1100], spec[1024];
-    if (stfpm_clblast_cache_path(dev, NULL, path, sizeof path) == STFPM_OK && stfpm_path_exists(path)) {
+    if (stfpm_clblast_cache_path(dev, stfpm_ctx_cache_dir(ctx), path, sizeof path) == STFPM_OK && stfpm_path_exists(path)) {
         stfpm_status s = stfpm_clblast_read_cache(path, dev, spec, sizeof spec);
         if (s == STFPM_OK && strcmp(spec, "default") == 0) {
             pthread_mutex_lock(&g_tuning_lock);

@@ -509,8 +509,16 @@ static void on_tune_progress(void *user, const stfpm_tune_progress *p) {
                 p->budget_s);
         return;
     }
-    if (p->phase != STFPM_TUNE_PHASE_ROW) return;
     const stfpm_tune_row *r = p->r;
+    if (p->phase == STFPM_TUNE_PHASE_CONFIRM) {
+        if (r->status == STFPM_TUNE_OK)
+            fprintf(stderr, "again   %-15s %9.2f ms (first %.2f ms; the faster median per GEMM is kept)  %.0fs\n",
+                    r->label, r->total_ms, p->best_ms, p->elapsed_s);
+        else
+            fprintf(stderr, "again   %-15s %s  %.0fs\n", r->label, r->why, p->elapsed_s);
+        return;
+    }
+    if (p->phase != STFPM_TUNE_PHASE_ROW) return;
     static const char *const status[] = {"ok", "rejected", "failed", "WRONG RESULTS", "crashed before",
                                          "unavailable"};
     if (r->status == STFPM_TUNE_OK)
@@ -576,8 +584,9 @@ static int cmd_tune(int argc, char **argv) {
                sh->k, g);
     }
     gflop *= 1e3; /* GFLOP / ms -> GFLOP/s */
-    printf("\nms per GEMM: median of %d %s runs after a warm-up; total over the shapes with the best\n"
-           "XGEMM_MIN_INDIRECT_SIZE (thr; GEMMs with M*N*K < thr^3 take XgemmDirect):\n",
+    printf("\nms per GEMM: median of %d %s runs after a warm-up (the fastest sets: the faster of two\n"
+           "such medians); total over the shapes with the best XGEMM_MIN_INDIRECT_SIZE (thr; GEMMs with\n"
+           "M*N*K < thr^3 take XgemmDirect):\n",
            r->runs, r->cpu_time ? "process-CPU-time" : "wall-clock");
     printf("  %-15s %9s %8s %6s ", "set", "total ms", "GFLOP/s", "thr");
     for (int i = 0; i < r->n_shapes; i++) printf(" %12s", r->shapes[i].name);

@@ -89,7 +89,7 @@ static stfpm_status add_unit(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, const c
     STFPM_TRY(add_param(ctx, net, conv_name, STFPM_PARAM_CONV, cout, cin, k, k, &u->conv));
     static const char *suffix[4] = {"weight", "bias", "running_mean", "running_var"};
     for (int i = 0; i < 4; i++) {
-        char name[96];
+        char name[160];
         int idx;
         snprintf(name, sizeof name, "%s.%s", bn_prefix, suffix[i]);
         STFPM_TRY(add_param(ctx, net, name, (stfpm_param_kind)(STFPM_PARAM_BN_WEIGHT + i), 1, cout, 1, 1, &idx));

@@ -210,6 +210,7 @@ void stfpm_ctx_free(stfpm_ctx *ctx) {
 }
 
 const stfpm_device_info *stfpm_ctx_device(const stfpm_ctx *ctx) { return &ctx->info; }
+const char *stfpm_ctx_cache_dir(const stfpm_ctx *ctx) { return ctx->cache_dir; }
 cl_context stfpm_ctx_cl_context(stfpm_ctx *ctx) { return ctx->context; }
 cl_command_queue stfpm_ctx_queue(stfpm_ctx *ctx) { return ctx->queue; }
 cl_device_id stfpm_ctx_cl_device(stfpm_ctx *ctx) { return ctx->device; }

@@ -49,8 +49,9 @@ stfpm_status stfpm_gemm_batched(stfpm_ctx *ctx, int trans_a, int trans_b, size_t
                                 size_t b_stride, float beta, cl_mem c, size_t c_off, size_t ldc,
                                 size_t c_stride, size_t batch);
 
-/* Apply tuned CLBlast kernel parameters for this device (from the built-in table keyed by
- * device name, or from STFPM_CLBLAST_PARAMS="Xgemm:MWG=64,NWG=64,...;XgemmDirect:..."). */
+/* Apply tuned CLBlast kernel parameters for this device: STFPM_CLBLAST_PARAMS
+ * ("Xgemm:MWG=64,...;GemmRoutine:..." or "default"), else the file `stfpm tune` stored in the
+ * cache directory for this device + driver (include/stfpm/tune.h), else the built-in table. */
 stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx);
 /* Override one CLBlast kernel's parameters (names/values arrays). */
 stfpm_status stfpm_clblast_override(stfpm_ctx *ctx, const char *kernel, size_t count,

@@ -98,7 +98,9 @@ static double prior(const cand *c, int cpu) {
         s += c->dimc == 4 ? 3 : c->dimc == 8 ? 1 : -3;
         s += c->wg == 64 ? 2 : c->wg == 32 ? 1 : c->wg == 128 ? 0.5 : -2;
         s += 0.8 * log2i(c->vwm);
-        if (c->gemmk) s += (c->vwn == 1 ? 1 : -0.5 * log2i(c->vwn)) + (c->kreg == c->vwn ? 0.3 : 0) - 0.3 * log2i(c->kreg / c->vwn);
+        if (c->gemmk)
+            s += (c->vwn == 1 ? 1 : -0.5 * log2i(c->vwn)) + (c->kreg == c->vwn ? 0.3 : 0) -
+                 0.8 * log2i(c->kreg / c->vwn);
         else s += (c->sa ? -1 : 0.5) + 0.3 * log2i(c->vwn) + (c->kwg == 32 ? 0.2 : 0);
         if (per_item < 16) s -= 2;
     } else {
@@ -419,8 +421,8 @@ static void journal_open(journal *j, const char *cache_path, int enabled, char *
             stfpm_write_text_atomic(j->bad, all, strlen(all));
             free(all);
         }
-        snprintf(note, note_n, "the previous `stfpm tune` died while measuring %.200s: that set is skipped (%.100s)", t,
-                 j->bad);
+        snprintf(note, note_n, "the previous `stfpm tune` died while measuring %.200s: that set is skipped from now on "
+                 "(delete %.100s to retry it)", t, j->bad);
         free(old);
         free(t);
         unlink(j->trying);
@@ -549,6 +551,69 @@ static int add_xgemm_row(search *s, const char *label, const char *xg) {
     return idx;
 }
 
+/* Measure the fastest sets once more (their programs are compiled already) and keep each
+ * shape's faster median: other jobs on the machine only ever slow a run down, so one unlucky
+ * round should not decide the winner. CLBlast's defaults cannot be re-applied after overrides,
+ * so rows without Xgemm parameters keep their single measurement. */
+static void confirm_best(search *s) {
+    stfpm_tune_result *r = s->r;
+    int fin[5], nf = 0;
+    double best = INFINITY;
+    for (int i = 0; i < r->n_rows; i++)
+        if (r->rows[i].status == STFPM_TUNE_OK && r->rows[i].total_ms < best) best = r->rows[i].total_ms;
+    for (int round = 0; round < 3; round++) {   /* the 3 fastest, then the built-in and cached rows */
+        int pick = -1;
+        for (int i = 0; i < r->n_rows; i++) {
+            const stfpm_tune_row *x = &r->rows[i];
+            char xg[1024];
+            xgemm_part(x->spec, xg, sizeof xg);
+            int dup = 0;
+            for (int q = 0; q < nf; q++) dup |= fin[q] == i;
+            if (x->status != STFPM_TUNE_OK || !xg[0] || dup) continue;
+            if (pick < 0 || x->total_ms < r->rows[pick].total_ms) pick = i;
+        }
+        if (pick >= 0) fin[nf++] = pick;
+    }
+    const int known[2] = {r->row_builtin, r->row_cached};
+    for (int k = 0; k < 2; k++) {
+        int dup = known[k] < 0;
+        for (int q = 0; q < nf; q++) dup |= fin[q] == known[k];
+        if (!dup && r->rows[known[k]].status == STFPM_TUNE_OK && r->rows[known[k]].total_ms <= 1.5 * best)
+            fin[nf++] = known[k];
+    }
+    const stfpm_tune_row *direct = r->row_direct >= 0 ? &r->rows[r->row_direct] : NULL;
+    for (int q = 0; q < nf; q++) {
+        stfpm_tune_row *x = &r->rows[fin[q]], again;
+        char xg[400], apply[480];
+        xgemm_part(x->spec, xg, sizeof xg);
+        with_threshold(apply, sizeof apply, xg, THRESHOLD_INDIRECT);
+        row_init(&again, x->label, apply);
+        if (stfpm_clblast_apply_spec(s->ctx, apply, "tune") != STFPM_OK) continue;
+        journal_begin(&s->j, apply);
+        measure_row(&s->b, &again);
+        journal_end(&s->j);
+        double before = x->total_ms;
+        if (again.status != STFPM_TUNE_OK) {
+            x->status = again.status;
+            snprintf(x->why, sizeof x->why, "second measurement: %.220s", again.why);
+        } else {
+            x->total_ms = 0;
+            for (int i = 0; i < r->n_shapes; i++) {
+                if (again.ms[i] < x->ms[i]) x->ms[i] = again.ms[i];
+                x->total_ms += x->ms[i];
+            }
+            if (again.max_err > x->max_err) x->max_err = again.max_err;
+            choose_threshold(r, x, direct);
+            with_threshold(x->spec, sizeof x->spec, xg, x->threshold);
+        }
+        if (s->progress) {
+            stfpm_tune_progress p = {STFPM_TUNE_PHASE_CONFIRM, fin[q], s->rows_planned, x, before, x->label,
+                                     stfpm_now() - s->t0, s->budget};
+            s->progress(s->user, &p);
+        }
+    }
+}
+
 static void tuned_comment(const stfpm_tune_result *r, char *out, size_t n) {
     time_t now = time(NULL);
     struct tm tm;
@@ -630,8 +695,9 @@ stfpm_status stfpm_tune(stfpm_ctx *ctx, const stfpm_tune_options *opts, stfpm_tu
         grid = malloc(MAX_CANDIDATES * sizeof *grid);
         if (!grid) { free(s.j.bad_text); return stfpm_set_error(STFPM_ERR_OOM, "stfpm_tune: out of host memory"); }
         int n_all = gen_candidates(ctx, grid, MAX_CANDIDATES);
-        /* greedy by prior score, minus a penalty per set already taken from the same (GEMMK,
-         * tile, threads, local memory) family, so the list covers the space instead of one family's variants */
+        /* greedy by prior score minus a penalty per set already taken from the same family
+         * (GEMMK, tile, threads, local memory), so the list covers the space rather than one
+         * family's variants */
         char *taken = calloc((size_t)n_all + 1, 1);
         cand *pick = malloc((size_t)max_cand * sizeof *pick);
         if (!taken || !pick) {
@@ -719,6 +785,7 @@ stfpm_status stfpm_tune(stfpm_ctx *ctx, const stfpm_tune_options *opts, stfpm_tu
         add_xgemm_row(&s, label, xg);
         res->candidates_run++;
     }
+    confirm_best(&s);
     bench_free(&s.b);
     free(grid);
     free(s.j.bad_text);

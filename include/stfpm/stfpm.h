@@ -50,8 +50,8 @@ typedef struct stfpm_device_info {
     int platform_index, device_index, global_index;
     char platform_name[128];
     char device_name[128];
-    char driver_version[64];
-    char device_version[64];
+    char driver_version[128];
+    char device_version[128];
     cl_device_type type;
     uint64_t global_mem, max_alloc;
     unsigned compute_units;
@@ -75,6 +75,8 @@ typedef struct stfpm_ctx_options {
 stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt);
 void stfpm_ctx_free(stfpm_ctx *ctx);
 const stfpm_device_info *stfpm_ctx_device(const stfpm_ctx *ctx);
+/* Directory of the kernel / tuning cache of this context ("" when disabled). */
+const char *stfpm_ctx_cache_dir(const stfpm_ctx *ctx);
 cl_context stfpm_ctx_cl_context(stfpm_ctx *ctx);
 cl_command_queue stfpm_ctx_queue(stfpm_ctx *ctx);
 cl_device_id stfpm_ctx_cl_device(stfpm_ctx *ctx);

@@ -130,13 +130,18 @@ typedef struct stfpm_tune_result {
     double elapsed_s;
 } stfpm_tune_result;
 
-typedef enum { STFPM_TUNE_PHASE_START, STFPM_TUNE_PHASE_ROW, STFPM_TUNE_PHASE_DONE } stfpm_tune_phase;
+typedef enum {
+    STFPM_TUNE_PHASE_START,
+    STFPM_TUNE_PHASE_ROW,      /* a row was measured */
+    STFPM_TUNE_PHASE_CONFIRM,  /* one of the fastest rows was measured again (best_ms: its total before) */
+    STFPM_TUNE_PHASE_DONE
+} stfpm_tune_phase;
 
 typedef struct stfpm_tune_progress {
     stfpm_tune_phase phase;
-    int row, rows_planned;         /* row index just measured (PHASE_ROW), rows planned */
-    const stfpm_tune_row *r;       /* the row just measured (PHASE_ROW) */
-    double best_ms;                /* best total so far */
+    int row, rows_planned;         /* row index just measured, rows planned */
+    const stfpm_tune_row *r;       /* that row */
+    double best_ms;                /* best total so far (PHASE_CONFIRM: the row's first total) */
     const char *best_label;
     double elapsed_s, budget_s;
 } stfpm_tune_progress;

@@ -56,6 +56,13 @@ stfpm_status stfpm_write_text_atomic(const char *path, const char *text, size_t 
         unlink(tmp);
         return stfpm_set_error(STFPM_ERR_IO, "cannot replace %s: %s", path, strerror(e));
     }
+    /* make the rename itself durable */
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
     return STFPM_OK;
 }
 

@@ -9,6 +9,9 @@ stfpm_status stfpm_write_text_atomic(const char *path, const char *text, size_t 
 stfpm_status stfpm_read_text(const char *path, char **text, size_t *len);
 int stfpm_path_exists(const char *path);
 double stfpm_now(void);
+typedef struct stfpm_textbuf { char *text; size_t len, cap; } stfpm_textbuf;
+void textbuf_add(stfpm_textbuf *b, const char *t);
+stfpm_status stfpm_write_text_atomic_path_scales(const char *dir, const char *text, size_t len);
 /* JSON string escaping into out (always NUL-terminated). */
 void stfpm_json_escape(const char *in, char *out, size_t out_len);
 #endif

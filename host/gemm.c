@@ -483,6 +483,14 @@ stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx) {
     stfpm_status s = STFPM_OK;
     if (builtin) {
         s = stfpm_clblast_apply_spec(ctx, builtin, "builtin");
+        if (s != STFPM_OK) {   /* an optimisation only: never make the device unusable */
+            snprintf(note, sizeof note, "built-in tuned parameters rejected (%s); using CLBlast's defaults",
+                     stfpm_last_error());
+            pthread_mutex_lock(&g_tuning_lock);
+            use_defaults(tuning_entry(ctx), "none", "built-in parameters rejected");
+            pthread_mutex_unlock(&g_tuning_lock);
+            s = STFPM_OK;
+        }
     } else {
         pthread_mutex_lock(&g_tuning_lock);
         use_defaults(tuning_entry(ctx), "none", "no tuned parameters for this device");

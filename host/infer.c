@@ -30,6 +30,26 @@ static void *prefetch_run(void *arg) {
     return NULL;
 }
 
+void textbuf_add(stfpm_textbuf *b, const char *t) {
+    size_t n = strlen(t);
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *p = realloc(b->text, cap);
+        if (!p) return;   /* out of memory: the row is dropped (scales.csv is advisory) */
+        b->text = p;
+        b->cap = cap;
+    }
+    memcpy(b->text + b->len, t, n + 1);
+    b->len += n;
+}
+
+/* DIR/scales.csv: value of a raw map pixel = pixel / 65535 * scale. */
+stfpm_status stfpm_write_text_atomic_path_scales(const char *dir, const char *text, size_t len) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/scales.csv", dir);
+    return stfpm_write_text_atomic(path, text, len);
+}
+
 /* "<defect>_<file stem>" for output names. */
 static void out_stem(const stfpm_sample *s, char *out, size_t n) {
     const char *base = strrchr(s->path, '/');
@@ -83,6 +103,8 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     pthread_t th;
     int th_running = 0;
     prefetch_job job = {0};
+    stfpm_textbuf scale_rows = {0};
+    textbuf_add(&scale_rows, "file,scale\n");
     float *maps = malloc(pix * sizeof(float) * (size_t)(n ? n : 1));
     uint8_t *masks = malloc(pix * (size_t)(n ? n : 1));
     float *scores = malloc(sizeof(float) * (size_t)(n ? n : 1));
@@ -122,14 +144,17 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
         t_infer += stfpm_now() - ti;
         if (s != STFPM_OK) goto done;
         if (o->maps_dir) {
-            /* maps scaled by the model's threshold when known (so 1.0 = threshold), else per batch max */
+            /* raw maps scaled by 2 x the model's threshold when known (so 0.5 = threshold), else by each
+             * map's max; the scale of every file goes to scales.csv */
             float scale = isfinite(m.threshold) && m.threshold > 0 ? 2.0f * m.threshold : 0;
             for (int k = 0; k < nb && s == STFPM_OK; k++) {
                 float sc = scale;
                 if (!(sc > 0)) { sc = 0; for (size_t q = 0; q < pix; q++) sc = fmaxf(sc, maps[pix * (i + k) + q]); }
-                char stem[1200];
+                char stem[1200], row[1400];
                 out_stem(&ds.test[i + k], stem, sizeof stem);
                 s = stfpm_write_map_pngs(o->maps_dir, stem, chw + per * k, maps + pix * (i + k), S, sc > 0 ? sc : 1);
+                snprintf(row, sizeof row, "%s_map.png,%.9g\n", stem, sc > 0 ? sc : 1);
+                textbuf_add(&scale_rows, row);
             }
             if (s != STFPM_OK) goto done;
         }
@@ -144,39 +169,64 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
         if (labels[i]) r->n_anomalous++;
         else r->n_normal++;
     }
-    s = stfpm_auroc(scores, labels, (size_t)n, &r->image_auroc);
-    if (s != STFPM_OK) { stfpm_wrap_error(s, "image AUROC on %s (needs normal and anomalous test images)", o->data_dir); goto done; }
-    stfpm_pixel_metrics pm;
-    s = stfpm_pixel_metrics_compute(mp, kp, n, S, S, STFPM_AUPRO_FPR_LIMIT, &pm);
-    if (s != STFPM_OK) goto done;
-    r->pixel_auroc = pm.pixel_auroc;
-    r->aupro = pm.aupro;
-    r->pro_paper = pm.pro_paper;
     r->seconds = stfpm_now() - t0;
     r->images_per_s = n / (t_infer > 1e-9 ? t_infer : 1e-9);
+    /* scores first: they are kept even when the metrics cannot be computed */
     if (o->csv_path) {
-        size_t cap = 256 + (size_t)n * 1200, len = 0;
+        size_t cap = 64, len = 0;
+        for (int i = 0; i < n; i++) cap += 2 * strlen(ds.test[i].path) + 2 * strlen(ds.test[i].defect) + 64;
         char *csv = malloc(cap);
         if (!csv) { s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory"); goto done; }
         len += (size_t)snprintf(csv + len, cap - len, "path,defect,label,score\n");
-        for (int i = 0; i < n; i++)
-            len += (size_t)snprintf(csv + len, cap - len, "\"%s\",%s,%d,%.9g\n", ds.test[i].path, ds.test[i].defect,
-                                    ds.test[i].label, scores[i]);
+        for (int i = 0; i < n; i++) {
+            const char *fields[2] = {ds.test[i].path, ds.test[i].defect};
+            for (int f = 0; f < 2; f++) {          /* RFC 4180 quoting */
+                csv[len++] = '"';
+                for (const char *q = fields[f]; *q; q++) {
+                    if (*q == '"') csv[len++] = '"';
+                    csv[len++] = *q;
+                }
+                csv[len++] = '"';
+                csv[len++] = ',';
+            }
+            len += (size_t)snprintf(csv + len, cap - len, "%d,%.9g\n", ds.test[i].label, scores[i]);
+        }
         s = stfpm_write_text_atomic(o->csv_path, csv, len);
         free(csv);
         if (s != STFPM_OK) goto done;
     }
+    if (o->maps_dir) {
+        s = stfpm_write_text_atomic_path_scales(o->maps_dir, scale_rows.text ? scale_rows.text : "", scale_rows.len);
+        if (s != STFPM_OK) goto done;
+    }
+    r->image_auroc = r->pixel_auroc = r->aupro = r->pro_paper = NAN;
+    r->single_class = r->n_normal == 0 || r->n_anomalous == 0;
+    if (!r->single_class) {
+        s = stfpm_auroc(scores, labels, (size_t)n, &r->image_auroc);
+        if (s != STFPM_OK) { stfpm_wrap_error(s, "image AUROC on %s", o->data_dir); goto done; }
+        stfpm_pixel_metrics pm;
+        s = stfpm_pixel_metrics_compute(mp, kp, n, S, S, STFPM_AUPRO_FPR_LIMIT, &pm);
+        if (s != STFPM_OK) goto done;
+        r->pixel_auroc = pm.pixel_auroc;
+        r->aupro = pm.aupro;
+        r->pro_paper = pm.pro_paper;
+    }
     if (o->json_path) {
-        char json[2048];
+        char json[2048], v[4][32];
+        double vals[4] = {r->image_auroc, r->pixel_auroc, r->aupro, r->pro_paper};
+        for (int k = 0; k < 4; k++) {
+            if (isfinite(vals[k])) snprintf(v[k], sizeof v[k], "%.9g", vals[k]);
+            else snprintf(v[k], sizeof v[k], "null");
+        }
         int len = snprintf(json, sizeof json,
-                           "{\n  \"image_auroc\": %.9g,\n  \"pixel_auroc\": %.9g,\n  \"aupro\": %.9g,\n"
-                           "  \"pro_paper\": %.9g,\n  \"n_normal\": %d,\n  \"n_anomalous\": %d,\n"
+                           "{\n  \"image_auroc\": %s,\n  \"pixel_auroc\": %s,\n  \"aupro\": %s,\n"
+                           "  \"pro_paper\": %s,\n  \"n_normal\": %d,\n  \"n_anomalous\": %d,\n"
                            "  \"aupro_fpr_limit\": %.2f,\n  \"size\": %d\n}\n",
-                           r->image_auroc, r->pixel_auroc, r->aupro, r->pro_paper, r->n_normal, r->n_anomalous,
-                           STFPM_AUPRO_FPR_LIMIT, S);
+                           v[0], v[1], v[2], v[3], r->n_normal, r->n_anomalous, STFPM_AUPRO_FPR_LIMIT, S);
         s = stfpm_write_text_atomic(o->json_path, json, (size_t)len);
     }
 done:
+    free(scale_rows.text);
     if (th_running) pthread_join(th, NULL);
     free(chw_buf[0]); free(chw_buf[1]); free(maps); free(masks); free(scores); free(labels); free(mp); free(kp); free(idx);
     stfpm_model_free(ctx, &m);

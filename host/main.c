@@ -246,7 +246,7 @@ static const char *TEST_HELP =
     "  --csv FILE      one row per image: path, defect, label, score\n"
     "  --maps DIR      per image: <defect>_<name>_overlay.png (heatmap over the image) and\n"
     "                  <defect>_<name>_map.png (raw map, 16-bit grey; value = pixel / 65535 * scale,\n"
-    "                  scale in DIR/scale.txt)\n"
+    "                  the scale of each file in DIR/scales.csv; 2 x the model's threshold)\n"
     "  --batch N       images per device batch (16)\n"
     "  --device SEL    OpenCL device index or name substring\n";
 
@@ -278,6 +278,11 @@ static int cmd_test(int argc, char **argv) {
     stfpm_ctx_free(ctx);
     if (s != STFPM_OK) return die(s);
     printf("test images: %d normal, %d anomalous (%.1f img/s inference)\n", r.n_normal, r.n_anomalous, r.images_per_s);
+    if (r.single_class) {
+        fprintf(stderr, "stfpm test: warning: the test split has only %s images: AUROC and PRO need both normal and "
+                "anomalous images, so no metrics (scores were written where asked)\n", r.n_normal ? "normal" : "anomalous");
+        return 0;
+    }
     printf("image AUROC            %.4f\n", r.image_auroc);
     printf("pixel AUROC            %.4f\n", r.pixel_auroc);
     printf("AU-PRO (MVTec, FPR<=0.3) %.4f\n", r.aupro);
@@ -295,7 +300,8 @@ static const char *PREDICT_HELP =
     "validation images of training (so every validation image is judged normal).\n\n"
     "  --model M        run directory or model file (required)\n"
     "  --threshold T    override the threshold\n"
-    "  --maps DIR       write <name>_overlay.png and <name>_map.png per image\n"
+    "  --maps DIR       write <name>_overlay.png and <name>_map.png per image (raw map scale in\n"
+    "                   DIR/scales.csv)\n"
     "  --batch N        images per device batch (16)\n"
     "  --device SEL     OpenCL device index or name substring\n";
 
@@ -359,6 +365,8 @@ static int cmd_predict(int argc, char **argv) {
     char model_path[4200];
     float *chw = NULL, *maps = NULL, *scores = NULL;
     int n_anom = 0;
+    stfpm_textbuf scale_rows = {0};
+    textbuf_add(&scale_rows, "file,scale\n");
     if (s == STFPM_OK) s = stfpm_model_resolve_path(model, model_path, sizeof model_path);
     if (s == STFPM_OK && maps_dir) s = stfpm_mkdir_p(maps_dir);
     if (s == STFPM_OK) s = open_ctx(device, &ctx, 0);
@@ -390,11 +398,18 @@ static int cmd_predict(int argc, char **argv) {
                     float scale = isfinite(threshold) && threshold > 0 ? 2.0f * (float)threshold : 0;
                     if (!(scale > 0)) for (size_t q = 0; q < pix; q++) scale = fmaxf(scale, maps[pix * k + q]);
                     s = stfpm_write_map_pngs(maps_dir, stem, chw + per * k, maps + pix * k, m.size, scale > 0 ? scale : 1);
+                    char row[1200];
+                    snprintf(row, sizeof row, "%s_map.png,%.9g\n", stem, scale > 0 ? scale : 1);
+                    textbuf_add(&scale_rows, row);
                 }
             }
             fflush(stdout);
         }
     }
+    if (s == STFPM_OK && maps_dir) s = stfpm_write_text_atomic_path_scales(maps_dir, scale_rows.text, scale_rows.len);
+    free(scale_rows.text);
+    if (s == STFPM_OK && (fflush(stdout) != 0 || ferror(stdout)))
+        s = stfpm_set_error(STFPM_ERR_IO, "writing the results to standard output failed: %s", strerror(errno));
     if (s == STFPM_OK && !isnan(threshold))
         fprintf(stderr, "%d image(s), %d anomalous (threshold %.6g)\n", n, n_anom, threshold);
     free(chw); free(maps); free(scores);

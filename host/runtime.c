@@ -74,11 +74,13 @@ static stfpm_status enumerate(dev_rec *out, int max, int *count) {
                                "no OpenCL platform found: install an OpenCL driver (for the CPU: "
                                "apt-get install pocl-opencl-icd; for GPUs: the vendor's OpenCL ICD)");
     STFPM_TRY(stfpm_cl_check(e, "clGetPlatformIDs"));
+    if (np > MAX_PLATFORMS) np = MAX_PLATFORMS;
     int n = 0;
     for (cl_uint i = 0; i < np; i++) {
         cl_device_id devs[MAX_DEVICES];
         cl_uint nd = 0;
         if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, MAX_DEVICES, devs, &nd) != CL_SUCCESS) continue;
+        if (nd > MAX_DEVICES) nd = MAX_DEVICES;
         for (cl_uint j = 0; j < nd; j++) {
             if (n < max) {
                 out[n].p = plats[i];
@@ -527,7 +529,11 @@ stfpm_status stfpm_tensor_alloc(stfpm_ctx *ctx, stfpm_tensor *t, int n, int c, i
     memset(t, 0, sizeof *t);
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0)
         return stfpm_set_error(STFPM_ERR_ARG, "invalid tensor shape (%d, %d, %d, %d)", n, c, h, w);
-    size_t bytes = (size_t)n * c * h * w * sizeof(float);
+    size_t numel = (size_t)n * c * h * w;
+    if (numel > 2147483647u)   /* kernels index with 32-bit ints */
+        return stfpm_set_error(STFPM_ERR_OOM, "tensor (%d, %d, %d, %d) has %zu elements, more than 2^31 - 1: "
+                               "try a smaller --batch or --size", n, c, h, w, numel);
+    size_t bytes = numel * sizeof(float);
     STFPM_TRY(stfpm_buffer_alloc(ctx, bytes, &t->buf));
     t->n = n; t->c = c; t->h = h; t->w = w;
     t->off = 0;

@@ -101,6 +101,14 @@ static stfpm_status write_config(const stfpm_train_config *c, const char *path, 
     return stfpm_write_text_atomic(path, json, (size_t)n);
 }
 
+/* The options a resumed run must share with the run it continues (--epochs and --lr may change,
+ * e.g. to extend a run or lower the learning rate after a divergence). */
+static void resume_key(const stfpm_train_config *c, char *out, size_t n) {
+    snprintf(out, n, "--batch %d --momentum %.9g --weight-decay %.9g --val-split %.9g --train-fraction %.9g "
+             "--checkpoint-by %s", c->batch, c->momentum, c->weight_decay, c->val_split, c->train_fraction,
+             c->select_by_map ? "map" : "loss");
+}
+
 /* Shuffle of epoch e (1-based): depends only on seed and e, so a resumed run sees the same order. */
 static void epoch_order(int n, uint64_t seed, int epoch, int *perm) {
     stfpm_permutation(n, seed * 0x9E3779B97F4A7C15ULL + (uint64_t)epoch * 0xD1B54A32D192ED03ULL + 1, perm);
@@ -198,6 +206,12 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
             es = stfpm_set_error(STFPM_ERR_ARG, "%s was trained with --size %s --layers %s --seed %s, but this run asks "
                                  "for --size %d --layers %s --seed %llu: use the same values to resume",
                                  path_last, sz, ly, sd, c->size, want_layers, (unsigned long long)c->seed);
+        const char *rk = stfpm_weights_meta(&early, "resume_key");
+        char want_key[512];
+        resume_key(c, want_key, sizeof want_key);
+        if (es == STFPM_OK && rk && strcmp(rk, want_key) != 0)
+            es = stfpm_set_error(STFPM_ERR_ARG, "%s was trained with %s, but this run asks for %s: resume with the "
+                                 "same options (only --epochs and --lr may change)", path_last, rk, want_key);
         stfpm_weights_free(&early);
         if (es != STFPM_OK) return es;
     }
@@ -395,10 +409,12 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
         s = stfpm_write_text_atomic(path_log, log.text, log.len);
         if (s != STFPM_OK) goto done;
         {
+            char k_resume[512];
+            resume_key(c, k_resume, sizeof k_resume);
             const char *keys[] = {"epoch", "val_loss", "best_val", "best_epoch", "global_step", "seed", "teacher_file",
-                                  "config"};
-            const char *vals[] = {k_epoch, k_val, k_best, k_bepoch, k_step, k_seed, teacher, config_json};
-            s = stfpm_model_save(ctx, &m, path_last, 1, keys, vals, 8);
+                                  "config", "resume_key"};
+            const char *vals[] = {k_epoch, k_val, k_best, k_bepoch, k_step, k_seed, teacher, config_json, k_resume};
+            s = stfpm_model_save(ctx, &m, path_last, 1, keys, vals, 9);
             if (s != STFPM_OK) {
                 /* keep the log consistent with last.safetensors (best effort: the disk may be full) */
                 char msg[4096];

@@ -57,6 +57,7 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
 typedef struct stfpm_test_result {
     double image_auroc, pixel_auroc, aupro, pro_paper;
     int n_normal, n_anomalous;
+    int single_class;           /* the test split has only normal or only anomalous images: metrics are NaN */
     double seconds, images_per_s;
 } stfpm_test_result;
 

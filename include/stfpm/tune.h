@@ -114,7 +114,7 @@ typedef struct stfpm_tune_row {
 } stfpm_tune_row;
 
 typedef struct stfpm_tune_result {
-    char device[128], driver[64];
+    char device[128], driver[128];
     int n_shapes;
     stfpm_tune_shape shapes[STFPM_TUNE_MAX_SHAPES];
     int images_per_chunk, input_size, runs, cpu_time;

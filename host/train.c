@@ -335,6 +335,17 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
                                                            c->momentum, c->weight_decay, global_step == 0, &loss)
                            : stfpm_model_train_step(ctx, &m, batch_buf, nb, c->lr, c->momentum, c->weight_decay,
                                                     global_step == 0, &loss);
+            if (s == STFPM_ERR_OOM && tc_train.n && b == 0 && epoch == start_epoch) {
+                /* The cache fit, but then the student's activations did not: the network allocates
+                 * them before running anything, so drop the cache and run the teacher per batch. */
+                stfpm_teacher_cache_free(ctx, &tc_train);
+                stfpm_teacher_cache_free(ctx, &tc_val);
+                pg.phase = STFPM_PHASE_CACHE;
+                pg.teacher_cached = 0;
+                if (fn) fn(user, &pg);
+                s = stfpm_model_train_step(ctx, &m, batch_buf, nb, c->lr, c->momentum, c->weight_decay,
+                                           global_step == 0, &loss);
+            }
             if (s != STFPM_OK) {
                 stfpm_wrap_error(s, "epoch %d, batch %d/%d", epoch, b + 1, batches);
                 goto done;

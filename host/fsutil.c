@@ -76,7 +76,12 @@ stfpm_status stfpm_read_text(const char *path, char **text, size_t *len) {
         size_t r = fread(buf + n, 1, cap - n - 1, f);
         n += r;
         if (r == 0) break;
-        if (n + 1 >= cap) { cap *= 2; buf = realloc(buf, cap); }
+        if (n + 1 >= cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); buf = NULL; continue; }   /* reported at the top of the loop */
+            buf = nb;
+            cap *= 2;
+        }
     }
     fclose(f);
     buf[n] = 0;

@@ -70,6 +70,7 @@ static stfpm_status add_param(stfpm_ctx *ctx, stfpm_resnet *net, const char *nam
         p->ndim = 1;
         p->shape[0] = c;
     }
+    *index = net->n_params++;   /* counted first: stfpm_resnet_free releases a partly allocated param */
     STFPM_TRY(stfpm_tensor_alloc(ctx, &p->value, n, c, h, w));
     STFPM_TRY(stfpm_tensor_fill(ctx, &p->value, 0.0f));
     if (net->trainable && trainable_kind(kind)) {
@@ -78,7 +79,6 @@ static stfpm_status add_param(stfpm_ctx *ctx, stfpm_resnet *net, const char *nam
         STFPM_TRY(stfpm_tensor_fill(ctx, &p->grad, 0.0f));
         STFPM_TRY(stfpm_tensor_fill(ctx, &p->momentum, 0.0f));
     }
-    *index = net->n_params++;
     return STFPM_OK;
 }
 

@@ -395,6 +395,19 @@ static int cmd_predict(int argc, char **argv) {
                     snprintf(stem, sizeof stem, "%s", base ? base + 1 : paths[i + k]);
                     char *dot = strrchr(stem, '.');
                     if (dot) *dot = 0;
+                    /* the same file name from two folders must not overwrite the first one's maps */
+                    int dup = 0;
+                    for (int q = 0; q < i + k; q++) {
+                        const char *b2 = strrchr(paths[q], '/');
+                        b2 = b2 ? b2 + 1 : paths[q];
+                        const char *d2 = strrchr(b2, '.');
+                        size_t l2 = d2 ? (size_t)(d2 - b2) : strlen(b2);
+                        if (l2 == strlen(stem) && strncmp(b2, stem, l2) == 0) dup++;
+                    }
+                    if (dup) {
+                        size_t l = strlen(stem);
+                        snprintf(stem + l, sizeof stem - l, "_%d", dup + 1);
+                    }
                     float scale = isfinite(threshold) && threshold > 0 ? 2.0f * (float)threshold : 0;
                     if (!(scale > 0)) for (size_t q = 0; q < pix; q++) scale = fmaxf(scale, maps[pix * k + q]);
                     s = stfpm_write_map_pngs(maps_dir, stem, chw + per * k, maps + pix * k, m.size, scale > 0 ? scale : 1);

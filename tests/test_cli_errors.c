@@ -262,6 +262,35 @@ START_TEST(test_grey_rgba_16bit_accepted) {
 }
 END_TEST
 
+/* File names that are not UTF-8 (Latin-1 bytes, as old Windows shares produce) are files like
+ * any other: trained on, and named byte for byte in errors. */
+START_TEST(test_non_utf8_names) {
+    const char *dir = tmpdir_in("latin1");
+    const char *data = P(dir, "data"), *out = P(dir, "run");
+    ck_assert_int_eq(cli_copy_tree(g_data, data), 0);
+    char from[1200], to[1200];
+    snprintf(from, sizeof from, "%s/train/good/000.png", data);
+    snprintf(to, sizeof to, "%s/train/good/pi\xe8" "ce_\xff.png", data);   /* invalid UTF-8 */
+    ck_assert_int_eq(rename(from, to), 0);
+    cli_result r = train(NULL, data, out, NULL);
+    cli_expect_ok("train with a non-UTF-8 file name", &r);
+    cli_result_free(&r);
+    r = cli_run(NULL, "predict", "--model", out, to, NULL);
+    cli_expect_ok("predict a non-UTF-8 file name", &r);
+    ck_assert_ptr_nonnull(strstr(r.out, "pi\xe8" "ce_\xff.png"));
+    cli_result_free(&r);
+    /* a broken file with such a name is named in the error */
+    FILE *f = fopen(to, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("not an image", f);
+    fclose(f);
+    r = cli_run(NULL, "predict", "--model", out, to, NULL);
+    ck_assert_int_ne(r.code, 0);
+    ck_assert_msg(strstr(r.err, "pi\xe8" "ce_\xff.png") != NULL, "error should name the file: %s", r.err);
+    cli_result_free(&r);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------------ */
 /* weights and checkpoints */
 
@@ -784,6 +813,7 @@ int main(void) {
         test_missing_data_folder, test_empty_train_good, test_zero_byte_image, test_truncated_image,
         test_non_image_file, test_unreadable_image, test_defect_without_mask, test_mask_other_size,
         test_grey_rgba_16bit_accepted,
+        test_non_utf8_names,
         /* weights and checkpoints */
         test_teacher_truncated, test_teacher_corrupt_header, test_teacher_wrong_shape, test_teacher_nan,
         test_model_truncated, test_model_not_stfpm, test_resume_other_size_layers,

@@ -115,11 +115,16 @@ static void on_train_progress(void *user, const stfpm_progress *p) {
         break;
     }
     case STFPM_PHASE_EPOCH_END:
-        fprintf(stderr, "%sepoch %d/%d  train loss %.5f  val loss %.5f  %.1fs%s\n", st->tty ? "\r" : "", p->epoch,
-                p->epochs, p->loss, p->val_loss, p->epoch_s, p->is_best ? "  (best)" : "");
+        if (p->n_val)
+            fprintf(stderr, "%sepoch %d/%d  train loss %.5f  val loss %.5f  %.1fs%s\n", st->tty ? "\r" : "", p->epoch,
+                    p->epochs, p->loss, p->val_loss, p->epoch_s, p->is_best ? "  (best)" : "");
+        else
+            fprintf(stderr, "%sepoch %d/%d  train loss %.5f  %.1fs\n", st->tty ? "\r" : "", p->epoch, p->epochs, p->loss,
+                    p->epoch_s);
         break;
     case STFPM_PHASE_DONE:
-        fprintf(stderr, "done: best validation loss %.5f at epoch %d\n", p->val_loss, p->epoch);
+        if (p->n_val) fprintf(stderr, "done: best validation loss %.5f at epoch %d\n", p->val_loss, p->epoch);
+        else fprintf(stderr, "done: no validation images (--val-split 0): the model is the last epoch's\n");
         break;
     }
 }

@@ -175,7 +175,7 @@ static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *va
     free(maps);
     free(idx);
     *val_loss = (float)(loss_sum / val->n);
-    *val_map = (float)(map_sum / val->n);
+    *val_map = want_map ? (float)(map_sum / val->n) : NAN;
     *max_score = mx;
     return s;
 }
@@ -375,7 +375,7 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
             pg.eta_s = remaining_imgs / (pg.images_per_s > 0 ? pg.images_per_s : 1);
             if (fn) fn(user, &pg);
         }
-        float val_loss = (float)(loss_sum / batches), val_map = 0, max_score = NAN;
+        float val_loss = NAN, val_map = NAN, max_score = NAN;   /* NaN: no validation images */
         if (va.n) {
             s = validate(ctx, &m, &va, &tc_val, c->batch, c->select_by_map, &val_loss, &val_map, &max_score);
             if (s != STFPM_OK) { stfpm_wrap_error(s, "validation after epoch %d", epoch); goto done; }

@@ -257,7 +257,18 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     if (s != STFPM_OK) goto done;
 
     s = stfpm_model_init(ctx, &m, c->size, c->layers, c->n_layers, 1);
-    if (s == STFPM_OK) s = stfpm_model_load_teacher(ctx, &m, teacher);
+    if (s == STFPM_OK) {
+        if (c->resume) {
+            /* the teacher the run started with, stored in the checkpoint (not whatever the teacher
+             * file holds now) */
+            stfpm_weights tw = {0};
+            s = stfpm_weights_load(path_last, &tw);
+            if (s == STFPM_OK) s = stfpm_resnet_load_prefixed(ctx, m.teacher, &tw, path_last, "teacher.");
+            stfpm_weights_free(&tw);
+        } else {
+            s = stfpm_model_load_teacher(ctx, &m, teacher);
+        }
+    }
     if (s == STFPM_OK) s = stfpm_resnet_init_kaiming(ctx, m.student, c->seed);
     if (s == STFPM_OK) s = stfpm_model_reserve(ctx, &m, c->batch);
     if (s != STFPM_OK) goto done;

@@ -1,6 +1,9 @@
 /* Per-op profile of STFPM training steps and inference (OpenCL event profiling).
- *   bench_step [--size S] [--batch N] [--steps K] [--infer]
- * Weights are random (speed does not depend on the values). */
+ *   bench_step [--size S] [--batch N] [--steps K] [--infer] [--no-profile]
+ * Weights are random (speed does not depend on the values).
+ * With profiling on, every enqueue waits for its event (host/runtime.c), so the wall time
+ * includes one host round trip per command; --no-profile measures the wall time as training
+ * and inference run it (queue without profiling, commands run ahead), without the table. */
 #include "stfpm/model.h"
 #include "runtime.h"
 #include "fsutil.h"
@@ -8,6 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* CPU seconds of the whole process (all threads, PoCL's workers included). */
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static int cmp_prof(const void *a, const void *b) {
     double x = ((const stfpm_profile_entry *)a)->ms, y = ((const stfpm_profile_entry *)b)->ms;
@@ -15,17 +26,22 @@ static int cmp_prof(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    int size = 128, batch = 8, steps = 3, infer = 0;
+    int size = 128, batch = 8, steps = 3, infer = 0, profile = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--infer")) infer = 1;
-        else { fprintf(stderr, "usage: bench_step [--size S] [--batch N] [--steps K] [--infer]\n"); return 2; }
+        else if (!strcmp(argv[i], "--no-profile")) profile = 0;
+        else {
+            fprintf(stderr, "usage: bench_step [--size S] [--batch N] [--steps K] [--infer] [--no-profile]\n");
+            return 2;
+        }
     }
     stfpm_ctx *ctx;
-    stfpm_ctx_options o = {.profile = 1};
+    stfpm_ctx_options o = {.profile = profile};
     if (stfpm_ctx_create(&ctx, &o)) { fprintf(stderr, "%s\n", stfpm_last_error()); return 1; }
+    profile = stfpm_profiling(ctx); /* STFPM_PROFILE=1 turns it on even with --no-profile */
     stfpm_model m;
     int layers[3] = {1, 2, 3};
     float *x = malloc(sizeof(float) * 3 * size * size * batch);
@@ -40,21 +56,28 @@ int main(int argc, char **argv) {
                       : stfpm_model_train_step(ctx, &m, x, batch, 0.01f, 0.9f, 1e-4f, 1, &loss);
     if (!s) s = stfpm_finish(ctx);
     stfpm_ctx_profile_reset(ctx);
-    double t0 = stfpm_now();
+    double t0 = stfpm_now(), c0 = cpu_now();
     for (int k = 0; k < steps && !s; k++)
         s = infer ? stfpm_model_eval(ctx, &m, x, batch, NULL, scores, NULL)
                   : stfpm_model_train_step(ctx, &m, x, batch, 0.01f, 0.9f, 1e-4f, 0, &loss);
     if (!s) s = stfpm_finish(ctx);
-    double dt = stfpm_now() - t0;
+    double dt = stfpm_now() - t0, dc = cpu_now() - c0;
     if (s) { fprintf(stderr, "error: %s\n", stfpm_last_error()); return 1; }
     stfpm_profile_entry e[256];
     int n = stfpm_ctx_profile(ctx, e, 256);
     qsort(e, (size_t)n, sizeof e[0], cmp_prof);
     double tot = 0;
     for (int i = 0; i < n; i++) tot += e[i].ms;
-    printf("%s size %d batch %d steps %d: %.3f s/step, %.2f images/s (profiled kernel time %.1f ms/step)\n",
-           infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, tot / steps);
-    printf("%-36s %10s %8s %7s\n", "kernel", "ms/step", "calls", "share");
+    if (!profile) {
+        printf("%s size %d batch %d steps %d: %.3f s/step, %.2f images/s, %.3f CPU s/step (not profiled)\n",
+               infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, dc / steps);
+        n = 0;
+    } else {
+        printf("%s size %d batch %d steps %d: %.3f s/step, %.2f images/s, %.3f CPU s/step (profiled kernel time %.1f ms/step)\n",
+               infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, dc / steps,
+               tot / steps);
+    }
+    if (n) printf("%-36s %10s %8s %7s\n", "kernel", "ms/step", "calls", "share");
     for (int i = 0; i < n; i++)
         printf("%-36s %10.2f %8ld %6.1f%%\n", e[i].name, e[i].ms / steps, e[i].calls / steps, 100 * e[i].ms / tot);
     printf("device memory peak: %.1f MiB\n", stfpm_ctx_mem_peak(ctx) / 1048576.0);

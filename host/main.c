@@ -135,6 +135,14 @@ static void on_test_progress(void *user, const stfpm_progress *p) {
     if (st->tty && p->batch == p->batches) fprintf(stderr, "\n");
 }
 
+/* The four metrics, each labelled (the two PRO definitions must never be confused). */
+static void print_metrics(const stfpm_test_result *r) {
+    printf("image AUROC              %.4f\n", r->image_auroc);
+    printf("pixel AUROC              %.4f\n", r->pixel_auroc);
+    printf("AU-PRO (MVTec, FPR<=0.3) %.4f\n", r->aupro);
+    printf("PRO (paper protocol)     %.4f\n", r->pro_paper);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* devices */
 
@@ -288,10 +296,7 @@ static int cmd_test(int argc, char **argv) {
                 "anomalous images, so no metrics (scores were written where asked)\n", r.n_normal ? "normal" : "anomalous");
         return 0;
     }
-    printf("image AUROC            %.4f\n", r.image_auroc);
-    printf("pixel AUROC            %.4f\n", r.pixel_auroc);
-    printf("AU-PRO (MVTec, FPR<=0.3) %.4f\n", r.aupro);
-    printf("PRO (paper protocol)   %.4f\n", r.pro_paper);
+    print_metrics(&r);
     return 0;
 }
 
@@ -506,10 +511,7 @@ static int cmd_demo(int argc, char **argv) {
     stfpm_ctx_free(ctx);
     if (s != STFPM_OK) return die(s);
     printf("demo results (%d normal, %d anomalous test images):\n", r.n_normal, r.n_anomalous);
-    printf("image AUROC            %.4f\n", r.image_auroc);
-    printf("pixel AUROC            %.4f\n", r.pixel_auroc);
-    printf("AU-PRO (MVTec, FPR<=0.3) %.4f\n", r.aupro);
-    printf("PRO (paper protocol)   %.4f\n", r.pro_paper);
+    print_metrics(&r);
     printf("model: %s/best.safetensors   metrics: %s   heatmaps: %s\n", run, json, maps);
     return 0;
 }

@@ -4,6 +4,7 @@
  * largest batch seen so far; a smaller batch uses views of them. */
 #include "stfpm/resnet.h"
 #include "stfpm/ops.h"
+#include "stfpm/dataset.h"   /* stfpm_splitmix64 */
 #include "runtime.h"
 
 #include <math.h>
@@ -193,14 +194,7 @@ uint64_t stfpm_resnet_activation_bytes(const stfpm_resnet *net) { return net->ac
 /* ------------------------------------------------------------------------------------------ */
 /* initialisation, loading, export */
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+static double uniform01(uint64_t *s) { return ((stfpm_splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
 stfpm_status stfpm_resnet_init_kaiming(stfpm_ctx *ctx, stfpm_resnet *net, uint64_t seed) {
     for (int i = 0; i < net->n_params; i++) {

@@ -20,6 +20,7 @@
  * results with GEMMK=1 kernels when K is not a multiple of VWM, see host/gemm.c.) */
 #include "stfpm/ops.h"
 #include "runtime.h"
+#include "winograd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ typedef struct conv_geom {
     int stride, pad;
     size_t k, p;           /* K = cin*kh*kw rows of col, P = ho*wo */
     int pointwise;         /* 1x1, stride 1, pad 0: no im2col needed */
+    int winograd;          /* 3x3, stride 1: Winograd F(4x4, 3x3) (host/winograd.c) */
 } conv_geom;
 
 static void fmt_shape(char *buf, size_t n, const stfpm_tensor *t) {
@@ -80,6 +82,7 @@ static stfpm_status conv_geometry(const char *op, const stfpm_tensor *x, const s
     g->k = (size_t)g->cin * g->kh * g->kw;
     g->p = (size_t)g->ho * g->wo;
     g->pointwise = g->kh == 1 && g->kw == 1 && stride == 1 && pad == 0;
+    g->winograd = g->kh == 3 && g->kw == 3 && stride == 1 && stfpm_winograd_wanted(g->cin, g->cout);
     return STFPM_OK;
 }
 
@@ -175,6 +178,9 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
                                  g.p));
         return STFPM_OK;
     }
+    if (g.winograd)
+        return stfpm_winograd_conv(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, 0, g.pad,
+                                   y->buf, y->off, g.cout, g.ho, g.wo);
     int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
     cl_mem col, yc;
     STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
@@ -207,6 +213,13 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
             STFPM_TRY(stfpm_gemm(ctx, 1, 0, g.cin, g.p, g.cout, 1.0f, w->buf, w->off, g.k, dy->buf,
                                  dy->off + i * g.cout * g.p, g.p, 0.0f, dx->buf,
                                  dx->off + i * g.cin * g.p, g.p));
+        dx = NULL;
+        if (!dw) return STFPM_OK;
+    }
+    if (dx && g.winograd) {
+        /* dx = conv3x3(dy, rot180(W)^T, padding 2 - pad) */
+        STFPM_TRY(stfpm_winograd_conv(ctx, dy->buf, dy->off, g.n, g.cout, g.ho, g.wo, w->buf, w->off, 1,
+                                      2 - g.pad, dx->buf, dx->off, g.cin, g.h, g.w));
         dx = NULL;
         if (!dw) return STFPM_OK;
     }

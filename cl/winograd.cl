@@ -1,0 +1,159 @@
+/* Winograd F(4x4, 3x3) convolution for 3x3 / stride-1 convolutions (host/winograd.c).
+ *
+ *   Y = A^T [ (G g G^T) . (B^T d B) ] A      per 6x6 input tile d -> 4x4 output tile
+ *
+ * (Lavin & Gray 2016, interpolation points 0, 1, -1, 2, -2, inf.) The element-wise products
+ * summed over input channels are 36 independent GEMMs done by CLBlast:
+ *   M[xi] (Cout x T) = U[xi] (Cout x Cin) * V[xi] (Cin x T),  xi = 0..35,
+ * with U[xi][co][ci] the transformed weights, V[xi][ci][t] the transformed input tiles and T the
+ * tiles of a chunk of images, t = (i * TH + ty) * TW + tx. V and M have row stride ld >= T.
+ *
+ * Backward-data of a 3x3 / stride-1 / pad-p convolution is the same computation on dy with the
+ * weights flipped in both spatial axes and Cin / Cout swapped, padding 2 - p (flip != 0). */
+
+/* Every value lives in a named scalar (token pasting below) rather than a private array: PoCL
+ * kept the arrays of the first version in memory (0.7 MB of stack per work-group, ~100 ns per
+ * tile); this form runs the transforms at memory speed. Each work-item handles a row of tiles
+ * (the row form of cl/conv.cl's im2col, for the same reason: per-item overhead on CPUs). */
+
+/* s{k}{b} = (B^T d)[k][b] for column b of the 6x6 input tile d{a}{b} */
+#define WINO_BT_COL(b)                                                    \
+    const float s0##b = 4.0f * d0##b - 5.0f * d2##b + d4##b;              \
+    const float s1##b = -4.0f * (d1##b + d2##b) + d3##b + d4##b;          \
+    const float s2##b = 4.0f * (d1##b - d2##b) - d3##b + d4##b;           \
+    const float s3##b = 2.0f * (d3##b - d1##b) - d2##b + d4##b;           \
+    const float s4##b = 2.0f * (d1##b - d3##b) - d2##b + d4##b;           \
+    const float s5##b = 4.0f * d1##b - 5.0f * d3##b + d5##b;
+/* V[k*6 + l] = (s B)[k][l] for row k */
+#define WINO_BT_ROW(k)                                                                   \
+    dst[(size_t)(k * 6 + 0) * plane] = 4.0f * s##k##0 - 5.0f * s##k##2 + s##k##4;        \
+    dst[(size_t)(k * 6 + 1) * plane] = -4.0f * (s##k##1 + s##k##2) + s##k##3 + s##k##4;  \
+    dst[(size_t)(k * 6 + 2) * plane] = 4.0f * (s##k##1 - s##k##2) - s##k##3 + s##k##4;   \
+    dst[(size_t)(k * 6 + 3) * plane] = 2.0f * (s##k##3 - s##k##1) - s##k##2 + s##k##4;   \
+    dst[(size_t)(k * 6 + 4) * plane] = 2.0f * (s##k##1 - s##k##3) - s##k##2 + s##k##4;   \
+    dst[(size_t)(k * 6 + 5) * plane] = 4.0f * s##k##1 - 5.0f * s##k##3 + s##k##5;
+/* the six inputs of row a of the tile, zero outside the image */
+#define WINO_LOAD_ROW(a)                                                                  \
+    const float d##a##0 = ok##a && (uint)(w0 + 0) < (uint)W ? r##a[w0 + 0] : 0.0f;        \
+    const float d##a##1 = ok##a && (uint)(w0 + 1) < (uint)W ? r##a[w0 + 1] : 0.0f;        \
+    const float d##a##2 = ok##a && (uint)(w0 + 2) < (uint)W ? r##a[w0 + 2] : 0.0f;        \
+    const float d##a##3 = ok##a && (uint)(w0 + 3) < (uint)W ? r##a[w0 + 3] : 0.0f;        \
+    const float d##a##4 = ok##a && (uint)(w0 + 4) < (uint)W ? r##a[w0 + 4] : 0.0f;        \
+    const float d##a##5 = ok##a && (uint)(w0 + 5) < (uint)W ? r##a[w0 + 5] : 0.0f;
+#define WINO_ROW_PTR(a)                                                                   \
+    const int ok##a = (uint)(h0 + a) < (uint)H;                                           \
+    __global const float *r##a = src + (size_t)(ok##a ? h0 + a : 0) * W;
+
+/* Input tiles of nb images of x (N, C, H, W) at x_off -> V[xi][c][t] (row stride ld, plane
+ * stride `plane`). Tile (ty, tx) covers input rows ty*4 - pad .. +5 and columns tx*4 - pad .. +5
+ * (zeros outside the image). gws = (TH, nb * C): item (ty, i * C + c) does tiles tx = 0..TW-1. */
+__kernel void wino_input(__global const float *x, int x_off, int C, int H, int W, int pad,
+                         int TH, int TW, int nb, int ld, int plane, __global float *V) {
+    const int ty = get_global_id(0);
+    const int ic = get_global_id(1);
+    if (ty >= TH || ic >= nb * C) return;
+    const int i = ic / C;
+    const int c = ic - i * C;
+    __global const float *src = x + x_off + (size_t)ic * H * W;
+    const int h0 = ty * 4 - pad;
+    WINO_ROW_PTR(0) WINO_ROW_PTR(1) WINO_ROW_PTR(2) WINO_ROW_PTR(3) WINO_ROW_PTR(4) WINO_ROW_PTR(5)
+    __global float *dst = V + (size_t)c * ld + ((size_t)i * TH + ty) * TW;
+    for (int tx = 0; tx < TW; tx++, dst++) {
+        const int w0 = tx * 4 - pad;
+        WINO_LOAD_ROW(0) WINO_LOAD_ROW(1) WINO_LOAD_ROW(2)
+        WINO_LOAD_ROW(3) WINO_LOAD_ROW(4) WINO_LOAD_ROW(5)
+        WINO_BT_COL(0) WINO_BT_COL(1) WINO_BT_COL(2) WINO_BT_COL(3) WINO_BT_COL(4) WINO_BT_COL(5)
+        WINO_BT_ROW(0) WINO_BT_ROW(1) WINO_BT_ROW(2) WINO_BT_ROW(3) WINO_BT_ROW(4) WINO_BT_ROW(5)
+    }
+}
+
+/* s{k}{b} = (A^T m)[k][b] for column b of the 6x6 product tile m{a}{b} */
+#define WINO_AT_COL(b)                                                                   \
+    const float s0##b = m0##b + m1##b + m2##b + m3##b + m4##b;                           \
+    const float s1##b = m1##b - m2##b + 2.0f * (m3##b - m4##b);                          \
+    const float s2##b = m1##b + m2##b + 4.0f * (m3##b + m4##b);                          \
+    const float s3##b = m1##b - m2##b + 8.0f * (m3##b - m4##b) + m5##b;
+/* output row k of the tile: o{l} = (s A)[k][l], stored where inside the output */
+#define WINO_AT_ROW(k)                                                                   \
+    if (oh0 + k < Ho) {                                                                  \
+        __global float *o = out + (oh0 + k) * Wo + ow0;                                  \
+        const float o0 = s##k##0 + s##k##1 + s##k##2 + s##k##3 + s##k##4;                \
+        const float o1 = s##k##1 - s##k##2 + 2.0f * (s##k##3 - s##k##4);                 \
+        const float o2 = s##k##1 + s##k##2 + 4.0f * (s##k##3 + s##k##4);                 \
+        const float o3 = s##k##1 - s##k##2 + 8.0f * (s##k##3 - s##k##4) + s##k##5;       \
+        if (full) { o[0] = o0; o[1] = o1; o[2] = o2; o[3] = o3; }                        \
+        else {                                                                           \
+            o[0] = o0;                                                                   \
+            if (ow0 + 1 < Wo) o[1] = o1;                                                 \
+            if (ow0 + 2 < Wo) o[2] = o2;                                                 \
+            if (ow0 + 3 < Wo) o[3] = o3;                                                 \
+        }                                                                                \
+    }
+#define WINO_LOAD_M(a)                                                                   \
+    const float m##a##0 = src[(size_t)(a * 6 + 0) * plane];                                      \
+    const float m##a##1 = src[(size_t)(a * 6 + 1) * plane];                                      \
+    const float m##a##2 = src[(size_t)(a * 6 + 2) * plane];                                      \
+    const float m##a##3 = src[(size_t)(a * 6 + 3) * plane];                                      \
+    const float m##a##4 = src[(size_t)(a * 6 + 4) * plane];                                      \
+    const float m##a##5 = src[(size_t)(a * 6 + 5) * plane];
+
+/* M[xi][k][t] (row stride ld, plane stride K * ld) -> output tiles of nb images of
+ * y (N, K, Ho, Wo) at y_off (overwritten; the part of a tile beyond Ho / Wo is dropped).
+ * gws = (TH, nb * K): item (ty, i * K + k) does tiles tx = 0..TW-1. */
+__kernel void wino_output(__global const float *M, int K, int Ho, int Wo, int TH, int TW, int nb,
+                          int ld, int plane, __global float *y, int y_off) {
+    const int ty = get_global_id(0);
+    const int ik = get_global_id(1);
+    if (ty >= TH || ik >= nb * K) return;
+    const int i = ik / K;
+    const int k = ik - i * K;
+    __global const float *src = M + (size_t)k * ld + ((size_t)i * TH + ty) * TW;
+    __global float *out = y + y_off + (size_t)ik * Ho * Wo;
+    const int oh0 = ty * 4;
+    for (int tx = 0; tx < TW; tx++, src++) {
+        const int ow0 = tx * 4;
+        const int full = ow0 + 4 <= Wo;
+        WINO_LOAD_M(0) WINO_LOAD_M(1) WINO_LOAD_M(2) WINO_LOAD_M(3) WINO_LOAD_M(4) WINO_LOAD_M(5)
+        WINO_AT_COL(0) WINO_AT_COL(1) WINO_AT_COL(2) WINO_AT_COL(3) WINO_AT_COL(4) WINO_AT_COL(5)
+        WINO_AT_ROW(0) WINO_AT_ROW(1) WINO_AT_ROW(2) WINO_AT_ROW(3)
+    }
+}
+
+/* u{a}{b} = (G k G^T)[a][b] from t{a}{c} = (G k)[a][c] */
+#define WINO_G_COL(c)                                                                    \
+    const float t0##c = 0.25f * k0##c;                                                   \
+    const float t1##c = (k0##c + k1##c + k2##c) * (-1.0f / 6.0f);                        \
+    const float t2##c = (k0##c - k1##c + k2##c) * (-1.0f / 6.0f);                        \
+    const float t3##c = k0##c * (1.0f / 24.0f) + k1##c * (1.0f / 12.0f) + k2##c * (1.0f / 6.0f); \
+    const float t4##c = k0##c * (1.0f / 24.0f) - k1##c * (1.0f / 12.0f) + k2##c * (1.0f / 6.0f); \
+    const float t5##c = k2##c;
+#define WINO_G_ROW(a)                                                                    \
+    U[(size_t)(a * 6 + 0) * plane] = 0.25f * t##a##0;                                            \
+    U[(size_t)(a * 6 + 1) * plane] = (t##a##0 + t##a##1 + t##a##2) * (-1.0f / 6.0f);             \
+    U[(size_t)(a * 6 + 2) * plane] = (t##a##0 - t##a##1 + t##a##2) * (-1.0f / 6.0f);             \
+    U[(size_t)(a * 6 + 3) * plane] = t##a##0 * (1.0f / 24.0f) + t##a##1 * (1.0f / 12.0f) + t##a##2 * (1.0f / 6.0f); \
+    U[(size_t)(a * 6 + 4) * plane] = t##a##0 * (1.0f / 24.0f) - t##a##1 * (1.0f / 12.0f) + t##a##2 * (1.0f / 6.0f); \
+    U[(size_t)(a * 6 + 5) * plane] = t##a##2;
+
+/* w (Cout, Cin, 3, 3) at w_off -> U (36 planes of R x S, plane stride R * S).
+ * flip == 0: R = Cout, S = Cin, U[xi][co][ci] = (G w[co][ci] G^T)[xi].
+ * flip != 0: R = Cin, S = Cout, U[xi][ci][co] = (G rot180(w[co][ci]) G^T)[xi].
+ * gws = (Cin, Cout) without flip (consecutive items write consecutive U entries), (Cout, Cin)
+ * with flip: item (j0, j1) is (ci, co) or (co, ci). */
+__kernel void wino_weight(__global const float *w, int w_off, int Cout, int Cin, int flip,
+                          int plane, __global float *U) {
+    const int j0 = get_global_id(0);
+    const int j1 = get_global_id(1);
+    const int ci = flip ? j1 : j0, co = flip ? j0 : j1;
+    if (ci >= Cin || co >= Cout) return;
+    __global const float *g = w + w_off + ((size_t)co * Cin + ci) * 9;
+    const float g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3], g4 = g[4], g5 = g[5], g6 = g[6],
+                g7 = g[7], g8 = g[8];
+    /* k{row}{col}: the kernel, rotated by 180 degrees for flip */
+    const float k00 = flip ? g8 : g0, k01 = flip ? g7 : g1, k02 = flip ? g6 : g2;
+    const float k10 = flip ? g5 : g3, k11 = g4, k12 = flip ? g3 : g5;
+    const float k20 = flip ? g2 : g6, k21 = flip ? g1 : g7, k22 = flip ? g0 : g8;
+    WINO_G_COL(0) WINO_G_COL(1) WINO_G_COL(2)
+    U += flip ? (size_t)ci * Cout + co : (size_t)co * Cin + ci;
+    WINO_G_ROW(0) WINO_G_ROW(1) WINO_G_ROW(2) WINO_G_ROW(3) WINO_G_ROW(4) WINO_G_ROW(5)
+}

@@ -1,0 +1,142 @@
+/* Winograd F(4x4, 3x3) convolution: weight / input transforms and the output transform in
+ * cl/winograd.cl, the 36 channel reductions per chunk of images as CLBlast GEMMs.
+ *
+ * Per 4x4 output tile the 3x3 convolution over C channels costs 36 C multiply-adds instead of
+ * 144 C (4x fewer); the transforms are O(C) per tile. The input is expanded 36/16 = 2.25x
+ * (im2col: 9x). Numerically the result differs from direct summation by rounding only: the
+ * transforms have small integer / dyadic coefficients except G's 1/6, 1/12, 1/24 (relative
+ * error measured ~1e-6 of the output scale at 576-term reductions, see tests/test_ops_conv.c).
+ *
+ * Memory per chunk of nb images with T = nb * TH * TW tiles (ld >= T, see wino_ld):
+ *   V: 36 * C * ld floats (slot 0), M: 36 * K * ld floats (slot 1), U: 36 * C * K (slot 2). */
+#include "winograd.h"
+#include "runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Scratch per chunk (V + M). Unlike im2col (host/conv.c), larger chunks pay on CPUs too: each
+ * chunk costs 36 GEMM calls, and wider GEMMs run faster. Measured on PoCL, training step at
+ * 256x256, batch 8 (bench_step): 1.36 s/step with 8 MiB chunks (one image), 1.09 with 32 MiB,
+ * 1.03 with 128 MiB (the whole batch). */
+#define WINO_CHUNK_BYTES_CPU ((size_t)64 << 20)
+#define WINO_CHUNK_BYTES_GPU ((size_t)256 << 20)
+
+/* Row stride of V and M for T tiles: a multiple of 64 (CLBlast's tile: no padding copies),
+ * avoiding multiples of 512 floats (the GEMMK=1 kernel runs at half speed there, host/conv.c). */
+static size_t wino_ld(size_t T) {
+    size_t ld = (T + 63) / 64 * 64;
+    return ld % 512 == 0 ? ld + 64 : ld;
+}
+
+/* Stride (floats) between the 36 planes of U, V and M: rows * cols rounded up to the device's
+ * sub-buffer alignment, plus that alignment once more. Two reasons:
+ * - The transforms touch all 36 planes for every tile. With dense planes (a stride that is a
+ *   multiple of 4 KiB for any power-of-two channel count) the 36 streams share cache sets:
+ *   on PoCL the output transform ran 2-3x slower, the input transform ~2x.
+ * - Each plane is handed to CLBlast as its own sub-buffer (offset 0): CLBlast copies an operand
+ *   into a temporary whenever its offset is not 0 (and its strided-batched GEMM, which would
+ *   take the padded stride, returns wrong results when it copies: seen with any padding on
+ *   PoCL with the tuned table, host/gemm.c). */
+static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
+    cl_uint bits = 0;
+    if (clGetDeviceInfo(stfpm_ctx_cl_device(ctx), CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL) !=
+            CL_SUCCESS || bits < 32 * 8)
+        bits = 128 * 8;
+    size_t a = bits / 8 / sizeof(float);
+    return (rows * cols + a - 1) / a * a + a;
+}
+
+/* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld) for the 36 planes, each operand a sub-buffer
+ * at offset 0 (see wino_plane). */
+static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem U, size_t pu, cl_mem V, size_t pv, cl_mem M, size_t pm,
+                               size_t K, size_t C, size_t ld) {
+    stfpm_status st = STFPM_OK;
+    for (int xi = 0; xi < 36 && st == STFPM_OK; xi++) {
+        cl_mem sub[3] = {NULL, NULL, NULL};
+        const cl_mem parent[3] = {U, V, M};
+        const size_t off[3] = {xi * pu, xi * pv, xi * pm}, len[3] = {K * C, C * ld, K * ld};
+        for (int j = 0; j < 3 && st == STFPM_OK; j++) {
+            cl_buffer_region r = {off[j] * sizeof(float), len[j] * sizeof(float)};
+            cl_int e = CL_SUCCESS;
+            sub[j] = clCreateSubBuffer(parent[j], CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r, &e);
+            st = stfpm_cl_check(e, "clCreateSubBuffer (winograd plane)");
+        }
+        if (st == STFPM_OK)
+            st = stfpm_gemm(ctx, 0, 0, K, ld, C, 1.0f, sub[0], 0, C, sub[1], 0, ld, 0.0f, sub[2], 0, ld);
+        for (int j = 0; j < 3; j++)
+            if (sub[j]) clReleaseMemObject(sub[j]);
+    }
+    return st;
+}
+
+int stfpm_winograd_wanted(int cin, int cout) {
+    const char *e = getenv("STFPM_CONV_ALGO");
+    if (e && strcmp(e, "winograd") == 0) return 1;
+    if (e && strcmp(e, "im2col") == 0) return 0;
+    return cin >= 32 && cout >= 32;
+}
+
+static size_t chunk_budget(stfpm_ctx *ctx) {
+    size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? WINO_CHUNK_BYTES_CPU
+                                                                     : WINO_CHUNK_BYTES_GPU;
+    const char *e = getenv("STFPM_CONV_CHUNK_BYTES");
+    if (e && *e) {
+        char *end = NULL;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (end != e && v > 0) budget = (size_t)v;
+    }
+    return budget;
+}
+
+stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                 cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off, int K,
+                                 int Ho, int Wo) {
+    if (Ho != H + 2 * pad - 2 || Wo != W + 2 * pad - 2 || Ho < 1 || Wo < 1 || n < 1)
+        return stfpm_set_error(STFPM_ERR_INTERNAL, "winograd: output %dx%d does not match input %dx%d, pad %d",
+                               Ho, Wo, H, W, pad);
+    const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4;
+    const size_t tiles = (size_t)TH * TW;
+
+    /* U: the transformed weights, K x C per plane */
+    cl_mem U, V, M;
+    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
+    STFPM_TRY(stfpm_scratch(ctx, 2, 36 * pu * sizeof(float), &U));
+    {
+        cl_int wo = (cl_int)w_off, fl = flip ? 1 : 0;
+        /* the weight tensor is (Cout, Cin) = (K, C) forward, (C, K) for flip */
+        cl_int wcout = flip ? C : K, wcin = flip ? K : C;
+        cl_int plane = (cl_int)pu;
+        stfpm_karg a[] = {KARG(w), KARG(wo), KARG(wcout), KARG(wcin), KARG(fl), KARG(plane), KARG(U)};
+        size_t gws[2] = {flip ? (size_t)wcout : (size_t)wcin, flip ? (size_t)wcin : (size_t)wcout};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_weight", 2, gws, NULL, 7, a));
+    }
+
+    size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
+    size_t nbz = chunk_budget(ctx) / per_image;
+    int nb = nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
+    size_t ld_max = wino_ld((size_t)nb * tiles);
+    STFPM_TRY(stfpm_scratch(ctx, 0, 36 * wino_plane(ctx, (size_t)C, ld_max) * sizeof(float), &V));
+    STFPM_TRY(stfpm_scratch(ctx, 1, 36 * wino_plane(ctx, (size_t)K, ld_max) * sizeof(float), &M));
+
+    for (int i0 = 0; i0 < n; i0 += nb) {
+        int cnt = n - i0 < nb ? n - i0 : nb;
+        size_t T = (size_t)cnt * tiles, ld = wino_ld(T);
+        cl_int xo = (cl_int)(x_off + (size_t)i0 * C * H * W), yo = (cl_int)(y_off + (size_t)i0 * K * Ho * Wo);
+        cl_int Ci = C, Hi = H, Wi = W, P = pad, THi = TH, TWi = TW, NB = cnt, LD = (cl_int)ld, Ki = K;
+        cl_int Hoi = Ho, Woi = Wo;
+        const size_t pv = wino_plane(ctx, (size_t)C, ld), pm = wino_plane(ctx, (size_t)K, ld);
+        cl_int PV = (cl_int)pv, PM = (cl_int)pm;
+        stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
+                           KARG(NB), KARG(LD), KARG(PV), KARG(V)};
+        size_t gi[2] = {(size_t)TH, (size_t)cnt * C};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input", 2, gi, NULL, 12, ai));
+        /* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld); columns beyond T are ignored */
+        STFPM_TRY(wino_gemms(ctx, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld));
+        stfpm_karg ao[] = {KARG(M), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi), KARG(NB), KARG(LD),
+                           KARG(PM), KARG(y), KARG(yo)};
+        size_t go[2] = {(size_t)TH, (size_t)cnt * K};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_output", 2, go, NULL, 11, ao));
+    }
+    return STFPM_OK;
+}

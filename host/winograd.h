@@ -1,0 +1,22 @@
+/* Winograd F(4x4, 3x3) convolution (host/winograd.c, cl/winograd.cl), used by host/conv.c for
+ * 3x3 / stride-1 convolutions (forward and backward-data). */
+#ifndef STFPM_WINOGRAD_H
+#define STFPM_WINOGRAD_H
+
+#include "stfpm/stfpm.h"
+
+/* y (n, K, Ho, Wo) = conv3x3(x (n, C, H, W), w', stride 1, padding pad), Ho = H + 2 pad - 2.
+ * flip == 0: w is (K, C, 3, 3) and w' = w (forward).
+ * flip != 0: w is (C, K, 3, 3) and w'[k][c] = rot180(w[c][k]) (the backward-data pass of a
+ * conv with weights w, applied to dy with padding 2 - p).
+ * Offsets in floats. y is overwritten. */
+stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                 cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off, int K,
+                                 int Ho, int Wo);
+
+/* Whether conv2d uses Winograd for a 3x3 / stride-1 convolution with these channel counts:
+ * STFPM_CONV_ALGO=winograd forces it, =im2col disables it; by default when cin and cout are
+ * both >= 32. */
+int stfpm_winograd_wanted(int cin, int cout);
+
+#endif

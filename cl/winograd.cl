@@ -157,3 +157,123 @@ __kernel void wino_weight(__global const float *w, int w_off, int Cout, int Cin,
     U += flip ? (size_t)ci * Cout + co : (size_t)co * Cin + ci;
     WINO_G_ROW(0) WINO_G_ROW(1) WINO_G_ROW(2) WINO_G_ROW(3) WINO_G_ROW(4) WINO_G_ROW(5)
 }
+
+/* --- weight gradient ---------------------------------------------------------------------
+ * From the forward identity sum_xi A^T[a][xi] G[xi][j] B^T[xi][l] = [l == a + j], the 3x3
+ * weight gradient dW_j = sum_a dy_a d_{a + j} of one tile is
+ *   dW = G^T [ (A dy A^T) . (B^T d B) ] G        (dy: 4x4 tile of dy, d: 6x6 input tile)
+ * summed over tiles and images: S[xi] (K x C) = Z[xi] (K x T) * Vt[xi] (T x C), with
+ * Z = A dy A^T (wino_dy), Vt the transposed input transform (wino_input_t), then dW = G^T S G
+ * (wino_wgrad_out). Reductions over T run in CLBlast; padded rows / columns are zero. */
+
+/* Vt[xi][t][c] (row stride C, plane stride `plane`): the input transform of wino_input, stored
+ * transposed. gws = (TH, nb * C), run with local size (1, 16): the 16 items of a work-group
+ * (consecutive c) fill the same cache lines. */
+__kernel void wino_input_t(__global const float *x, int x_off, int C, int H, int W, int pad,
+                           int TH, int TW, int nb, int plane, __global float *V) {
+    const int ty = get_global_id(0);
+    const int ic = get_global_id(1);
+    if (ty >= TH || ic >= nb * C) return;
+    const int i = ic / C;
+    const int c = ic - i * C;
+    __global const float *src = x + x_off + (size_t)ic * H * W;
+    const int h0 = ty * 4 - pad;
+    WINO_ROW_PTR(0) WINO_ROW_PTR(1) WINO_ROW_PTR(2) WINO_ROW_PTR(3) WINO_ROW_PTR(4) WINO_ROW_PTR(5)
+    __global float *dst = V + ((size_t)i * TH + ty) * TW * C + c;
+    for (int tx = 0; tx < TW; tx++, dst += C) {
+        const int w0 = tx * 4 - pad;
+        WINO_LOAD_ROW(0) WINO_LOAD_ROW(1) WINO_LOAD_ROW(2)
+        WINO_LOAD_ROW(3) WINO_LOAD_ROW(4) WINO_LOAD_ROW(5)
+        WINO_BT_COL(0) WINO_BT_COL(1) WINO_BT_COL(2) WINO_BT_COL(3) WINO_BT_COL(4) WINO_BT_COL(5)
+        WINO_BT_ROW(0) WINO_BT_ROW(1) WINO_BT_ROW(2) WINO_BT_ROW(3) WINO_BT_ROW(4) WINO_BT_ROW(5)
+    }
+}
+
+/* z{xi}{b} = (A e)[xi][b] for column b of the 4x4 dy tile e{a}{b}; A = (A^T)^T is 6 x 4 */
+#define WINO_A_COL(b)                                                                     \
+    const float z0##b = e0##b;                                                            \
+    const float z1##b = e0##b + e1##b + e2##b + e3##b;                                    \
+    const float z2##b = e0##b - e1##b + e2##b - e3##b;                                    \
+    const float z3##b = e0##b + 2.0f * e1##b + 4.0f * e2##b + 8.0f * e3##b;               \
+    const float z4##b = e0##b - 2.0f * e1##b + 4.0f * e2##b - 8.0f * e3##b;               \
+    const float z5##b = e3##b;
+/* Z[k*6 + l] = (z A^T)[k][l] for row k */
+#define WINO_A_ROW(k)                                                                     \
+    dst[(size_t)(k * 6 + 0) * plane] = z##k##0;                                           \
+    dst[(size_t)(k * 6 + 1) * plane] = z##k##0 + z##k##1 + z##k##2 + z##k##3;             \
+    dst[(size_t)(k * 6 + 2) * plane] = z##k##0 - z##k##1 + z##k##2 - z##k##3;             \
+    dst[(size_t)(k * 6 + 3) * plane] = z##k##0 + 2.0f * z##k##1 + 4.0f * z##k##2 + 8.0f * z##k##3; \
+    dst[(size_t)(k * 6 + 4) * plane] = z##k##0 - 2.0f * z##k##1 + 4.0f * z##k##2 - 8.0f * z##k##3; \
+    dst[(size_t)(k * 6 + 5) * plane] = z##k##3;
+#define WINO_LOAD_DY(a)                                                                   \
+    const float e##a##0 = ok##a && ow0 + 0 < Wo ? q##a[ow0 + 0] : 0.0f;                   \
+    const float e##a##1 = ok##a && ow0 + 1 < Wo ? q##a[ow0 + 1] : 0.0f;                   \
+    const float e##a##2 = ok##a && ow0 + 2 < Wo ? q##a[ow0 + 2] : 0.0f;                   \
+    const float e##a##3 = ok##a && ow0 + 3 < Wo ? q##a[ow0 + 3] : 0.0f;
+#define WINO_DY_PTR(a)                                                                    \
+    const int ok##a = oh0 + a < Ho;                                                       \
+    __global const float *q##a = src + (size_t)(ok##a ? oh0 + a : 0) * Wo;
+
+/* dy tiles of nb images of dy (N, K, Ho, Wo) at dy_off -> Z[xi][k][t] (row stride ld, plane
+ * stride `plane`); zeros beyond Ho / Wo. gws = (TH, nb * K): item (ty, i * K + k). */
+__kernel void wino_dy(__global const float *dy, int dy_off, int K, int Ho, int Wo, int TH, int TW,
+                      int nb, int ld, int plane, __global float *Z) {
+    const int ty = get_global_id(0);
+    const int ik = get_global_id(1);
+    if (ty >= TH || ik >= nb * K) return;
+    const int i = ik / K;
+    const int k = ik - i * K;
+    __global const float *src = dy + dy_off + (size_t)ik * Ho * Wo;
+    const int oh0 = ty * 4;
+    WINO_DY_PTR(0) WINO_DY_PTR(1) WINO_DY_PTR(2) WINO_DY_PTR(3)
+    __global float *dst = Z + (size_t)k * ld + ((size_t)i * TH + ty) * TW;
+    for (int tx = 0; tx < TW; tx++, dst++) {
+        const int ow0 = tx * 4;
+        WINO_LOAD_DY(0) WINO_LOAD_DY(1) WINO_LOAD_DY(2) WINO_LOAD_DY(3)
+        WINO_A_COL(0) WINO_A_COL(1) WINO_A_COL(2) WINO_A_COL(3)
+        WINO_A_ROW(0) WINO_A_ROW(1) WINO_A_ROW(2) WINO_A_ROW(3) WINO_A_ROW(4) WINO_A_ROW(5)
+    }
+}
+
+/* G^T applied to one 6-vector (3 results) */
+#define WINO_GT(s0, s1, s2, s3, s4, s5, r0, r1, r2)                                       \
+    const float r0 = 0.25f * (s0) - ((s1) + (s2)) * (1.0f / 6.0f) + ((s3) + (s4)) * (1.0f / 24.0f); \
+    const float r1 = ((s2) - (s1)) * (1.0f / 6.0f) + ((s3) - (s4)) * (1.0f / 12.0f);      \
+    const float r2 = ((s3) + (s4) - (s1) - (s2)) * (1.0f / 6.0f) + (s5);
+#define WINO_LOAD_S(a)                                                                    \
+    const float m##a##0 = src[(size_t)(a * 6 + 0) * plane];                               \
+    const float m##a##1 = src[(size_t)(a * 6 + 1) * plane];                               \
+    const float m##a##2 = src[(size_t)(a * 6 + 2) * plane];                               \
+    const float m##a##3 = src[(size_t)(a * 6 + 3) * plane];                               \
+    const float m##a##4 = src[(size_t)(a * 6 + 4) * plane];                               \
+    const float m##a##5 = src[(size_t)(a * 6 + 5) * plane];
+#define WINO_GT_COL(b) WINO_GT(m0##b, m1##b, m2##b, m3##b, m4##b, m5##b, u0##b, u1##b, u2##b)
+#define WINO_GT_ROW(a)                                                                    \
+    {                                                                                     \
+        WINO_GT(u##a##0, u##a##1, u##a##2, u##a##3, u##a##4, u##a##5, r0, r1, r2)         \
+        out[a * 3 + 0] = r0; out[a * 3 + 1] = r1; out[a * 3 + 2] = r2;                   \
+    }
+
+/* S[xi][k][c] (plane stride `plane`, K x C) -> dw[k][c] = G^T S G (3x3, overwritten) of
+ * dw (K, C, 3, 3) at dw_off. gws = (C, K). */
+__kernel void wino_wgrad_out(__global const float *S, int K, int C, int plane, __global float *dw,
+                             int dw_off) {
+    const int c = get_global_id(0);
+    const int k = get_global_id(1);
+    if (c >= C || k >= K) return;
+    __global const float *src = S + (size_t)k * C + c;
+    WINO_LOAD_S(0) WINO_LOAD_S(1) WINO_LOAD_S(2) WINO_LOAD_S(3) WINO_LOAD_S(4) WINO_LOAD_S(5)
+    WINO_GT_COL(0) WINO_GT_COL(1) WINO_GT_COL(2) WINO_GT_COL(3) WINO_GT_COL(4) WINO_GT_COL(5)
+    __global float *out = dw + dw_off + ((size_t)k * C + c) * 9;
+    WINO_GT_ROW(0) WINO_GT_ROW(1) WINO_GT_ROW(2)
+}
+
+/* Zero columns [col0, ld) of `rows` rows (row stride ld) in each of the 36 planes (plane
+ * stride `plane`). gws = (rows, 36). */
+__kernel void wino_zero_cols(__global float *m, int rows, int ld, int col0, int plane) {
+    const int r = get_global_id(0);
+    const int xi = get_global_id(1);
+    if (r >= rows || xi >= 36) return;
+    __global float *p = m + (size_t)xi * plane + (size_t)r * ld;
+    for (int c = col0; c < ld; c++) p[c] = 0.0f;
+}

@@ -216,12 +216,15 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
         dx = NULL;
         if (!dw) return STFPM_OK;
     }
-    if (dx && g.winograd) {
+    if (g.winograd) {
         /* dx = conv3x3(dy, rot180(W)^T, padding 2 - pad) */
-        STFPM_TRY(stfpm_winograd_conv(ctx, dy->buf, dy->off, g.n, g.cout, g.ho, g.wo, w->buf, w->off, 1,
-                                      2 - g.pad, dx->buf, dx->off, g.cin, g.h, g.w));
-        dx = NULL;
-        if (!dw) return STFPM_OK;
+        if (dx)
+            STFPM_TRY(stfpm_winograd_conv(ctx, dy->buf, dy->off, g.n, g.cout, g.ho, g.wo, w->buf, w->off, 1,
+                                          2 - g.pad, dx->buf, dx->off, g.cin, g.h, g.w));
+        if (dw)
+            STFPM_TRY(stfpm_winograd_wgrad(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, dy->buf, dy->off, g.cout,
+                                           g.ho, g.wo, g.pad, dw->buf, dw->off));
+        return STFPM_OK;
     }
 
     int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));

@@ -32,7 +32,8 @@ stfpm_status stfpm_maxpool_forward(stfpm_ctx *ctx, const stfpm_tensor *x, int k,
     cl_int H = x->h, W = x->w, Ho = ho, Wo = wo, K = k, S = stride, P = pad;
     stfpm_karg a[] = {KARG(x->buf), KARG(xo), KARG(y->buf), KARG(yo), KARG(planes), KARG(H), KARG(W),
                       KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
-    return stfpm_enqueue1d(ctx, "pool", "maxpool_fwd", stfpm_tensor_numel(y), 12, a);
+    size_t g[2] = {(size_t)Ho, (size_t)planes};           /* one work-item per output row */
+    return stfpm_enqueue(ctx, "pool", "maxpool_fwd", 2, g, NULL, 12, a);
 }
 
 stfpm_status stfpm_maxpool_backward(stfpm_ctx *ctx, const stfpm_tensor *x, int k, int stride, int pad,
@@ -44,13 +45,16 @@ stfpm_status stfpm_maxpool_backward(stfpm_ctx *ctx, const stfpm_tensor *x, int k
     cl_int xo = (cl_int)x->off, dyo = (cl_int)dy->off, dxo = (cl_int)dx->off, planes = x->n * x->c;
     cl_int H = x->h, W = x->w, Ho = ho, Wo = wo, K = k, S = stride, P = pad;
     /* Two passes through an argmax buffer (scratch slot 2): ~5x fewer reads than recomputing
-     * every window's argmax per input element (maxpool_bwd, kept as the reference kernel). */
+     * every window's argmax per input element (maxpool_bwd, kept as the reference kernel).
+     * Both passes run in row form (one work-item per row, see cl/pool.cl). */
     cl_mem idx;
     STFPM_TRY(stfpm_scratch(ctx, 2, stfpm_tensor_numel(dy) * sizeof(cl_int), &idx));
     stfpm_karg a1[] = {KARG(x->buf), KARG(xo), KARG(idx), KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo),
                        KARG(K), KARG(S), KARG(P)};
-    STFPM_TRY(stfpm_enqueue1d(ctx, "pool", "maxpool_argmax_idx", stfpm_tensor_numel(dy), 11, a1));
+    size_t g1[2] = {(size_t)Ho, (size_t)planes};          /* one work-item per output row */
+    STFPM_TRY(stfpm_enqueue(ctx, "pool", "maxpool_argmax_idx", 2, g1, NULL, 11, a1));
     stfpm_karg a[] = {KARG(idx), KARG(dy->buf), KARG(dyo), KARG(dx->buf), KARG(dxo),
                       KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
-    return stfpm_enqueue1d(ctx, "pool", "maxpool_bwd_idx", stfpm_tensor_numel(dx), 13, a);
+    size_t g2[2] = {(size_t)H, (size_t)planes};           /* one work-item per input row */
+    return stfpm_enqueue(ctx, "pool", "maxpool_bwd_idx", 2, g2, NULL, 13, a);
 }

@@ -47,15 +47,16 @@ static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
     return (rows * cols + a - 1) / a * a + a;
 }
 
-/* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld) for the 36 planes, each operand a sub-buffer
- * at offset 0 (see wino_plane). */
-static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem U, size_t pu, cl_mem V, size_t pv, cl_mem M, size_t pm,
-                               size_t K, size_t C, size_t ld) {
+/* For the 36 planes: C[xi] (m x n) = A[xi] (m x k) * B[xi] (k x n) + beta C[xi], dense
+ * row-major planes (plane strides pa, pb, pc), each operand a sub-buffer at offset 0 (see
+ * wino_plane). */
+static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm, size_t pc,
+                               size_t m, size_t k, size_t n, float beta) {
     stfpm_status st = STFPM_OK;
     for (int xi = 0; xi < 36 && st == STFPM_OK; xi++) {
         cl_mem sub[3] = {NULL, NULL, NULL};
-        const cl_mem parent[3] = {U, V, M};
-        const size_t off[3] = {xi * pu, xi * pv, xi * pm}, len[3] = {K * C, C * ld, K * ld};
+        const cl_mem parent[3] = {A, B, Cm};
+        const size_t off[3] = {xi * pa, xi * pb, xi * pc}, len[3] = {m * k, k * n, m * n};
         for (int j = 0; j < 3 && st == STFPM_OK; j++) {
             cl_buffer_region r = {off[j] * sizeof(float), len[j] * sizeof(float)};
             cl_int e = CL_SUCCESS;
@@ -63,7 +64,7 @@ static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem U, size_t pu, cl_mem V, si
             st = stfpm_cl_check(e, "clCreateSubBuffer (winograd plane)");
         }
         if (st == STFPM_OK)
-            st = stfpm_gemm(ctx, 0, 0, K, ld, C, 1.0f, sub[0], 0, C, sub[1], 0, ld, 0.0f, sub[2], 0, ld);
+            st = stfpm_gemm(ctx, 0, 0, m, n, k, 1.0f, sub[0], 0, k, sub[1], 0, n, beta, sub[2], 0, n);
         for (int j = 0; j < 3; j++)
             if (sub[j]) clReleaseMemObject(sub[j]);
     }
@@ -132,11 +133,63 @@ stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, 
         size_t gi[2] = {(size_t)TH, (size_t)cnt * C};
         STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input", 2, gi, NULL, 12, ai));
         /* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld); columns beyond T are ignored */
-        STFPM_TRY(wino_gemms(ctx, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld));
+        STFPM_TRY(wino_gemms(ctx, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
         stfpm_karg ao[] = {KARG(M), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi), KARG(NB), KARG(LD),
                            KARG(PM), KARG(y), KARG(yo)};
         size_t go[2] = {(size_t)TH, (size_t)cnt * K};
         STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_output", 2, go, NULL, 11, ao));
     }
     return STFPM_OK;
+}
+
+stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W, cl_mem dy,
+                                  size_t dy_off, int K, int Ho, int Wo, int pad, cl_mem dw, size_t dw_off) {
+    if (Ho != H + 2 * pad - 2 || Wo != W + 2 * pad - 2 || Ho < 1 || Wo < 1 || n < 1)
+        return stfpm_set_error(STFPM_ERR_INTERNAL, "winograd wgrad: dy %dx%d does not match input %dx%d, pad %d",
+                               Ho, Wo, H, W, pad);
+    const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4;
+    const size_t tiles = (size_t)TH * TW;
+    size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
+    size_t nbz = chunk_budget(ctx) / per_image;
+    int nb = nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
+    size_t ld_max = wino_ld((size_t)nb * tiles);
+    /* Vt (ld x C per plane, slot 0), Z (K x ld, slot 1), S (K x C, slot 2) */
+    const size_t ps = wino_plane(ctx, (size_t)K, (size_t)C);
+    cl_mem Vt, Z, S;
+    STFPM_TRY(stfpm_scratch(ctx, 0, 36 * wino_plane(ctx, ld_max, (size_t)C) * sizeof(float), &Vt));
+    STFPM_TRY(stfpm_scratch(ctx, 1, 36 * wino_plane(ctx, (size_t)K, ld_max) * sizeof(float), &Z));
+    STFPM_TRY(stfpm_scratch(ctx, 2, 36 * ps * sizeof(float), &S));
+
+    for (int i0 = 0; i0 < n; i0 += nb) {
+        int cnt = n - i0 < nb ? n - i0 : nb;
+        size_t T = (size_t)cnt * tiles, ld = wino_ld(T);
+        const size_t pv = wino_plane(ctx, ld, (size_t)C), pz = wino_plane(ctx, (size_t)K, ld);
+        cl_int xo = (cl_int)(x_off + (size_t)i0 * C * H * W), dyo = (cl_int)(dy_off + (size_t)i0 * K * Ho * Wo);
+        cl_int Ci = C, Hi = H, Wi = W, P = pad, THi = TH, TWi = TW, NB = cnt, LD = (cl_int)ld, Ki = K;
+        cl_int Hoi = Ho, Woi = Wo, PV = (cl_int)pv, PZ = (cl_int)pz;
+        stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
+                           KARG(NB), KARG(PV), KARG(Vt)};
+        size_t gi[2] = {(size_t)TH, (size_t)cnt * C}, li[2] = {1, 16};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input_t", 2, gi, li, 11, ai));
+        stfpm_karg az[] = {KARG(dy), KARG(dyo), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi),
+                           KARG(NB), KARG(LD), KARG(PZ), KARG(Z)};
+        size_t gz[2] = {(size_t)TH, (size_t)cnt * K};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_dy", 2, gz, NULL, 11, az));
+        if (ld > T) {
+            /* the padded reduction entries must be 0 in both operands (garbage could be NaN) */
+            cl_int rows = K, c0 = (cl_int)T, one = 1, vlen = (cl_int)(ld * C), v0 = (cl_int)(T * C);
+            stfpm_karg zz[] = {KARG(Z), KARG(rows), KARG(LD), KARG(c0), KARG(PZ)};
+            size_t gzz[2] = {(size_t)K, 36};
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzz, NULL, 5, zz));
+            stfpm_karg zv[] = {KARG(Vt), KARG(one), KARG(vlen), KARG(v0), KARG(PV)};
+            size_t gzv[2] = {1, 36};
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzv, NULL, 5, zv));
+        }
+        /* S[xi] (K x C) (+)= Z[xi] (K x ld) * Vt[xi] (ld x C) */
+        STFPM_TRY(wino_gemms(ctx, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));
+    }
+    cl_int Ki = K, Ci = C, PS = (cl_int)ps, dwo = (cl_int)dw_off;
+    stfpm_karg ao[] = {KARG(S), KARG(Ki), KARG(Ci), KARG(PS), KARG(dw), KARG(dwo)};
+    size_t go[2] = {(size_t)C, (size_t)K};
+    return stfpm_enqueue(ctx, "winograd", "wino_wgrad_out", 2, go, NULL, 6, ao);
 }

@@ -14,6 +14,11 @@ stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, 
                                  cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off, int K,
                                  int Ho, int Wo);
 
+/* dw (K, C, 3, 3) = the weight gradient of y = conv3x3(x, w, stride 1, padding pad) for
+ * x (n, C, H, W) and dy (n, K, Ho, Wo), Ho = H + 2 pad - 2 (overwritten). */
+stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W, cl_mem dy,
+                                  size_t dy_off, int K, int Ho, int Wo, int pad, cl_mem dw, size_t dw_off);
+
 /* Whether conv2d uses Winograd for a 3x3 / stride-1 convolution with these channel counts:
  * STFPM_CONV_ALGO=winograd forces it, =im2col disables it; by default when cin and cout are
  * both >= 32. */

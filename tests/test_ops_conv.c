@@ -101,10 +101,12 @@ static void check_sentinels(const char *what, const stfpm_tensor *parent) {
 /* Winograd F(4x4, 3x3) (3x3 / stride-1 convolutions, STFPM_CONV_ALGO=winograd) rounds
  * differently from direct summation: its transforms scale intermediate values by up to ~100
  * (B^T's 4 and 5, A^T's 8) before the channel sums, so the float32 error per output is about
- * 10x that of im2col + GEMM for the same reduction length (measured: 2.7e-4 at R = 576 with
- * outputs of rms ~8, i.e. 3e-5 of rms). Tolerance there: atol = 1e-4 + 2e-6 * R. An
- * indexing or transform-coefficient error gives O(1) errors and still fails. */
+ * 10x that of im2col + GEMM for the same reduction length. Measured on the 64-channel case:
+ * y and dx 2.5e-4 at R = 576 (outputs of rms ~8: 3e-5 of rms), i.e. 4.4e-7 * R; dw 1.8e-3 at
+ * R = 12288 (rms ~40), 1.5e-7 * R. Tolerances: atol = 1e-4 + 2e-6 * R for y and dx,
+ * 1e-4 + 5e-7 * R for dw. An indexing or transform-coefficient error gives O(1) errors. */
 static double atol_wino(size_t reduction_len) { return 1e-4 + 2e-6 * (double)reduction_len; }
+static double atol_wino_dw(size_t reduction_len) { return 1e-4 + 5e-7 * (double)reduction_len; }
 
 static int g_winograd;   /* the case runs with STFPM_CONV_ALGO=winograd */
 
@@ -122,7 +124,7 @@ static void run_case(const conv_case *tc, int chunked) {
     int wino = g_winograd && s->kh == 3 && s->kw == 3 && s->stride == 1;
     double atol_y = (wino ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);
     double atol_dx = (wino ? atol_wino : atol_for)((size_t)s->cout * s->kh * s->kw);
-    double atol_dw = atol_for((size_t)s->n * ho * wo);
+    double atol_dw = (wino ? atol_wino_dw : atol_for)((size_t)s->n * ho * wo);
 
     stfpm_tensor px, pw, py, pdy, pdx, pdw;
     int v = tc->views;

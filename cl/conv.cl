@@ -97,3 +97,29 @@ __kernel void conv_zero_cols(__global float *m, int rows, int ld, int col0) {
     if (r >= rows) return;
     for (int c = col0; c < ld; c++) m[(size_t)r * ld + c] = 0.0f;
 }
+
+/* Epilogue of the fused forward (stfpm_conv2d_forward_fused):
+ *   y[i][k][p] = act(src(k, i, p) + bias[k] + res[i][k][p]),  p < P,
+ * src(k, i, p) = src[src_off + k * ks + i * is + p] (the GEMM output of a chunk: ks = nb * P,
+ * is = P; or y itself: ks = P, is = K * P). bias / res optional (has_*), act = ReLU when relu.
+ * y, res: (nb, K, P) at y_off / res_off. gws = nb * K: item (i * K + k) does one row of P. */
+__kernel void conv_epilogue(__global const float *src, int src_off, int ks, int is, int K, int P,
+                            int nb, __global float *y, int y_off, int has_bias,
+                            __global const float *bias, int bias_off, int has_res,
+                            __global const float *res, int res_off, int relu) {
+    const int ik = get_global_id(0);
+    if (ik >= nb * K) return;
+    const int i = ik / K;
+    const int k = ik - i * K;
+    __global const float *s = src + src_off + (size_t)k * ks + (size_t)i * is;
+    __global float *d = y + y_off + (size_t)ik * P;
+    __global const float *r = res + res_off + (size_t)ik * P;
+    const float b = has_bias ? bias[bias_off + k] : 0.0f;
+    if (has_res) {
+        if (relu) for (int p = 0; p < P; p++) d[p] = fmax(s[p] + b + r[p], 0.0f);
+        else for (int p = 0; p < P; p++) d[p] = s[p] + b + r[p];
+    } else {
+        if (relu) for (int p = 0; p < P; p++) d[p] = fmax(s[p] + b, 0.0f);
+        else for (int p = 0; p < P; p++) d[p] = s[p] + b;
+    }
+}

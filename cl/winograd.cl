@@ -77,10 +77,24 @@ __kernel void wino_input(__global const float *x, int x_off, int C, int H, int W
 #define WINO_AT_ROW(k)                                                                   \
     if (oh0 + k < Ho) {                                                                  \
         __global float *o = out + (oh0 + k) * Wo + ow0;                                  \
-        const float o0 = s##k##0 + s##k##1 + s##k##2 + s##k##3 + s##k##4;                \
-        const float o1 = s##k##1 - s##k##2 + 2.0f * (s##k##3 - s##k##4);                 \
-        const float o2 = s##k##1 + s##k##2 + 4.0f * (s##k##3 + s##k##4);                 \
-        const float o3 = s##k##1 - s##k##2 + 8.0f * (s##k##3 - s##k##4) + s##k##5;       \
+        float o0 = s##k##0 + s##k##1 + s##k##2 + s##k##3 + s##k##4;                      \
+        float o1 = s##k##1 - s##k##2 + 2.0f * (s##k##3 - s##k##4);                       \
+        float o2 = s##k##1 + s##k##2 + 4.0f * (s##k##3 + s##k##4);                       \
+        float o3 = s##k##1 - s##k##2 + 8.0f * (s##k##3 - s##k##4) + s##k##5;             \
+        if (ep) {                                                                        \
+            __global const float *rr = rp + (oh0 + k) * Wo + ow0;                        \
+            o0 += b; o1 += b; o2 += b; o3 += b;                                          \
+            if (has_res) {                                                               \
+                o0 += rr[0];                                                             \
+                if (ow0 + 1 < Wo) o1 += rr[1];                                           \
+                if (ow0 + 2 < Wo) o2 += rr[2];                                           \
+                if (ow0 + 3 < Wo) o3 += rr[3];                                           \
+            }                                                                            \
+            if (relu) {                                                                  \
+                o0 = fmax(o0, 0.0f); o1 = fmax(o1, 0.0f);                                \
+                o2 = fmax(o2, 0.0f); o3 = fmax(o3, 0.0f);                                \
+            }                                                                            \
+        }                                                                                \
         if (full) { o[0] = o0; o[1] = o1; o[2] = o2; o[3] = o3; }                        \
         else {                                                                           \
             o[0] = o0;                                                                   \
@@ -98,10 +112,14 @@ __kernel void wino_input(__global const float *x, int x_off, int C, int H, int W
     const float m##a##5 = src[(size_t)(a * 6 + 5) * plane];
 
 /* M[xi][k][t] (row stride ld, plane stride K * ld) -> output tiles of nb images of
- * y (N, K, Ho, Wo) at y_off (overwritten; the part of a tile beyond Ho / Wo is dropped).
+ * y (N, K, Ho, Wo) at y_off (overwritten; the part of a tile beyond Ho / Wo is dropped), with
+ * the epilogue y = act(y + bias[k] + res) (each part optional; res has y's shape at res_off,
+ * act = ReLU when relu != 0; res may be y itself: each element is read before it is written).
  * gws = (TH, nb * K): item (ty, i * K + k) does tiles tx = 0..TW-1. */
 __kernel void wino_output(__global const float *M, int K, int Ho, int Wo, int TH, int TW, int nb,
-                          int ld, int plane, __global float *y, int y_off) {
+                          int ld, int plane, __global float *y, int y_off, int has_bias,
+                          __global const float *bias, int bias_off, int has_res,
+                          __global const float *res, int res_off, int relu) {
     const int ty = get_global_id(0);
     const int ik = get_global_id(1);
     if (ty >= TH || ik >= nb * K) return;
@@ -109,6 +127,9 @@ __kernel void wino_output(__global const float *M, int K, int Ho, int Wo, int TH
     const int k = ik - i * K;
     __global const float *src = M + (size_t)k * ld + ((size_t)i * TH + ty) * TW;
     __global float *out = y + y_off + (size_t)ik * Ho * Wo;
+    __global const float *rp = res + res_off + (size_t)ik * Ho * Wo;
+    const int ep = has_bias || has_res || relu;
+    const float b = has_bias ? bias[bias_off + k] : 0.0f;
     const int oh0 = ty * 4;
     for (int tx = 0; tx < TW; tx++, src++) {
         const int ow0 = tx * 4;

@@ -196,6 +196,101 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
     return STFPM_OK;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Fused forward (conv + bias + residual + ReLU) and prepared (Winograd-transformed) weights */
+
+struct stfpm_conv_prepared {
+    cl_mem u;                  /* stfpm_winograd_weights of w */
+    size_t bytes;
+    int cout, cin;
+};
+
+void stfpm_conv2d_prepared_free(stfpm_ctx *ctx, stfpm_conv_prepared *p) {
+    if (!p) return;
+    if (p->u) stfpm_buffer_free(ctx, p->u, p->bytes);
+    free(p);
+}
+
+stfpm_status stfpm_conv2d_prepare(stfpm_ctx *ctx, const stfpm_tensor *w, int stride, int pad,
+                                  stfpm_conv_prepared **out) {
+    *out = NULL;
+    if (!w) return stfpm_set_error(STFPM_ERR_ARG, "conv2d_prepare: w must not be NULL");
+    (void)pad;
+    if (!(w->h == 3 && w->w == 3 && stride == 1 && stfpm_winograd_wanted(w->c, w->n))) return STFPM_OK;
+    stfpm_conv_prepared *p = calloc(1, sizeof *p);
+    if (!p) return stfpm_set_error(STFPM_ERR_OOM, "conv2d_prepare: out of host memory");
+    p->cout = w->n;
+    p->cin = w->c;
+    stfpm_status st = stfpm_winograd_weights(ctx, w->buf, w->off, w->n, w->c, &p->u);
+    if (st != STFPM_OK) {
+        free(p);
+        return st;
+    }
+    clGetMemObjectInfo(p->u, CL_MEM_SIZE, sizeof p->bytes, &p->bytes, NULL);
+    *out = p;
+    return STFPM_OK;
+}
+
+/* The epilogue over src(k, i, p) = src[src_off + k * ks + i * is + p] into images [i0, i0+nb). */
+static stfpm_status epilogue(stfpm_ctx *ctx, const conv_geom *g, cl_mem src, size_t src_off, size_t ks,
+                             size_t is, int i0, int nb, const stfpm_tensor *bias, const stfpm_tensor *res,
+                             int relu, stfpm_tensor *y) {
+    cl_int so = (cl_int)src_off, KS = (cl_int)ks, IS = (cl_int)is, K = g->cout, P = (cl_int)g->p, NB = nb;
+    cl_int yo = (cl_int)(y->off + (size_t)i0 * g->cout * g->p);
+    cl_int hb = bias != NULL, hr = res != NULL, rl = relu != 0;
+    cl_mem bb = bias ? bias->buf : y->buf, rb = res ? res->buf : y->buf;
+    cl_int bo = bias ? (cl_int)bias->off : 0;
+    cl_int ro = res ? (cl_int)(res->off + (size_t)i0 * g->cout * g->p) : 0;
+    stfpm_karg a[] = {KARG(src), KARG(so), KARG(KS), KARG(IS), KARG(K), KARG(P), KARG(NB), KARG(y->buf), KARG(yo),
+                      KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
+    return stfpm_enqueue1d(ctx, "conv", "conv_epilogue", (size_t)nb * g->cout, 16, a);
+}
+
+stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
+                                        int stride, int pad, const stfpm_tensor *bias,
+                                        const stfpm_tensor *residual, int relu,
+                                        const stfpm_conv_prepared *prepared, stfpm_tensor *y) {
+    static const char *op = "conv2d_forward_fused";
+    conv_geom g;
+    STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
+    STFPM_TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
+    if (bias) STFPM_TRY(check_shape(op, "bias", bias, 1, g.cout, 1, 1, "(one value per output channel)"));
+    if (residual) {
+        STFPM_TRY(check_shape(op, "residual", residual, g.n, g.cout, g.ho, g.wo, "(the shape of y)"));
+        if (residual->buf == y->buf && residual->off != y->off)
+            return stfpm_set_error(STFPM_ERR_ARG, "%s: residual overlaps y at a different offset", op);
+    }
+    if (prepared && (prepared->cout != g.cout || prepared->cin != g.cin))
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: prepared weights are for %d -> %d channels, w has %d -> %d",
+                               op, prepared->cin, prepared->cout, g.cin, g.cout);
+    int any = bias || residual || relu;
+    if (g.winograd) {
+        wino_epilogue ep = {bias ? bias->buf : NULL, bias ? bias->off : 0, residual ? residual->buf : NULL,
+                            residual ? residual->off : 0, relu, prepared ? prepared->u : NULL};
+        return stfpm_winograd_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, 0, g.pad,
+                                      y->buf, y->off, g.cout, g.ho, g.wo, &ep);
+    }
+    if (g.pointwise) {
+        STFPM_TRY(stfpm_conv2d_forward(ctx, x, w, stride, pad, y));
+        if (!any) return STFPM_OK;
+        return epilogue(ctx, &g, y->buf, y->off, g.p, (size_t)g.cout * g.p, 0, g.n, bias, residual, relu, y);
+    }
+    if (!any) return stfpm_conv2d_forward(ctx, x, w, stride, pad, y);
+    int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
+    cl_mem col, yc;
+    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * nb * g.p * sizeof(float), &yc));
+    for (int i0 = 0; i0 < g.n; i0 += nb) {
+        int cnt = g.n - i0 < nb ? g.n - i0 : nb;
+        size_t np = (size_t)cnt * g.p;
+        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, col));
+        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, np, g.k, 1.0f, w->buf, w->off, g.k, col, 0, np, 0.0f,
+                             yc, 0, np));
+        STFPM_TRY(epilogue(ctx, &g, yc, 0, np, g.p, i0, cnt, bias, residual, relu, y));
+    }
+    return STFPM_OK;
+}
+
 stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                    int stride, int pad, const stfpm_tensor *dy,
                                    stfpm_tensor *dx, stfpm_tensor *dw) {

@@ -20,6 +20,9 @@ typedef struct unit {           /* conv (no bias) followed by batch norm */
     int conv, bn;               /* parameter index of the conv weight; of the BN weight (+1 bias, +2 mean, +3 var) */
     int cin, cout, k, stride, pad;
     stfpm_tensor conv_out, bn_out, save_mean, save_invstd;   /* capacity-sized */
+    /* eval mode: BN folded into the conv (fold_weights), Winograd-transformed when used */
+    stfpm_tensor fw, fb;
+    stfpm_conv_prepared *prep;
 } unit;
 
 typedef struct block {
@@ -42,7 +45,18 @@ struct stfpm_resnet {
     const stfpm_tensor *last_x;
     stfpm_tensor x_keep;        /* view of the last input (not owned) */
     uint64_t act_bytes;
+    int folded;                 /* the units' fw / fb / prep match the parameters */
 };
+
+/* Eval-mode forward with BN folded into the convolutions and bias / residual / ReLU fused
+ * into their output (stfpm_conv2d_forward_fused); STFPM_NO_FOLD=1 runs conv, BN, add and ReLU
+ * as separate ops (the reference path the tests compare against). */
+static int fold_enabled(void) {
+    const char *e = getenv("STFPM_NO_FOLD");
+    return !(e && *e && strcmp(e, "0") != 0);
+}
+
+void stfpm_resnet_params_changed(stfpm_resnet *net) { net->folded = 0; }
 
 int stfpm_resnet_layer_channels(int layer) { return 64 << (layer - 1); }
 int stfpm_resnet_layer_stride(int layer) { return layer == 1 ? 4 : 4 << (layer - 1); }
@@ -168,9 +182,27 @@ static void free_acts(stfpm_ctx *ctx, stfpm_resnet *net) {
     net->act_bytes = 0;
 }
 
+static void free_unit_fold(stfpm_ctx *ctx, unit *u) {
+    stfpm_tensor_free(ctx, &u->fw);
+    stfpm_tensor_free(ctx, &u->fb);
+    stfpm_conv2d_prepared_free(ctx, u->prep);
+    u->prep = NULL;
+}
+
+static void free_fold(stfpm_ctx *ctx, stfpm_resnet *net) {
+    free_unit_fold(ctx, &net->stem);
+    for (int b = 0; b < net->n_blocks; b++) {
+        free_unit_fold(ctx, &net->blocks[b].c1);
+        free_unit_fold(ctx, &net->blocks[b].c2);
+        if (net->blocks[b].has_ds) free_unit_fold(ctx, &net->blocks[b].ds);
+    }
+    net->folded = 0;
+}
+
 void stfpm_resnet_free(stfpm_ctx *ctx, stfpm_resnet *net) {
     if (!net) return;
     free_acts(ctx, net);
+    free_fold(ctx, net);
     for (int i = 0; i < net->n_params; i++) {
         stfpm_tensor_free(ctx, &net->params[i].value);
         stfpm_tensor_free(ctx, &net->params[i].grad);
@@ -197,6 +229,7 @@ uint64_t stfpm_resnet_activation_bytes(const stfpm_resnet *net) { return net->ac
 static double uniform01(uint64_t *s) { return ((stfpm_splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
 
 stfpm_status stfpm_resnet_init_kaiming(stfpm_ctx *ctx, stfpm_resnet *net, uint64_t seed) {
+    net->folded = 0;
     for (int i = 0; i < net->n_params; i++) {
         stfpm_param *p = &net->params[i];
         size_t n = stfpm_tensor_numel(&p->value);
@@ -226,6 +259,7 @@ stfpm_status stfpm_resnet_init_kaiming(stfpm_ctx *ctx, stfpm_resnet *net, uint64
 stfpm_status stfpm_resnet_load_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
                                         const char *file_label, const char *prefix) {
     if (!prefix) prefix = "";
+    net->folded = 0;
     for (int i = 0; i < net->n_params; i++) {
         stfpm_param *p = &net->params[i];
         const stfpm_weight *t = NULL;
@@ -374,6 +408,70 @@ static stfpm_status unit_forward(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, con
     return STFPM_OK;
 }
 
+/* fw / fb of u from the current conv weight and BN parameters, and its prepared weights. */
+static stfpm_status fold_unit(stfpm_ctx *ctx, stfpm_resnet *net, unit *u) {
+    stfpm_param *P = net->params;
+    const stfpm_tensor *w = &P[u->conv].value;
+    if (!u->fw.buf) STFPM_TRY(stfpm_tensor_alloc(ctx, &u->fw, w->n, w->c, w->h, w->w));
+    if (!u->fb.buf) STFPM_TRY(stfpm_tensor_alloc(ctx, &u->fb, 1, u->cout, 1, 1));
+    const stfpm_tensor *g = &P[u->bn].value, *b = &P[u->bn + 1].value, *m = &P[u->bn + 2].value,
+                       *v = &P[u->bn + 3].value;
+    cl_int wo = (cl_int)w->off, R = w->c * w->h * w->w, go = (cl_int)g->off, bo = (cl_int)b->off,
+           mo = (cl_int)m->off, vo = (cl_int)v->off, K = u->cout;
+    float eps = BN_EPS;
+    stfpm_karg a[] = {KARG(w->buf), KARG(wo), KARG(R), KARG(g->buf), KARG(go), KARG(b->buf), KARG(bo),
+                      KARG(m->buf), KARG(mo), KARG(v->buf), KARG(vo), KARG(eps), KARG(K), KARG(u->fw.buf),
+                      KARG(u->fb.buf)};
+    STFPM_TRY(stfpm_enqueue1d(ctx, "fold", "bn_fold", (size_t)K, 15, a));
+    stfpm_conv2d_prepared_free(ctx, u->prep);
+    u->prep = NULL;
+    return stfpm_conv2d_prepare(ctx, &u->fw, u->stride, u->pad, &u->prep);
+}
+
+static stfpm_status fold_all(stfpm_ctx *ctx, stfpm_resnet *net) {
+    if (net->folded) return STFPM_OK;
+    STFPM_TRY(fold_unit(ctx, net, &net->stem));
+    for (int b = 0; b < net->n_blocks; b++) {
+        block *bl = &net->blocks[b];
+        STFPM_TRY(fold_unit(ctx, net, &bl->c1));
+        STFPM_TRY(fold_unit(ctx, net, &bl->c2));
+        if (bl->has_ds) STFPM_TRY(fold_unit(ctx, net, &bl->ds));
+    }
+    net->folded = 1;
+    return STFPM_OK;
+}
+
+/* Eval-mode unit with BN folded: out = act(conv(x, fw) + fb + residual). */
+static stfpm_status unit_forward_folded(stfpm_ctx *ctx, unit *u, const stfpm_tensor *x, int n,
+                                        const stfpm_tensor *residual, int relu) {
+    stfpm_tensor bo = V(&u->bn_out, n);
+    return stfpm_conv2d_forward_fused(ctx, x, &u->fw, u->stride, u->pad, &u->fb, residual, relu, u->prep, &bo);
+}
+
+static stfpm_status forward_folded(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x, int n,
+                                   int max_layer, stfpm_tensor feats[4]) {
+    STFPM_TRY(fold_all(ctx, net));
+    STFPM_TRY(unit_forward_folded(ctx, &net->stem, x, n, NULL, 1));
+    stfpm_tensor so = V(&net->stem.bn_out, n), po = V(&net->pool_out, n);
+    STFPM_TRY(stfpm_maxpool_forward(ctx, &so, 3, 2, 1, &po));
+    stfpm_tensor in = po;
+    for (int b = 0; b < net->n_blocks; b++) {
+        block *bl = &net->blocks[b];
+        if (bl->layer > max_layer) break;
+        STFPM_TRY(unit_forward_folded(ctx, &bl->c1, &in, n, NULL, 1));
+        stfpm_tensor h = V(&bl->c1.bn_out, n), sc = in;
+        if (bl->has_ds) {
+            STFPM_TRY(unit_forward_folded(ctx, &bl->ds, &in, n, NULL, 0));
+            sc = V(&bl->ds.bn_out, n);
+        }
+        STFPM_TRY(unit_forward_folded(ctx, &bl->c2, &h, n, &sc, 1));
+        stfpm_tensor out = V(&bl->c2.bn_out, n);
+        if (b % 2 == 1 && feats) feats[bl->layer - 1] = out;
+        in = out;
+    }
+    return STFPM_OK;
+}
+
 stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,
                                   int train, int max_layer, stfpm_tensor feats[4]) {
     if (x->c != 3)
@@ -392,6 +490,8 @@ stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
     net->last_max_layer = max_layer;
     net->x_keep = *x;
     net->x_keep.owner = 0;
+    if (train) net->folded = 0;   /* running statistics change */
+    if (!train && fold_enabled()) return forward_folded(ctx, net, x, n, max_layer, feats);
     STFPM_TRY(unit_forward(ctx, net, &net->stem, x, n, train, 1));
     stfpm_tensor so = V(&net->stem.bn_out, n), po = V(&net->pool_out, n);
     STFPM_TRY(stfpm_maxpool_forward(ctx, &so, 3, 2, 1, &po));
@@ -476,6 +576,7 @@ stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfp
 
 stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, float momentum,
                                    float weight_decay, int first_step) {
+    net->folded = 0;
     for (int i = 0; i < net->n_params; i++) {
         stfpm_param *p = &net->params[i];
         if (!trainable_kind(p->kind) || !p->grad.buf) continue;

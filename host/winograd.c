@@ -90,9 +90,37 @@ static size_t chunk_budget(stfpm_ctx *ctx) {
     return budget;
 }
 
+static stfpm_status weight_transform(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, int flip,
+                                    size_t pu, cl_mem U) {
+    cl_int wo = (cl_int)w_off, fl = flip ? 1 : 0, plane = (cl_int)pu;
+    /* the weight tensor is (Cout, Cin) = (K, C) forward, (C, K) for flip */
+    cl_int wcout = flip ? C : K, wcin = flip ? K : C;
+    stfpm_karg a[] = {KARG(w), KARG(wo), KARG(wcout), KARG(wcin), KARG(fl), KARG(plane), KARG(U)};
+    size_t gws[2] = {flip ? (size_t)wcout : (size_t)wcin, flip ? (size_t)wcin : (size_t)wcout};
+    return stfpm_enqueue(ctx, "winograd", "wino_weight", 2, gws, NULL, 7, a);
+}
+
+stfpm_status stfpm_winograd_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out) {
+    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
+    *out = NULL;
+    STFPM_TRY(stfpm_buffer_alloc(ctx, 36 * pu * sizeof(float), out));
+    stfpm_status st = weight_transform(ctx, w, w_off, K, C, 0, pu, *out);
+    if (st != STFPM_OK) {
+        stfpm_buffer_free(ctx, *out, 36 * pu * sizeof(float));
+        *out = NULL;
+    }
+    return st;
+}
+
 stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
                                  cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off, int K,
                                  int Ho, int Wo) {
+    return stfpm_winograd_conv_ep(ctx, x, x_off, n, C, H, W, w, w_off, flip, pad, y, y_off, K, Ho, Wo, NULL);
+}
+
+stfpm_status stfpm_winograd_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                    cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off,
+                                    int K, int Ho, int Wo, const wino_epilogue *ep) {
     if (Ho != H + 2 * pad - 2 || Wo != W + 2 * pad - 2 || Ho < 1 || Wo < 1 || n < 1)
         return stfpm_set_error(STFPM_ERR_INTERNAL, "winograd: output %dx%d does not match input %dx%d, pad %d",
                                Ho, Wo, H, W, pad);
@@ -102,17 +130,17 @@ stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, 
     /* U: the transformed weights, K x C per plane */
     cl_mem U, V, M;
     const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
-    STFPM_TRY(stfpm_scratch(ctx, 2, 36 * pu * sizeof(float), &U));
-    {
-        cl_int wo = (cl_int)w_off, fl = flip ? 1 : 0;
-        /* the weight tensor is (Cout, Cin) = (K, C) forward, (C, K) for flip */
-        cl_int wcout = flip ? C : K, wcin = flip ? K : C;
-        cl_int plane = (cl_int)pu;
-        stfpm_karg a[] = {KARG(w), KARG(wo), KARG(wcout), KARG(wcin), KARG(fl), KARG(plane), KARG(U)};
-        size_t gws[2] = {flip ? (size_t)wcout : (size_t)wcin, flip ? (size_t)wcin : (size_t)wcout};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_weight", 2, gws, NULL, 7, a));
+    if (ep && ep->u && !flip) {
+        U = ep->u;
+    } else {
+        STFPM_TRY(stfpm_scratch(ctx, 2, 36 * pu * sizeof(float), &U));
+        STFPM_TRY(weight_transform(ctx, w, w_off, K, C, flip, pu, U));
     }
-
+    cl_mem bias = ep ? ep->bias : NULL, res = ep ? ep->res : NULL;
+    cl_int has_bias = bias != NULL, has_res = res != NULL, relu = ep && ep->relu;
+    cl_int bias_off = ep ? (cl_int)ep->bias_off : 0;
+    if (!bias) bias = y;   /* never read; PoCL wants a valid buffer argument */
+    if (!res) res = y;
     size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
     size_t nbz = chunk_budget(ctx) / per_image;
     int nb = nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
@@ -134,10 +162,12 @@ stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, 
         STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input", 2, gi, NULL, 12, ai));
         /* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld); columns beyond T are ignored */
         STFPM_TRY(wino_gemms(ctx, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
+        cl_int ro = (cl_int)((ep ? ep->res_off : 0) + (size_t)i0 * K * Ho * Wo);
         stfpm_karg ao[] = {KARG(M), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi), KARG(NB), KARG(LD),
-                           KARG(PM), KARG(y), KARG(yo)};
+                           KARG(PM), KARG(y), KARG(yo), KARG(has_bias), KARG(bias), KARG(bias_off),
+                           KARG(has_res), KARG(res), KARG(ro), KARG(relu)};
         size_t go[2] = {(size_t)TH, (size_t)cnt * K};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_output", 2, go, NULL, 11, ao));
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_output", 2, go, NULL, 18, ao));
     }
     return STFPM_OK;
 }

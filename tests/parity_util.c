@@ -61,6 +61,7 @@ stfpm_status parity_fill_net(stfpm_ctx *ctx, stfpm_resnet *net, const char *role
         free(h);
         STFPM_TRY(s);
     }
+    stfpm_resnet_params_changed(net);
     return STFPM_OK;
 }
 

@@ -285,6 +285,71 @@ static void expect_arg_error(stfpm_status s, const char *needle) {
                   stfpm_last_error(), needle);
 }
 
+/* stfpm_conv2d_forward_fused: y = act(conv(x, w) + bias + residual) against the reference
+ * conv plus the epilogue in double, for every combination of bias / residual / ReLU, with and
+ * without prepared (Winograd-transformed) weights, on views, both algorithms for 3x3 / 1. */
+static const int k_fused_cases[] = {0, 1, 2, 4, 5, 11, 12, 14};   /* indices into k_cases */
+#define N_FUSED ((int)(sizeof k_fused_cases / sizeof k_fused_cases[0]))
+
+START_TEST(test_conv_fused) {
+    stfpm_ctx *ctx = tu_ctx();
+    const conv_case *tc = &k_cases[k_fused_cases[_i]];
+    const ref_conv_shape *s = &tc->s;
+    int ho = ref_conv_ho(s), wo = ref_conv_wo(s);
+    size_t nx = ref_conv_x_numel(s), nw = ref_conv_w_numel(s), ny = ref_conv_y_numel(s);
+    uint64_t seed = (uint64_t)_i * 31 + 5;
+    float *x = rand_host(nx, seed), *w = rand_host(nw, seed + 1), *res = rand_host(ny, seed + 2);
+    float *bias = rand_host((size_t)s->cout, seed + 3);
+    float *conv = malloc(ny * sizeof *conv), *want = malloc(ny * sizeof *want);
+    ref_conv2d_forward(s, x, w, conv);
+    int algos = s->kh == 3 && s->kw == 3 && s->stride == 1 ? 2 : 1;
+    stfpm_tensor px, pw, py, pr, pb;
+    stfpm_tensor tx = make_tensor(x, s->n, s->cin, s->h, s->w, 1, &px);
+    stfpm_tensor tw = make_tensor(w, s->cout, s->cin, s->kh, s->kw, 0, &pw);
+    stfpm_tensor tr = make_tensor(res, s->n, s->cout, ho, wo, 1, &pr);
+    stfpm_tensor tb = make_tensor(bias, 1, s->cout, 1, 1, 0, &pb);
+    stfpm_tensor ty = make_tensor(NULL, s->n, s->cout, ho, wo, 1, &py);
+    for (int a = 0; a < algos; a++) {
+        setenv("STFPM_CONV_ALGO", a == 1 ? "winograd" : "im2col", 1);
+        double atol = (a == 1 ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);
+        stfpm_conv_prepared *prep = NULL;
+        TU_CHECK_STATUS(stfpm_conv2d_prepare(ctx, &tw, s->stride, s->pad, &prep));
+        ck_assert_msg((prep != NULL) == (a == 1), "%s: prepared weights only for Winograd", tc->name);
+        for (int combo = 0; combo < 8; combo++) {
+            int hb = combo & 1, hr = (combo >> 1) & 1, relu = (combo >> 2) & 1;
+            for (size_t j = 0; j < ny; j++) {
+                int k = (int)(j / ((size_t)ho * wo) % (size_t)s->cout);
+                double v = (double)conv[j] + (hb ? bias[k] : 0.0) + (hr ? res[j] : 0.0);
+                want[j] = (float)(relu && v < 0 ? 0.0 : v);
+            }
+            for (int use_prep = 0; use_prep < (prep ? 2 : 1); use_prep++) {
+                TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &ty, NAN));
+                TU_CHECK_STATUS(stfpm_conv2d_forward_fused(ctx, &tx, &tw, s->stride, s->pad, hb ? &tb : NULL,
+                                                           hr ? &tr : NULL, relu, use_prep ? prep : NULL, &ty));
+                float *got = tu_read(&ty);
+                char what[256];
+                snprintf(what, sizeof what, "%s [%s] fused bias %d residual %d relu %d prepared %d", tc->name,
+                         a == 1 ? "winograd" : "im2col", hb, hr, relu, use_prep);
+                tu_assert_close(what, got, want, ny, atol, RTOL);
+                free(got);
+            }
+        }
+        check_sentinels("fused y view", &py);
+        stfpm_conv2d_prepared_free(ctx, prep);
+    }
+    unsetenv("STFPM_CONV_ALGO");
+    /* wrong shapes are refused */
+    stfpm_tensor bad_b = tu_tensor(NULL, 1, s->cout + 1, 1, 1);
+    stfpm_status st = stfpm_conv2d_forward_fused(ctx, &tx, &tw, s->stride, s->pad, &bad_b, NULL, 0, NULL, &ty);
+    ck_assert_int_eq(st, STFPM_ERR_ARG);
+    ck_assert_msg(strstr(stfpm_last_error(), "bias") != NULL, "error names the bias: %s", stfpm_last_error());
+    stfpm_tensor_free(ctx, &bad_b);
+    free(x); free(w); free(res); free(bias); free(conv); free(want);
+    stfpm_tensor *all[] = {&px, &pw, &py, &pr, &pb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) stfpm_tensor_free(ctx, all[i]);
+}
+END_TEST
+
 START_TEST(test_conv_shape_mismatch) {
     stfpm_ctx *ctx = tu_ctx();
     stfpm_tensor x = tu_tensor(NULL, 2, 3, 9, 9);
@@ -324,6 +389,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_conv_vs_reference, 0, N_CASES);
     tcase_add_test(tc, test_conv_shape_mismatch);
+    tcase_add_loop_test(tc, test_conv_fused, 0, N_FUSED);
     tcase_add_test(tc, test_gemm_tuned_params);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -269,6 +269,37 @@ static void run_case(const parity_case *pc, const tolset *T) {
         }
     }
 
+    /* Eval forward after training, BN folded into the convolutions (the default; the fold made
+     * by the first eval forward above must have been invalidated by the SGD steps and the
+     * train-mode forwards) vs conv, BN, add and ReLU as separate ops (STFPM_NO_FOLD=1). Both are
+     * float32; they differ by rounding only: max |diff| <= 1e-4 * RMS of the layer. */
+    {
+        float *folded[3];
+        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
+        for (int l = 0; l < 3; l++) folded[l] = tu_read(&sf[l]);
+        setenv("STFPM_NO_FOLD", "1", 1);
+        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
+        unsetenv("STFPM_NO_FOLD");
+        for (int l = 0; l < 3; l++) {
+            float *plain = tu_read(&sf[l]);
+            size_t cnt = stfpm_tensor_numel(&sf[l]);
+            double ss = 0, worst = 0;
+            for (size_t i = 0; i < cnt; i++) ss += (double)plain[i] * plain[i];
+            double rms = sqrt(ss / (double)cnt);
+            for (size_t i = 0; i < cnt; i++) {
+                double d = fabs((double)folded[l][i] - plain[i]);
+                if (!(d <= worst)) worst = d;
+            }
+            printf("  folded vs unfolded eval forward after training, layer%d: max |diff| %.3g (rms %.3g)\n",
+                   l + 1, worst, rms);
+            ck_assert_msg(rms > 0 && worst <= 1e-4 * rms,
+                          "%s: student eval layer%d with BN folded differs from the unfolded path by %.3g "
+                          "(rms %.3g, tolerance 1e-4 of rms)", pc->label, l + 1, worst, rms);
+            free(plain);
+            free(folded[l]);
+        }
+    }
+
     printf("parity %s (input %dx3x%dx%d, variant %d, ReLU margin %.2g): setup %.1f s, eval forwards %.1f s, "
            "%d training steps %.1f s, total %.1f s\n", pc->label, pc->n, pc->h, pc->w, pc->variant,
            pc->relu_margin, t_setup, t_eval, pc->n_steps, t_train, parity_now() - t0);

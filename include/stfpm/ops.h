@@ -21,6 +21,23 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
 stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                    int stride, int pad, const stfpm_tensor *dy,
                                    stfpm_tensor *dx, stfpm_tensor *dw);
+/* Forward with a fused epilogue (inference with batch norm folded into w, host/resnet.c):
+ *   y = act(conv(x, w) + bias[c] + residual),  act = ReLU when relu != 0, else identity.
+ * bias (1, Cout, 1, 1) and residual (the shape of y) may be NULL. residual may alias y only
+ * if it IS y's buffer and offset (read before written, element by element).
+ * prepared: NULL, or the weights transformed once by stfpm_conv2d_prepare for this w (saves
+ * the Winograd weight transform on every call; ignored when the call does not use Winograd). */
+typedef struct stfpm_conv_prepared stfpm_conv_prepared;
+stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
+                                        int stride, int pad, const stfpm_tensor *bias,
+                                        const stfpm_tensor *residual, int relu,
+                                        const stfpm_conv_prepared *prepared, stfpm_tensor *y);
+/* Transform w for repeated forward calls (*out = NULL when the convolution does not use
+ * Winograd on this device / setting: nothing to prepare). The result must be refreshed when w
+ * changes. */
+stfpm_status stfpm_conv2d_prepare(stfpm_ctx *ctx, const stfpm_tensor *w, int stride, int pad,
+                                  stfpm_conv_prepared **out);
+void stfpm_conv2d_prepared_free(stfpm_ctx *ctx, stfpm_conv_prepared *p);
 static inline int stfpm_conv_out_size(int in, int k, int stride, int pad) {
     return (in + 2 * pad - k) / stride + 1;
 }

@@ -83,6 +83,11 @@ stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
  * Parameter gradients are overwritten. dfeats are not modified. */
 stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *dfeats[4]);
 
+/* Eval-mode forwards fold batch norm into the convolutions once and reuse the result until
+ * the parameters change through this API (load, init, SGD step, train-mode forward). Code that
+ * writes parameter tensors directly (stfpm_resnet_param(...)->value) must call this after. */
+void stfpm_resnet_params_changed(stfpm_resnet *net);
+
 /* One SGD step (PyTorch semantics) over every trainable parameter. */
 stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, float momentum,
                                    float weight_decay, int first_step);

@@ -343,12 +343,27 @@ stfpm_status stfpm_resnet_load_momentum(stfpm_ctx *ctx, stfpm_resnet *net, const
 /* ------------------------------------------------------------------------------------------ */
 /* activation buffers */
 
+/* conv_out (the conv output before BN) is needed by train-mode forwards (and the backward)
+ * and by the unfolded eval path only: a network that only runs folded eval forwards (the
+ * teacher, a student at test time) gets it on first use (conv_out_for), halving its
+ * activation memory. */
 static stfpm_status alloc_unit_acts(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, int n, int h, int w) {
-    STFPM_TRY(stfpm_tensor_alloc(ctx, &u->conv_out, n, u->cout, h, w));
+    if (net->trainable || !fold_enabled()) {
+        STFPM_TRY(stfpm_tensor_alloc(ctx, &u->conv_out, n, u->cout, h, w));
+        net->act_bytes += stfpm_tensor_numel(&u->conv_out) * sizeof(float);
+    }
     STFPM_TRY(stfpm_tensor_alloc(ctx, &u->bn_out, n, u->cout, h, w));
     STFPM_TRY(stfpm_tensor_alloc(ctx, &u->save_mean, 1, u->cout, 1, 1));
     STFPM_TRY(stfpm_tensor_alloc(ctx, &u->save_invstd, 1, u->cout, 1, 1));
-    net->act_bytes += 2 * stfpm_tensor_numel(&u->conv_out) * sizeof(float);
+    net->act_bytes += stfpm_tensor_numel(&u->bn_out) * sizeof(float);
+    return STFPM_OK;
+}
+
+static stfpm_status conv_out_for(stfpm_ctx *ctx, stfpm_resnet *net, unit *u) {
+    if (u->conv_out.buf) return STFPM_OK;
+    const stfpm_tensor *b = &u->bn_out;
+    STFPM_TRY(stfpm_tensor_alloc(ctx, &u->conv_out, b->n, b->c, b->h, b->w));
+    net->act_bytes += stfpm_tensor_numel(&u->conv_out) * sizeof(float);
     return STFPM_OK;
 }
 
@@ -395,6 +410,7 @@ static stfpm_tensor V(const stfpm_tensor *t, int n) { return stfpm_tensor_view(t
 static stfpm_status unit_forward(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, const stfpm_tensor *x,
                                  int n, int train, int relu) {
     stfpm_param *P = net->params;
+    STFPM_TRY(conv_out_for(ctx, net, u));
     stfpm_tensor co = V(&u->conv_out, n), bo = V(&u->bn_out, n);
     STFPM_TRY(stfpm_conv2d_forward(ctx, x, &P[u->conv].value, u->stride, u->pad, &co));
     if (train)

@@ -4,7 +4,8 @@
  *   k = (ci * KH + kh) * KW + kw   (K = Cin * KH * KW rows)
  *   i = image within the chunk, P = Ho * Wo, NP = nb * P columns,
  * so W (Cout x K) * col (K x NP) is the output of nb images in (Cout, nb * P) order.
- * conv_im2col_t writes the transpose colT[(i * P + oh * Wo + ow) * K + k].
+ * conv_im2col_t writes the transpose colT[(i * P + oh * Wo + ow) * ldk + k] (ldk >= K; zeros
+ * in columns K .. ldk-1).
  *
  * Each work-item handles a whole output row (or a whole column of colT) rather than a single
  * element: on CPU OpenCL (PoCL) the per-element form spent its time on index arithmetic and
@@ -35,14 +36,14 @@ __kernel void conv_im2col(__global const float *x, int x_off, int C, int H, int 
 
 /* gws = (Wo, nb * Ho): item (ow, r = i * Ho + oh) writes the K entries of colT row r * Wo + ow. */
 __kernel void conv_im2col_t(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
-                            int stride, int pad, int Ho, int Wo, int nb, __global float *colt) {
+                            int stride, int pad, int Ho, int Wo, int nb, int ldk, __global float *colt) {
     const int ow = get_global_id(0);
     const int r = get_global_id(1);
     if (ow >= Wo || r >= nb * Ho) return;
     const int i = r / Ho;
     const int oh = r - i * Ho;
     const int K = C * KH * KW;
-    __global float *dst = colt + ((size_t)r * Wo + ow) * K;
+    __global float *dst = colt + ((size_t)r * Wo + ow) * ldk;
     __global const float *src = x + x_off + (size_t)i * C * H * W;
     const int h0 = oh * stride - pad, w0 = ow * stride - pad;
     for (int ci = 0; ci < C; ci++, src += H * W) {
@@ -55,6 +56,7 @@ __kernel void conv_im2col_t(__global const float *x, int x_off, int C, int H, in
             }
         }
     }
+    for (int k = K; k < ldk; k++) *dst++ = 0.0f;
 }
 
 /* Gather-form col2im (no atomics): dx[i][ci][h][w] = sum of the col entries that read it.

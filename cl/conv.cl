@@ -125,3 +125,16 @@ __kernel void conv_epilogue(__global const float *src, int src_off, int ks, int 
         else for (int p = 0; p < P; p++) d[p] = s[p] + b;
     }
 }
+
+/* Images of t (nb, K, P) at t_off -> m (K, ld): m[k * ld + i * P + p] = t[(i * K + k) * P + p]
+ * (the matrix of dy for the backward GEMMs). gws = nb * K: item (i * K + k) copies one row. */
+__kernel void conv_to_rows(__global const float *t, int t_off, int K, int P, int nb, int ld,
+                           __global float *m) {
+    const int ik = get_global_id(0);
+    if (ik >= nb * K) return;
+    const int i = ik / K;
+    const int k = ik - i * K;
+    __global const float *s = t + t_off + (size_t)ik * P;
+    __global float *d = m + (size_t)k * ld + (size_t)i * P;
+    for (int p = 0; p < P; p++) d[p] = s[p];
+}

@@ -146,26 +146,19 @@ static stfpm_status col2im(stfpm_ctx *ctx, const conv_geom *g, cl_mem col, size_
     return stfpm_enqueue(ctx, "conv", "conv_col2im", 2, gws, NULL, 14, a);
 }
 
-/* Images [i0, i0+nb) of t (n, C, P) <-> the matrix m (C, nb*P; row stride ld floats): for each
- * image one rectangular copy of C rows of P floats. to_m selects the direction. */
-static stfpm_status permute(stfpm_ctx *ctx, const stfpm_tensor *t, int i0, int nb, cl_mem m, size_t ld,
-                            int to_m) {
-    const size_t P = (size_t)t->h * t->w, row = P * sizeof(float), mpitch = ld * sizeof(float);
-    for (int i = 0; i < nb; i++) {
-        size_t t_origin[3] = {(t->off + (size_t)(i0 + i) * t->c * P) * sizeof(float), 0, 0};
-        size_t m_origin[3] = {(size_t)i * row, 0, 0};
-        size_t region[3] = {row, (size_t)t->c, 1};
-        cl_event ev = NULL;
-        cl_event *evp = stfpm_profiling(ctx) ? &ev : NULL;
-        cl_int e = to_m ? clEnqueueCopyBufferRect(stfpm_ctx_queue(ctx), t->buf, m, t_origin, m_origin, region,
-                                                  row, 0, mpitch, 0, 0, NULL, evp)
-                        : clEnqueueCopyBufferRect(stfpm_ctx_queue(ctx), m, t->buf, m_origin, t_origin, region,
-                                                  mpitch, 0, row, 0, 0, NULL, evp);
-        STFPM_TRY(stfpm_cl_check(e, "clEnqueueCopyBufferRect (conv permute)"));
-        if (ev) stfpm_profile_event(ctx, "conv_permute", ev);
-    }
-    return STFPM_OK;
+/* Images [i0, i0+nb) of t (n, C, P) -> the matrix m (C, nb*P; row stride ld floats). One kernel
+ * (row form); measured faster on PoCL than one clEnqueueCopyBufferRect per image. The other
+ * direction is the epilogue kernel (below) without bias / residual / ReLU. */
+static stfpm_status to_rows(stfpm_ctx *ctx, const stfpm_tensor *t, int i0, int nb, cl_mem m, size_t ld) {
+    const size_t P = (size_t)t->h * t->w;
+    cl_int to = (cl_int)(t->off + (size_t)i0 * t->c * P), K = t->c, Pi = (cl_int)P, NB = nb, LD = (cl_int)ld;
+    stfpm_karg a[] = {KARG(t->buf), KARG(to), KARG(K), KARG(Pi), KARG(NB), KARG(LD), KARG(m)};
+    return stfpm_enqueue1d(ctx, "conv", "conv_to_rows", (size_t)nb * t->c, 7, a);
 }
+
+static stfpm_status epilogue(stfpm_ctx *ctx, const conv_geom *g, cl_mem src, size_t src_off, size_t ks,
+                             size_t is, int i0, int nb, const stfpm_tensor *bias, const stfpm_tensor *res,
+                             int relu, stfpm_tensor *y);
 
 stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                   int stride, int pad, stfpm_tensor *y) {
@@ -195,7 +188,7 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
         STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, 0, col));
         STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, np, g.k, 1.0f, w->buf, w->off, g.k, col, 0, np, 0.0f,
                              yc, 0, np));
-        STFPM_TRY(permute(ctx, y, i0, cnt, yc, np, 0));
+        STFPM_TRY(epilogue(ctx, &g, yc, 0, np, g.p, i0, cnt, NULL, NULL, 0, y));
     }
     return STFPM_OK;
 }
@@ -342,7 +335,7 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
         int cnt = g.n - i0 < nb ? g.n - i0 : nb;
         size_t np = (size_t)cnt * g.p, ld = backward_ld(np);
         /* dYc (Cout x ld): dy of the chunk, zeros in columns [np, ld) */
-        STFPM_TRY(permute(ctx, dy, i0, cnt, dyc, ld, 1));
+        STFPM_TRY(to_rows(ctx, dy, i0, cnt, dyc, ld));
         if (ld > np) {
             cl_int rows = g.cout, ldi = (cl_int)ld, c0 = (cl_int)np;
             stfpm_karg za[] = {KARG(dyc), KARG(rows), KARG(ldi), KARG(c0)};

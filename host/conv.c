@@ -82,7 +82,8 @@ static stfpm_status conv_geometry(const char *op, const stfpm_tensor *x, const s
     g->k = (size_t)g->cin * g->kh * g->kw;
     g->p = (size_t)g->ho * g->wo;
     g->pointwise = g->kh == 1 && g->kw == 1 && stride == 1 && pad == 0;
-    g->winograd = g->kh == 3 && g->kw == 3 && stride == 1 && stfpm_winograd_wanted(g->cin, g->cout);
+    g->winograd = g->kh == 3 && g->kw == 3 && stride == 1 &&
+                  stfpm_winograd_wanted(g->cin, g->cout, g->n, g->ho, g->wo);
     return STFPM_OK;
 }
 
@@ -213,7 +214,7 @@ stfpm_status stfpm_conv2d_prepare(stfpm_ctx *ctx, const stfpm_tensor *w, int str
     *out = NULL;
     if (!w) return stfpm_set_error(STFPM_ERR_ARG, "conv2d_prepare: w must not be NULL");
     (void)pad;
-    if (!(w->h == 3 && w->w == 3 && stride == 1 && stfpm_winograd_wanted(w->c, w->n))) return STFPM_OK;
+    if (!(w->h == 3 && w->w == 3 && stride == 1 && stfpm_winograd_wanted(w->c, w->n, -1, 0, 0))) return STFPM_OK;
     stfpm_conv_prepared *p = calloc(1, sizeof *p);
     if (!p) return stfpm_set_error(STFPM_ERR_OOM, "conv2d_prepare: out of host memory");
     p->cout = w->n;

@@ -71,11 +71,18 @@ static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem A, size_t pa, cl_mem B, si
     return st;
 }
 
-int stfpm_winograd_wanted(int cin, int cout) {
+/* Fewer tiles than this (over the batch) and the GEMMs' columns, padded to 64, waste more than
+ * Winograd saves, on top of 36 GEMM calls instead of one: layer3 at 256x256, batch 1 (16
+ * tiles) runs faster as im2col + GEMM. */
+#define WINO_MIN_TILES 48
+
+int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo) {
     const char *e = getenv("STFPM_CONV_ALGO");
     if (e && strcmp(e, "winograd") == 0) return 1;
     if (e && strcmp(e, "im2col") == 0) return 0;
-    return cin >= 32 && cout >= 32;
+    /* n < 0: any batch (stfpm_conv2d_prepare) */
+    long tiles = (long)((ho + 3) / 4) * ((wo + 3) / 4) * (n < 0 ? 64 : n);
+    return cin >= 32 && cout >= 32 && tiles >= WINO_MIN_TILES;
 }
 
 static size_t chunk_budget(stfpm_ctx *ctx) {

@@ -34,9 +34,9 @@ stfpm_status stfpm_winograd_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int 
 stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W, cl_mem dy,
                                   size_t dy_off, int K, int Ho, int Wo, int pad, cl_mem dw, size_t dw_off);
 
-/* Whether conv2d uses Winograd for a 3x3 / stride-1 convolution with these channel counts:
- * STFPM_CONV_ALGO=winograd forces it, =im2col disables it; by default when cin and cout are
- * both >= 32. */
-int stfpm_winograd_wanted(int cin, int cout);
+/* Whether conv2d uses Winograd for a 3x3 / stride-1 convolution with these channel counts,
+ * batch n and output size: STFPM_CONV_ALGO=winograd forces it, =im2col disables it; by default
+ * when cin and cout are both >= 32 and the batch has enough 4x4 output tiles (n < 0: any batch). */
+int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo);
 
 #endif

@@ -80,9 +80,9 @@ int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo) {
     const char *e = getenv("STFPM_CONV_ALGO");
     if (e && strcmp(e, "winograd") == 0) return 1;
     if (e && strcmp(e, "im2col") == 0) return 0;
-    /* n < 0: any batch (stfpm_conv2d_prepare) */
-    long tiles = (long)((ho + 3) / 4) * ((wo + 3) / 4) * (n < 0 ? 64 : n);
-    return cin >= 32 && cout >= 32 && tiles >= WINO_MIN_TILES;
+    if (cin < 32 || cout < 32) return 0;
+    if (n < 0) return 1;   /* any batch (stfpm_conv2d_prepare) */
+    return (long)((ho + 3) / 4) * ((wo + 3) / 4) * n >= WINO_MIN_TILES;
 }
 
 static size_t chunk_budget(stfpm_ctx *ctx) {

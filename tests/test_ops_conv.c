@@ -338,6 +338,20 @@ START_TEST(test_conv_fused) {
         stfpm_conv2d_prepared_free(ctx, prep);
     }
     unsetenv("STFPM_CONV_ALGO");
+    /* by default, weights of a 3x3 / stride-1 conv with >= 32 channels are prepared (Winograd
+     * is chosen for such convs at any batch with enough tiles); other convs need nothing */
+    {
+        stfpm_tensor w64 = tu_tensor(NULL, 64, 64, 3, 3), w64s = tu_tensor(NULL, 64, 64, 1, 1);
+        TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &w64, 0.5f));
+        stfpm_conv_prepared *p64 = NULL, *p1 = NULL;
+        TU_CHECK_STATUS(stfpm_conv2d_prepare(ctx, &w64, 1, 1, &p64));
+        TU_CHECK_STATUS(stfpm_conv2d_prepare(ctx, &w64s, 1, 0, &p1));
+        ck_assert_msg(p64 != NULL, "64-channel 3x3/1 weights were not prepared by default");
+        ck_assert_msg(p1 == NULL, "1x1 weights need no preparation");
+        stfpm_conv2d_prepared_free(ctx, p64);
+        stfpm_tensor_free(ctx, &w64);
+        stfpm_tensor_free(ctx, &w64s);
+    }
     /* wrong shapes are refused */
     stfpm_tensor bad_b = tu_tensor(NULL, 1, s->cout + 1, 1, 1);
     stfpm_status st = stfpm_conv2d_forward_fused(ctx, &tx, &tw, s->stride, s->pad, &bad_b, NULL, 0, NULL, &ty);

@@ -1,16 +1,17 @@
 /* Batch normalisation (NCHW, per-channel statistics over N*H*W).
  *
- * Statistics are a two-stage, deterministic reduction:
- *   stage 1 (*_partial): work-group (p, c) reduces chunk p of channel c's N*H*W values
- *                        (local-memory tree, the local size is a power of two);
- *   stage 2 (*_final):   one work-item per channel combines its P partials in a fixed order.
- * The forward statistics are one pass over x: Welford per work-item, Chan's pairwise
- * combination of (count, mean, M2) in the tree and in stage 2.
- * A chunk is a run of "units": unit u = (sample n = u / S, segment s = u % S) covers the row
- * segment i in [s*seg, min(HW, (s+1)*seg)) of sample n, channel c, so the inner loops are
- * plain strided loops over contiguous memory.
- * Element-wise kernels run on a 3-D grid (H*W, C, N): no index division, and the per-channel
- * values are loaded before the bounds check (they are valid for every work-item). */
+ * Row form throughout: every work-item handles a contiguous run of one (sample, channel) plane
+ * in a loop (float8 loads / stores, two accumulators), no local memory, no barriers. On CPU
+ * OpenCL (PoCL) this is far faster than one element (or one strided lane of a work-group tree
+ * reduction) per work-item; see also cl/conv.cl.
+ *
+ * A plane of HW values is cut into S segments of seg values (seg a multiple of 16 when S > 1);
+ * "unit" u = n * S + sg is segment sg of sample n. Statistics are a two-stage, deterministic
+ * reduction:
+ *   stage 1 (*_partial): item (u, c) reduces unit u of channel c into partial (c, u);
+ *   stage 2 (*_final):   one work-item per channel combines its P = N * S partials in order.
+ * Forward statistics: each unit gives (count, mean, M2) by two passes over its (cache-resident)
+ * segment, M2 = sum (x - mean_unit)^2; stage 2 combines them with Chan's pairwise formula. */
 
 /* (na, ma, qa) <- combination of (na, ma, qa) and (nb, mb, qb); qa holds M2 = sum (x - mean)^2 */
 #define CHAN_COMBINE(na, ma, qa, nb, mb, qb)                          \
@@ -24,42 +25,53 @@
         }                                                             \
     } while (0)
 
-/* Group (p, c) reduces units [p*upg, min(N*S, (p+1)*upg)) of channel c. */
+static inline float hsum8(float8 v) {
+    float4 a = v.lo + v.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+/* Start index and length of unit u's segment; returns the offset of its plane (n * C + c) * HW. */
+static inline size_t bn_unit(int u, int c, int C, int HW, int seg, int S, int *i0, int *len) {
+    const int n = u / S, sg = u - n * S;
+    *i0 = sg * seg;
+    *len = min(HW - *i0, seg);
+    return ((size_t)n * C + c) * HW;
+}
+
+/* gws = (N * S, C): item (u, c) writes partial part[3 * (c * P + u)] = (count, mean, M2). */
 __kernel void bn_stats_partial(__global const float *x, int xoff, int N, int C, int HW, int seg,
-                               int S, int upg, int P, __global float *part, __local float *lc,
-                               __local float *lm, __local float *lq) {
-    int p = get_group_id(0), c = get_group_id(1);
-    int lid = get_local_id(0), lsz = get_local_size(0);
-    int u1 = min(N * S, (p + 1) * upg);
-    float cnt = 0.0f, mean = 0.0f, m2 = 0.0f;
-    for (int u = p * upg; u < u1; u++) {
-        int n = u / S, sg = u - n * S;
-        __global const float *xr = x + xoff + (n * C + c) * HW;
-        int e = min(HW, (sg + 1) * seg);
-        for (int i = sg * seg + lid; i < e; i += lsz) {
-            float v = xr[i];
-            cnt += 1.0f;
-            float d = v - mean;
-            mean += d / cnt;
-            m2 += d * (v - mean);
-        }
+                               int S, int P, __global float *part) {
+    const int u = get_global_id(0), c = get_global_id(1);
+    if (u >= N * S || c >= C) return;
+    int i0, len;
+    __global const float *xr = x + xoff + bn_unit(u, c, C, HW, seg, S, &i0, &len) + i0;
+    float8 a0 = (float8)(0.0f), a1 = (float8)(0.0f);
+    int i = 0;
+    for (; i + 16 <= len; i += 16) {
+        a0 += vload8(0, xr + i);
+        a1 += vload8(1, xr + i);
     }
-    lc[lid] = cnt; lm[lid] = mean; lq[lid] = m2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = lsz >> 1; s > 0; s >>= 1) {
-        if (lid < s) {
-            float na = lc[lid], ma = lm[lid], qa = lq[lid];
-            float nb = lc[lid + s], mb = lm[lid + s], qb = lq[lid + s];
-            if (na == 0.0f) { na = nb; ma = mb; qa = qb; }
-            else CHAN_COMBINE(na, ma, qa, nb, mb, qb);
-            lc[lid] = na; lm[lid] = ma; lq[lid] = qa;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
+    float s = hsum8(a0 + a1);
+    for (; i < len; i++) s += xr[i];
+    const float mean = s / (float)len;
+    a0 = (float8)(0.0f);
+    a1 = (float8)(0.0f);
+    i = 0;
+    for (; i + 16 <= len; i += 16) {
+        float8 d0 = vload8(0, xr + i) - mean, d1 = vload8(1, xr + i) - mean;
+        a0 += d0 * d0;
+        a1 += d1 * d1;
     }
-    if (lid == 0) {
-        __global float *o = part + 3 * (c * P + p);
-        o[0] = lc[0]; o[1] = lm[0]; o[2] = lq[0];
+    float q = hsum8(a0 + a1);
+    for (; i < len; i++) {
+        float d = xr[i] - mean;
+        q += d * d;
     }
+    __global float *o = part + 3 * ((size_t)c * P + u);
+    o[0] = (float)len;
+    o[1] = mean;
+    o[2] = q;
 }
 
 /* One work-item per channel: batch mean, 1/sqrt(var_biased + eps), running-statistics update
@@ -89,52 +101,57 @@ __kernel void bn_stats_final(__global const float *part, int P, int C, float eps
 }
 
 /* y = (x - mean[c]) * inv[c] * w[c] + b[c], where inv = s[c] (an inverse std) when is_var == 0,
- * or 1/sqrt(s[c] + eps) (s a variance) when is_var != 0. Grid (HW, C, N). y may alias x. */
+ * or 1/sqrt(s[c] + eps) (s a variance) when is_var != 0. gws = (N * S, C): item (u, c) writes
+ * unit u of channel c. y may alias x (same element read then written by one item). */
 __kernel void bn_apply(__global const float *x, int xoff, __global float *y, int yoff,
                        __global const float *mean, int moff, __global const float *s, int soff,
                        int is_var, float eps, __global const float *w, int woff,
-                       __global const float *b, int boff, int C, int HW) {
-    int i = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    float inv = is_var ? 1.0f / sqrt(s[soff + c] + eps) : s[soff + c];
-    float scale = inv * w[woff + c], mu = mean[moff + c], bb = b[boff + c];
-    if (i < HW) {
-        int k = (n * C + c) * HW + i;
-        y[yoff + k] = (x[xoff + k] - mu) * scale + bb;
+                       __global const float *b, int boff, int N, int C, int HW, int seg, int S) {
+    const int u = get_global_id(0), c = get_global_id(1);
+    if (u >= N * S || c >= C) return;
+    const float inv = is_var ? 1.0f / sqrt(s[soff + c] + eps) : s[soff + c];
+    const float scale = inv * w[woff + c], mu = mean[moff + c], bb = b[boff + c];
+    int i0, len;
+    const size_t base = bn_unit(u, c, C, HW, seg, S, &i0, &len) + i0;
+    __global const float *xr = x + xoff + base;
+    __global float *yr = y + yoff + base;
+    int i = 0;
+    for (; i + 16 <= len; i += 16) {
+        float8 v0 = vload8(0, xr + i), v1 = vload8(1, xr + i);
+        vstore8((v0 - mu) * scale + bb, 0, yr + i);
+        vstore8((v1 - mu) * scale + bb, 1, yr + i);
     }
+    for (; i < len; i++) yr[i] = (xr[i] - mu) * scale + bb;
 }
 
-/* Backward stage 1: per chunk (same units as bn_stats_partial), sum(dy) and
- * sum(dy * (x - mean)). */
+/* Backward stage 1, gws = (N * S, C): item (u, c) writes part[2 * (c * P + u)] =
+ * (sum dy, sum dy * (x - mean)) over unit u of channel c. */
 __kernel void bn_bwd_partial(__global const float *x, int xoff, __global const float *dy, int dyoff,
                              __global const float *mean, int moff, int N, int C, int HW, int seg,
-                             int S, int upg, int P, __global float *part, __local float *l1,
-                             __local float *l2) {
-    int p = get_group_id(0), c = get_group_id(1);
-    int lid = get_local_id(0), lsz = get_local_size(0);
-    int u1 = min(N * S, (p + 1) * upg);
-    float mu = mean[moff + c];
-    float s1 = 0.0f, s2 = 0.0f;
-    for (int u = p * upg; u < u1; u++) {
-        int n = u / S, sg = u - n * S;
-        int base = (n * C + c) * HW;
-        __global const float *xr = x + xoff + base, *gr = dy + dyoff + base;
-        int e = min(HW, (sg + 1) * seg);
-        for (int i = sg * seg + lid; i < e; i += lsz) {
-            float g = gr[i];
-            s1 += g;
-            s2 += g * (xr[i] - mu);
-        }
+                             int S, int P, __global float *part) {
+    const int u = get_global_id(0), c = get_global_id(1);
+    if (u >= N * S || c >= C) return;
+    const float mu = mean[moff + c];
+    int i0, len;
+    const size_t base = bn_unit(u, c, C, HW, seg, S, &i0, &len) + i0;
+    __global const float *xr = x + xoff + base, *gr = dy + dyoff + base;
+    float8 s10 = (float8)(0.0f), s11 = (float8)(0.0f), s20 = (float8)(0.0f), s21 = (float8)(0.0f);
+    int i = 0;
+    for (; i + 16 <= len; i += 16) {
+        float8 g0 = vload8(0, gr + i), g1 = vload8(1, gr + i);
+        s10 += g0;
+        s11 += g1;
+        s20 += g0 * (vload8(0, xr + i) - mu);
+        s21 += g1 * (vload8(1, xr + i) - mu);
     }
-    l1[lid] = s1; l2[lid] = s2;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = lsz >> 1; s > 0; s >>= 1) {
-        if (lid < s) { l1[lid] += l1[lid + s]; l2[lid] += l2[lid + s]; }
-        barrier(CLK_LOCAL_MEM_FENCE);
+    float s1 = hsum8(s10 + s11), s2 = hsum8(s20 + s21);
+    for (; i < len; i++) {
+        float g = gr[i];
+        s1 += g;
+        s2 += g * (xr[i] - mu);
     }
-    if (lid == 0) {
-        part[2 * (c * P + p)] = l1[0];
-        part[2 * (c * P + p) + 1] = l2[0];
-    }
+    part[2 * ((size_t)c * P + u)] = s1;
+    part[2 * ((size_t)c * P + u) + 1] = s2;
 }
 
 /* Backward stage 2, one work-item per channel: dbias = sum(dy), dweight = sum(dy * xhat), and
@@ -160,15 +177,25 @@ __kernel void bn_bwd_final(__global const float *part, int P, int C, int M,
     coef[coff + 3 * c + 2] = is * is * s2 * invm;
 }
 
-/* Backward stage 3, grid (HW, C, N): dx from the per-channel coefficients. dx may alias dy. */
+/* Backward stage 3, gws = (N * S, C): dx of unit u of channel c from the per-channel
+ * coefficients. dx may alias dy. */
 __kernel void bn_bwd_dx(__global const float *x, int xoff, __global const float *dy, int dyoff,
                         __global const float *mean, int moff, __global const float *coef, int coff,
-                        int C, int HW, __global float *dx, int dxoff) {
-    int i = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
-    float a = coef[coff + 3 * c], b = coef[coff + 3 * c + 1], k2 = coef[coff + 3 * c + 2];
-    float mu = mean[moff + c];
-    if (i < HW) {
-        int k = (n * C + c) * HW + i;
-        dx[dxoff + k] = a * (dy[dyoff + k] - b - (x[xoff + k] - mu) * k2);
+                        int N, int C, int HW, int seg, int S, __global float *dx, int dxoff) {
+    const int u = get_global_id(0), c = get_global_id(1);
+    if (u >= N * S || c >= C) return;
+    const float a = coef[coff + 3 * c], b = coef[coff + 3 * c + 1], k2 = coef[coff + 3 * c + 2];
+    const float mu = mean[moff + c];
+    int i0, len;
+    const size_t base = bn_unit(u, c, C, HW, seg, S, &i0, &len) + i0;
+    __global const float *xr = x + xoff + base, *gr = dy + dyoff + base;
+    __global float *dr = dx + dxoff + base;
+    int i = 0;
+    for (; i + 16 <= len; i += 16) {
+        float8 g0 = vload8(0, gr + i), g1 = vload8(1, gr + i);
+        float8 x0 = vload8(0, xr + i), x1 = vload8(1, xr + i);
+        vstore8(a * (g0 - b - (x0 - mu) * k2), 0, dr + i);
+        vstore8(a * (g1 - b - (x1 - mu) * k2), 1, dr + i);
     }
+    for (; i < len; i++) dr[i] = a * (gr[i] - b - (xr[i] - mu) * k2);
 }

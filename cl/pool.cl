@@ -78,6 +78,17 @@ static inline void maxpool_interior(int W, int Wo, int k, int stride, int pad, i
         v_ = r2[w0 + 2]; best = MP_TAKE(v_, best) ? v_ : best;                   \
     } while (0)
 
+/* Stride 2, k 3: four adjacent windows (output columns ow..ow+3, input columns w0..w0+8) of
+ * one row as three float4 column vectors: window j reads columns w0+2j, w0+2j+1, w0+2j+2. */
+#define MP3S2_ROW(r, w0, c0, c1, c2)                                             \
+    do {                                                                         \
+        float8 v8_ = vload8(0, (r) + (w0));                                      \
+        c0 = v8_.even;                                                           \
+        c1 = v8_.odd;                                                            \
+        c2 = (float4)(v8_.s246, (r)[(w0) + 8]);                                  \
+    } while (0)
+#define MP4_TAKE(v, best) (isgreater(v, best) | isnan(v))
+
 /* gws = (Ho, planes): item (oh, pl) writes output row oh of plane pl. */
 __kernel void maxpool_fwd(__global const float *x, int xo, __global float *y, int yo, int planes,
                           int H, int W, int Ho, int Wo, int k, int stride, int pad) {
@@ -96,7 +107,26 @@ __kernel void maxpool_fwd(__global const float *x, int xo, __global float *y, in
     }
     /* common case (ResNet stem): three full rows, window inside the row, branch-free scan */
     __global const float *r0 = p + hlo * W, *r1 = r0 + W, *r2 = r1 + W;
-    for (int ow = a; ow < b; ow++) {
+    int ow = a;
+    if (stride == 2) {
+        for (; ow + 3 < b; ow += 4) {
+            const int w0 = ow * 2 - pad;
+            float4 c0, c1, c2, best;
+            MP3S2_ROW(r0, w0, best, c1, c2);
+            best = select(best, c1, MP4_TAKE(c1, best));
+            best = select(best, c2, MP4_TAKE(c2, best));
+            MP3S2_ROW(r1, w0, c0, c1, c2);
+            best = select(best, c0, MP4_TAKE(c0, best));
+            best = select(best, c1, MP4_TAKE(c1, best));
+            best = select(best, c2, MP4_TAKE(c2, best));
+            MP3S2_ROW(r2, w0, c0, c1, c2);
+            best = select(best, c0, MP4_TAKE(c0, best));
+            best = select(best, c1, MP4_TAKE(c1, best));
+            best = select(best, c2, MP4_TAKE(c2, best));
+            vstore4(best, 0, yr + ow);
+        }
+    }
+    for (; ow < b; ow++) {
         const int w0 = ow * stride - pad;
         float best;
         MP3_MAX(r0, r1, r2, w0, best);
@@ -154,7 +184,25 @@ __kernel void maxpool_argmax_idx(__global const float *x, int xo, __global int *
     }
     __global const float *r0 = p + hlo * W, *r1 = r0 + W, *r2 = r1 + W;
     const int b0 = hlo * W, b1 = b0 + W, b2 = b1 + W;
-    for (int ow = a; ow < b; ow++) {
+    int ow = a;
+    if (stride == 2) {
+        for (; ow + 3 < b; ow += 4) {
+            const int w0 = ow * 2 - pad;
+            const int4 j0 = (int4)(0, 2, 4, 6) + w0;
+            float4 c0, c1, c2, best;
+            int4 arg = j0 + b0, t;
+#define MP4_STEP(c, o) t = MP4_TAKE(c, best); best = select(best, c, t); arg = select(arg, j0 + (o), t)
+            MP3S2_ROW(r0, w0, best, c1, c2);
+            MP4_STEP(c1, b0 + 1); MP4_STEP(c2, b0 + 2);
+            MP3S2_ROW(r1, w0, c0, c1, c2);
+            MP4_STEP(c0, b1); MP4_STEP(c1, b1 + 1); MP4_STEP(c2, b1 + 2);
+            MP3S2_ROW(r2, w0, c0, c1, c2);
+            MP4_STEP(c0, b2); MP4_STEP(c1, b2 + 1); MP4_STEP(c2, b2 + 2);
+#undef MP4_STEP
+            vstore4(arg, 0, ir + ow);
+        }
+    }
+    for (; ow < b; ow++) {
         const int w0 = ow * stride - pad;
         float best;
         int arg;
@@ -167,10 +215,26 @@ __kernel void maxpool_argmax_idx(__global const float *x, int xo, __global int *
     }
 }
 
-/* Pass 2, gws = (H, planes): item (ih, pl) owns input row ih of plane pl. It zeroes the row,
- * then scatters dy of every window (oh, ow) that can contain row ih and whose stored argmax lies
- * in this row. Windows are visited in (oh, ow) order, so every dx element receives its terms in
- * the same order as the gather form (deterministic, no atomics, no races between items). */
+/* dx of column iw of input row ih: sum of dy over the windows containing it whose stored argmax
+ * is this element, in (oh, ow) order (rows oh0..oh1 of the plane's argmax / dy). */
+static inline float maxpool_gather(__global const int *a, __global const float *g, int Wo, int oh0,
+                                   int oh1, int me, int iw, int k, int stride, int pad) {
+    const int ow0 = max(0, (iw + pad - k + stride) / stride);
+    const int ow1 = min(Wo - 1, (iw + pad) / stride);
+    float acc = 0.0f;
+    for (int oh = oh0; oh <= oh1; oh++)
+        for (int ow = ow0; ow <= ow1; ow++)
+            if (a[oh * Wo + ow] == me) acc += g[oh * Wo + ow];
+    return acc;
+}
+
+/* Pass 2, gws = (H, planes): item (ih, pl) writes input row ih of plane pl (gather form,
+ * deterministic, no atomics): every dx element sums dy over the windows containing it whose
+ * stored argmax is this element, in (oh, ow) order.
+ * k = 3, stride 2 interior: output windows m..m+3 cover columns q = iw + pad in [2m, 2m+8);
+ * even q = 2(m+j) lies in windows m+j-1 and m+j, odd q = 2(m+j)+1 in window m+j only. Those
+ * terms are added as float4 selects (a non-matching window adds +0.0f, which leaves a sum that
+ * starts at +0.0f unchanged), so each dx element gets exactly the gather form's sum. */
 __kernel void maxpool_bwd_idx(__global const int *idx, __global const float *dy, int dyo, __global float *dx,
                               int dxo, int planes, int H, int W, int Ho, int Wo, int k, int stride, int pad) {
     const int ih = get_global_id(0), pl = get_global_id(1);
@@ -178,16 +242,34 @@ __kernel void maxpool_bwd_idx(__global const int *idx, __global const float *dy,
     __global const int *a = idx + (size_t)pl * Ho * Wo;
     __global const float *g = dy + dyo + (size_t)pl * Ho * Wo;
     __global float *dr = dx + dxo + ((size_t)pl * H + ih) * W;
-    for (int iw = 0; iw < W; iw++) dr[iw] = 0.0f;
     const int oh0 = max(0, (ih + pad - k + stride) / stride);
     const int oh1 = min(Ho - 1, (ih + pad) / stride);
     const int lo = ih * W;
-    for (int oh = oh0; oh <= oh1; oh++) {
-        __global const int *ar = a + oh * Wo;
-        __global const float *gr = g + oh * Wo;
-        for (int ow = 0; ow < Wo; ow++) {
-            const int j = ar[ow] - lo;
-            if (j >= 0 && j < W) dr[j] += gr[ow];
+    int iw = 0;
+    if (k == 3 && stride == 2 && oh1 >= oh0 && oh1 - oh0 <= 1) {
+        __global const int *a0 = a + oh0 * Wo, *a1 = a + oh1 * Wo;
+        __global const float *g0 = g + oh0 * Wo, *g1 = g + oh1 * Wo;
+        const int two = oh1 > oh0;
+        const int iws = 2 - pad;                      /* first column of block m = 1 */
+        for (; iw < iws; iw++) dr[iw] = maxpool_gather(a, g, Wo, oh0, oh1, lo + iw, iw, k, stride, pad);
+        const float4 z = (float4)(0.0f);
+        for (int m = 1; m + 3 <= Wo - 1 && 2 * m - pad + 8 <= W; m += 4, iw += 8) {
+            const int4 me = (int4)(0, 2, 4, 6) + (lo + 2 * m - pad);    /* even q columns */
+            const int4 mo = me + 1;                                      /* odd q columns */
+            int4 A = vload4(0, a0 + m), Ap = vload4(0, a0 + m - 1);
+            float4 G = vload4(0, g0 + m), Gp = vload4(0, g0 + m - 1);
+            float4 ev = z + select(z, Gp, Ap == me);
+            ev += select(z, G, A == me);
+            float4 od = z + select(z, G, A == mo);
+            if (two) {
+                A = vload4(0, a1 + m); Ap = vload4(0, a1 + m - 1);
+                G = vload4(0, g1 + m); Gp = vload4(0, g1 + m - 1);
+                ev += select(z, Gp, Ap == me);
+                ev += select(z, G, A == me);
+                od += select(z, G, A == mo);
+            }
+            vstore8((float8)(ev.s0, od.s0, ev.s1, od.s1, ev.s2, od.s2, ev.s3, od.s3), 0, dr + iw);
         }
     }
+    for (; iw < W; iw++) dr[iw] = maxpool_gather(a, g, Wo, oh0, oh1, lo + iw, iw, k, stride, pad);
 }

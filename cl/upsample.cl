@@ -15,21 +15,27 @@ static inline void bilin_index(int dst, float scale, int in, int *i0, int *i1, f
     *l0 = 1.0f - l;
 }
 
-/* One work-item per output element. x: (P, H, W) planes, y: (P, Ho, Wo). */
+/* Row form: gws = (Ho, P), item (oh, pl) writes output row oh of plane pl (the row weights
+ * are computed once per item; on PoCL one element per work-item was dominated by index
+ * arithmetic). x: (P, H, W) planes, y: (P, Ho, Wo). Same arithmetic as the per-element form. */
 __kernel void upsample_bilinear_fwd(__global const float *x, int xo, __global float *y, int yo,
                                     int planes, int H, int W, int Ho, int Wo, float sh, float sw) {
-    int i = get_global_id(0);
-    if (i >= planes * Ho * Wo) return;
-    int ow = i % Wo, t = i / Wo;
-    int oh = t % Ho, pl = t / Ho;
-    int h0, h1, w0, w1;
-    float hl0, hl1, wl0, wl1;
+    const int oh = get_global_id(0), pl = get_global_id(1);
+    if (oh >= Ho || pl >= planes) return;
+    int h0, h1;
+    float hl0, hl1;
     bilin_index(oh, sh, H, &h0, &h1, &hl0, &hl1);
-    bilin_index(ow, sw, W, &w0, &w1, &wl0, &wl1);
-    __global const float *p = x + xo + pl * H * W;
-    float top = wl0 * p[h0 * W + w0] + wl1 * p[h0 * W + w1];
-    float bot = wl0 * p[h1 * W + w0] + wl1 * p[h1 * W + w1];
-    y[yo + i] = hl0 * top + hl1 * bot;
+    __global const float *p = x + xo + (size_t)pl * H * W;
+    __global const float *r0 = p + h0 * W, *r1 = p + h1 * W;
+    __global float *yr = y + yo + ((size_t)pl * Ho + oh) * Wo;
+    for (int ow = 0; ow < Wo; ow++) {
+        int w0, w1;
+        float wl0, wl1;
+        bilin_index(ow, sw, W, &w0, &w1, &wl0, &wl1);
+        float top = wl0 * r0[w0] + wl1 * r0[w1];
+        float bot = wl0 * r1[w0] + wl1 * r1[w1];
+        yr[ow] = hl0 * top + hl1 * bot;
+    }
 }
 
 /* Weight with which output row/column `o` reads input index `me` (0 when it does not). */

@@ -1,42 +1,26 @@
 /* Batch normalisation forward (train / eval) and backward, PyTorch semantics (SPEC section 2).
  * Kernels: cl/batchnorm.cl. Per-channel statistics are a deterministic two-stage reduction:
- * P work-groups per channel write partials into a scratch buffer, then one work-item per
- * channel combines them in a fixed order. */
+ * one work-item per (plane segment, channel) writes a partial into a scratch buffer, then one
+ * work-item per channel combines its partials in a fixed order. */
 #include "runtime.h"
 #include "stfpm/ops.h"
 
 #define BN_PROG "batchnorm"
 #define BN_SCRATCH_SLOT 3
-#define BN_LSZ 256          /* preferred work-group size of the reductions (power of two) */
-#define BN_ITEMS 8          /* target values per work-item in a work-group's share */
-#define BN_MAX_CHUNKS 64    /* partials per channel */
+#define BN_SEG 4096          /* values per work-item when a plane is split (multiple of 16) */
+#define BN_SPLIT 8192        /* planes up to this many values are one work-item each */
 
-/* How a channel's N*HW values are split for the two-stage reduction (see cl/batchnorm.cl):
- * rows of HW values are cut into S segments of seg values ("units"); work-group p of a
- * channel reduces units [p*upg, (p+1)*upg); P groups per channel. */
-typedef struct { size_t lsz; cl_int seg, S, upg, P; } bn_plan;
+/* How a channel's N*HW values are split (see cl/batchnorm.cl): every (sample, channel) plane
+ * of HW values is cut into S segments of seg values; one work-item per (segment, channel). */
+typedef struct { cl_int seg, S, P; } bn_plan;
 
-static stfpm_status bn_make_plan(stfpm_ctx *ctx, const char *kernel, int N, int HW, bn_plan *pl) {
-    cl_kernel k;
-    STFPM_TRY(stfpm_get_kernel(ctx, BN_PROG, kernel, &k));
-    size_t max = 0;
-    STFPM_CL(clGetKernelWorkGroupInfo(k, stfpm_ctx_cl_device(ctx), CL_KERNEL_WORK_GROUP_SIZE,
-                                      sizeof max, &max, NULL));
-    size_t l = 32;                                  /* a power of two >= HW, in [32, BN_LSZ] */
-    while (l < (size_t)HW && l < BN_LSZ) l <<= 1;
-    while (l > 1 && l > max) l >>= 1;
-    int target = (int)l * BN_ITEMS;                 /* values per work-group, roughly */
-    int seg = HW < target ? HW : target;
-    int S = (HW + seg - 1) / seg, units = N * S;
-    int upg = target / seg;
-    if (upg < 1) upg = 1;
-    if ((units + upg - 1) / upg > BN_MAX_CHUNKS) upg = (units + BN_MAX_CHUNKS - 1) / BN_MAX_CHUNKS;
-    pl->lsz = l;
-    pl->seg = seg;
-    pl->S = S;
-    pl->upg = upg;
-    pl->P = (units + upg - 1) / upg;
-    return STFPM_OK;
+static bn_plan bn_make_plan(int N, int HW) {
+    bn_plan pl;
+    pl.seg = HW > BN_SPLIT ? BN_SEG : (HW > 0 ? HW : 1);
+    pl.S = (HW + pl.seg - 1) / pl.seg;
+    if (pl.S < 1) pl.S = 1;
+    pl.P = N * pl.S;
+    return pl;
 }
 
 static stfpm_status bn_check_tensor(const stfpm_tensor *t, const char *op, const char *what) {
@@ -62,20 +46,20 @@ static stfpm_status bn_check_same(const stfpm_tensor *x, const stfpm_tensor *t, 
     return STFPM_OK;
 }
 
-/* y = (x - mean) * inv * w + b over a (HW, C, N) grid; inv = s, or 1/sqrt(s + eps) if is_var. */
+/* y = (x - mean) * inv * w + b, one work-item per (plane segment, channel); inv = s, or
+ * 1/sqrt(s + eps) if is_var. */
 static stfpm_status bn_apply(stfpm_ctx *ctx, const stfpm_tensor *x, stfpm_tensor *y,
                              const stfpm_tensor *mean, const stfpm_tensor *s, int is_var, float eps,
                              const stfpm_tensor *w, const stfpm_tensor *b) {
     cl_int xoff = (cl_int)x->off, yoff = (cl_int)y->off, moff = (cl_int)mean->off,
            soff = (cl_int)s->off, woff = (cl_int)w->off, boff = (cl_int)b->off;
-    cl_int C = x->c, HW = x->h * x->w;
+    cl_int N = x->n, C = x->c, HW = x->h * x->w;
+    bn_plan pl = bn_make_plan(N, HW);
     stfpm_karg a[] = {KARG(x->buf), KARG(xoff), KARG(y->buf), KARG(yoff), KARG(mean->buf), KARG(moff),
                       KARG(s->buf), KARG(soff), KARG(is_var), KARG(eps), KARG(w->buf), KARG(woff),
-                      KARG(b->buf), KARG(boff), KARG(C), KARG(HW)};
-    size_t l0 = 1;
-    while (l0 < (size_t)HW && l0 < 128) l0 <<= 1;
-    size_t gws[3] = {(size_t)HW, (size_t)C, (size_t)x->n}, lws[3] = {l0, 1, 1};
-    return stfpm_enqueue(ctx, BN_PROG, "bn_apply", 3, gws, lws, 16, a);
+                      KARG(b->buf), KARG(boff), KARG(N), KARG(C), KARG(HW), KARG(pl.seg), KARG(pl.S)};
+    size_t gws[2] = {(size_t)pl.P, (size_t)C};
+    return stfpm_enqueue(ctx, BN_PROG, "bn_apply", 2, gws, NULL, 19, a);
 }
 
 stfpm_status stfpm_batchnorm_forward_train(stfpm_ctx *ctx, const stfpm_tensor *x,
@@ -105,16 +89,14 @@ stfpm_status stfpm_batchnorm_forward_train(stfpm_ctx *ctx, const stfpm_tensor *x
                                "training, got x of shape (%d, %d, %d, %d)", op, x->n, x->c, x->h, x->w);
 
     cl_int N = x->n, Cc = C, HW = x->h * x->w, xoff = (cl_int)x->off;
-    bn_plan pl;
-    STFPM_TRY(bn_make_plan(ctx, "bn_stats_partial", N, HW, &pl));
+    bn_plan pl = bn_make_plan(N, HW);
     cl_int P = pl.P;
     cl_mem part;
     STFPM_TRY(stfpm_scratch(ctx, BN_SCRATCH_SLOT, (size_t)3 * C * P * sizeof(float), &part));
-    size_t lb = pl.lsz * sizeof(float);
     stfpm_karg a1[] = {KARG(x->buf), KARG(xoff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg), KARG(pl.S),
-                       KARG(pl.upg), KARG(P), KARG(part), KLOCAL(lb), KLOCAL(lb), KLOCAL(lb)};
-    size_t g1[2] = {(size_t)P * pl.lsz, (size_t)C}, l1[2] = {pl.lsz, 1};
-    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_stats_partial", 2, g1, l1, 13, a1));
+                       KARG(P), KARG(part)};
+    size_t g1[2] = {(size_t)P, (size_t)C};
+    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_stats_partial", 2, g1, NULL, 9, a1));
 
     /* with no running statistics, pass save_mean as a placeholder buffer (never touched) */
     const stfpm_tensor *rm = update ? running_mean : save_mean, *rv = update ? running_var : save_mean;
@@ -161,8 +143,7 @@ stfpm_status stfpm_batchnorm_backward(stfpm_ctx *ctx, const stfpm_tensor *x, con
     if (dbias) STFPM_TRY(bn_check_param(dbias, C, op, "dbias"));
 
     cl_int N = x->n, Cc = C, HW = x->h * x->w, M = x->n * x->h * x->w;
-    bn_plan pl;
-    STFPM_TRY(bn_make_plan(ctx, "bn_bwd_partial", N, HW, &pl));
+    bn_plan pl = bn_make_plan(N, HW);
     cl_int P = pl.P;
     cl_mem part;
     STFPM_TRY(stfpm_scratch(ctx, BN_SCRATCH_SLOT, ((size_t)2 * C * P + (size_t)3 * C) * sizeof(float),
@@ -170,12 +151,11 @@ stfpm_status stfpm_batchnorm_backward(stfpm_ctx *ctx, const stfpm_tensor *x, con
     cl_int coff = 2 * C * P;
 
     cl_int xoff = (cl_int)x->off, dyoff = (cl_int)dy->off, moff = (cl_int)save_mean->off;
-    size_t lb = pl.lsz * sizeof(float);
     stfpm_karg a1[] = {KARG(x->buf), KARG(xoff), KARG(dy->buf), KARG(dyoff), KARG(save_mean->buf),
-                       KARG(moff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg), KARG(pl.S), KARG(pl.upg),
-                       KARG(P), KARG(part), KLOCAL(lb), KLOCAL(lb)};
-    size_t g1[2] = {(size_t)P * pl.lsz, (size_t)C}, l1[2] = {pl.lsz, 1};
-    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_bwd_partial", 2, g1, l1, 16, a1));
+                       KARG(moff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg), KARG(pl.S), KARG(P),
+                       KARG(part)};
+    size_t g1[2] = {(size_t)P, (size_t)C};
+    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_bwd_partial", 2, g1, NULL, 13, a1));
 
     cl_int ioff = (cl_int)save_invstd->off, woff = (cl_int)weight->off;
     cl_int has_dw = dweight != NULL, has_db = dbias != NULL;
@@ -189,9 +169,8 @@ stfpm_status stfpm_batchnorm_backward(stfpm_ctx *ctx, const stfpm_tensor *x, con
 
     cl_int dxoff = (cl_int)dx->off;
     stfpm_karg a3[] = {KARG(x->buf), KARG(xoff), KARG(dy->buf), KARG(dyoff), KARG(save_mean->buf),
-                       KARG(moff), KARG(part), KARG(coff), KARG(Cc), KARG(HW), KARG(dx->buf), KARG(dxoff)};
-    size_t l0 = 1;
-    while (l0 < (size_t)HW && l0 < 128) l0 <<= 1;
-    size_t g3[3] = {(size_t)HW, (size_t)C, (size_t)N}, l3[3] = {l0, 1, 1};
-    return stfpm_enqueue(ctx, BN_PROG, "bn_bwd_dx", 3, g3, l3, 12, a3);
+                       KARG(moff), KARG(part), KARG(coff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg),
+                       KARG(pl.S), KARG(dx->buf), KARG(dxoff)};
+    size_t g3[2] = {(size_t)P, (size_t)C};
+    return stfpm_enqueue(ctx, BN_PROG, "bn_bwd_dx", 2, g3, NULL, 15, a3);
 }

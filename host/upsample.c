@@ -2,6 +2,8 @@
 #include "runtime.h"
 #include "stfpm/ops.h"
 
+#include <string.h>
+
 /* x: (N, C, H, W) input side, y: (N, C, Ho, Wo) output side of the forward resize. */
 static stfpm_status check_shapes(const char *what, const stfpm_tensor *in, const stfpm_tensor *out) {
     if (in->n != out->n || in->c != out->c)
@@ -20,6 +22,10 @@ static stfpm_status launch(stfpm_ctx *ctx, const char *kernel, const stfpm_tenso
     float sh = (float)in->h / (float)out->h, sw = (float)in->w / (float)out->w;
     stfpm_karg a[] = {KARG(src->buf), KARG(so), KARG(dst->buf), KARG(dof), KARG(planes), KARG(H),
                       KARG(W), KARG(Ho), KARG(Wo), KARG(sh), KARG(sw)};
+    if (!strcmp(kernel, "upsample_bilinear_fwd")) {         /* row form: one item per output row */
+        size_t g[2] = {(size_t)Ho, (size_t)planes};
+        return stfpm_enqueue(ctx, "upsample", kernel, 2, g, NULL, 11, a);
+    }
     return stfpm_enqueue1d(ctx, "upsample", kernel, stfpm_tensor_numel(dst), 11, a);
 }
 

@@ -27,6 +27,8 @@ static const bn_case CASES[] = {
     {4, 8, 33, 35, -1.0f, 3.0f},    /* 4620 values per channel: several chunks per channel */
     {2, 3, 64, 64, 99.0f, 101.0f},  /* mean 100, std 0.58: a naive sum-of-squares would fail */
     {6, 4, 1, 1, -1.0f, 1.0f},      /* H*W = 1 */
+    {1, 3, 97, 131, -1.0f, 3.0f},   /* H*W = 12707: planes split into 4096-value segments + tail */
+    {2, 2, 91, 100, 99.0f, 101.0f}, /* split planes (3 segments) with a large mean */
 };
 #define N_CASES (int)(sizeof CASES / sizeof CASES[0])
 

@@ -15,6 +15,7 @@ typedef struct { int n, c, h, w; } fm_case;
 
 static const fm_case k_cases[] = {
     {1, 3, 7, 9}, {2, 5, 13, 11}, {3, 64, 8, 8}, {2, 130, 5, 3}, {1, 256, 4, 4}, {4, 1, 3, 3}, {2, 128, 6, 7},
+    {2, 33, 7, 9}, /* H*W = 63: three 16-position runs (float16 path) and a scalar tail of 15 */
 };
 #define N_CASES (int)(sizeof k_cases / sizeof k_cases[0])
 
@@ -149,27 +150,39 @@ END_TEST
  * the student is tiny but non-zero (|s| ~ 2e-13 < 1e-12): s_hat = s / 1e-12 and, as in autograd
  * of clamp_min, no gradient flows through the norm: ds = g / 1e-12. */
 START_TEST(test_norm_clamp) {
-    stfpm_ctx *ctx = tu_ctx();
-    fm_case f = {1, 4, 2, 2};
-    float th[16], sh[16];
+    /* 2x2: scalar path only; 5x8: zero / tiny positions inside a 16-position run (p = 2, 3) and
+     * in the scalar tail (p = 38, 39) */
+    static const fm_case fc[] = {{1, 4, 2, 2}, {1, 4, 5, 8}};
+    const fm_case f = fc[_i];
+    const int hw = f.h * f.w, ne = f.c * hw;
+    const int zp[2] = {3, hw - 1}, tp[2] = {2, hw - 2};
+    const int nz = hw > 4 ? 2 : 1;
+    float th[160], sh[160], dref[40], dsref[160];
     make_ts(&f, 700, th, sh);
-    for (int c = 0; c < 4; c++) th[c * 4 + 3] = sh[c * 4 + 3] = 0.0f;
-    for (int c = 0; c < 4; c++) sh[c * 4 + 2] = (c % 2 ? 1e-13f : -0.5e-13f) * (float)(c + 1);
-    float dref[4], dsref[16];
-    ref_fm_distance(th, sh, 1, 4, 2, 2, dref);
-    ref_fm_distance_backward(th, sh, 1, 4, 2, 2, 0.25, dsref);
-    stfpm_tensor t = tu_tensor(th, 1, 4, 2, 2), s = tu_tensor(sh, 1, 4, 2, 2);
-    stfpm_tensor d = tu_tensor(NULL, 1, 1, 2, 2), ds = tu_tensor(NULL, 1, 4, 2, 2);
+    for (int z = 0; z < nz; z++)
+        for (int c = 0; c < 4; c++) {
+            th[c * hw + zp[z]] = sh[c * hw + zp[z]] = 0.0f;
+            sh[c * hw + tp[z]] = (c % 2 ? 1e-13f : -0.5e-13f) * (float)(c + 1);
+        }
+    ref_fm_distance(th, sh, 1, 4, f.h, f.w, dref);
+    ref_fm_distance_backward(th, sh, 1, 4, f.h, f.w, 0.25, dsref);
+    stfpm_ctx *ctx = tu_ctx();
+    stfpm_tensor t = tu_tensor(th, 1, 4, f.h, f.w), s = tu_tensor(sh, 1, 4, f.h, f.w);
+    stfpm_tensor d = tu_tensor(NULL, 1, 1, f.h, f.w), ds = tu_tensor(NULL, 1, 4, f.h, f.w);
     TU_CHECK_STATUS(stfpm_fm_distance(ctx, &t, &s, &d));
     TU_CHECK_STATUS(stfpm_fm_distance_backward(ctx, &t, &s, 0.25f, 0, &ds));
     float *dg = tu_read(&d), *dsg = tu_read(&ds);
-    ck_assert_msg(dg[3] == 0.0f, "both zero: d = %g, want 0", dg[3]);
-    for (int c = 0; c < 4; c++) ck_assert_msg(dsg[c * 4 + 3] == 0.0f, "both zero: ds = %g, want 0", dsg[c * 4 + 3]);
-    tu_assert_close("fm_distance with zero / tiny positions", dg, dref, 4, 2e-6, 2e-5);
-    tu_assert_close("fm_distance backward with zero / tiny positions", dsg, dsref, 16, 1e-6, 1e-4);
-    for (int c = 0; c < 4; c++) /* tiny student: clamped gradient of size ~ 2 scale / 1e-12 */
-        ck_assert_msg(fabsf(dsg[c * 4 + 2]) > 1e9f || fabsf(dsref[c * 4 + 2]) < 1e9f,
-                      "tiny student position: ds = %g, want the clamped %g", dsg[c * 4 + 2], dsref[c * 4 + 2]);
+    for (int z = 0; z < nz; z++) {
+        ck_assert_msg(dg[zp[z]] == 0.0f, "both zero: d = %g, want 0", dg[zp[z]]);
+        for (int c = 0; c < 4; c++)
+            ck_assert_msg(dsg[c * hw + zp[z]] == 0.0f, "both zero: ds = %g, want 0", dsg[c * hw + zp[z]]);
+        for (int c = 0; c < 4; c++) /* tiny student: clamped gradient of size ~ 2 scale / 1e-12 */
+            ck_assert_msg(fabsf(dsg[c * hw + tp[z]]) > 1e9f || fabsf(dsref[c * hw + tp[z]]) < 1e9f,
+                          "tiny student position: ds = %g, want the clamped %g", dsg[c * hw + tp[z]],
+                          dsref[c * hw + tp[z]]);
+    }
+    tu_assert_close("fm_distance with zero / tiny positions", dg, dref, (size_t)hw, 2e-6, 2e-5);
+    tu_assert_close("fm_distance backward with zero / tiny positions", dsg, dsref, (size_t)ne, 1e-6, 1e-4);
     free(dg); free(dsg);
     stfpm_tensor_free(ctx, &t); stfpm_tensor_free(ctx, &s);
     stfpm_tensor_free(ctx, &d); stfpm_tensor_free(ctx, &ds);
@@ -178,8 +191,9 @@ END_TEST
 
 /* accumulate = 1: ds = R + gradient; accumulate = 0 overwrites. atol 1e-5 * max, rtol 1e-4. */
 START_TEST(test_accumulate) {
+    static const fm_case fc[] = {{2, 7, 5, 3}, {2, 7, 5, 7}}; /* scalar only; runs + tail */
     stfpm_ctx *ctx = tu_ctx();
-    fm_case f = {2, 7, 5, 3};
+    fm_case f = fc[_i];
     size_t ne = numel(&f);
     float *th = malloc(ne * sizeof *th), *sh = malloc(ne * sizeof *sh), *r = malloc(ne * sizeof *r);
     float *g = malloc(ne * sizeof *g), *want = malloc(ne * sizeof *want);
@@ -292,8 +306,8 @@ int main(void) {
     TCase *tc = tcase_create("fm_distance");
     tcase_add_loop_test(tc, test_vs_reference, 0, N_CASES);
     tcase_add_loop_test(tc, test_backward_finite_differences, 0, 3);
-    tcase_add_test(tc, test_norm_clamp);
-    tcase_add_test(tc, test_accumulate);
+    tcase_add_loop_test(tc, test_norm_clamp, 0, 2);
+    tcase_add_loop_test(tc, test_accumulate, 0, 2);
     tcase_add_test(tc, test_views);
     tcase_add_test(tc, test_shape_errors);
     tcase_add_test(tc, test_vs_torch);

@@ -16,6 +16,10 @@ static const pool_case k_cases[] = {
     {1, 3, 7, 9, 3, 2, 1},  {2, 5, 13, 11, 3, 2, 1}, {2, 5, 13, 11, 2, 2, 0}, {3, 6, 8, 8, 3, 2, 1},
     {2, 3, 6, 10, 2, 2, 0}, {1, 1, 1, 1, 3, 2, 1},   {1, 2, 2, 3, 3, 1, 1},   {2, 7, 16, 16, 3, 2, 1},
     {1, 3, 12, 5, 3, 3, 0}, {2, 4, 32, 32, 3, 2, 1},
+    /* wide rows: the vectorised k3 s2 paths (4 windows / 8 columns at a time) plus their
+     * scalar edges, odd and even widths, pad 0 and 1 */
+    {2, 3, 19, 21, 3, 2, 0}, {1, 2, 33, 35, 3, 2, 1}, {2, 3, 20, 24, 3, 2, 1}, {1, 2, 9, 26, 3, 2, 0},
+    {1, 2, 11, 40, 2, 2, 0}, {1, 2, 10, 37, 3, 1, 1},
 };
 #define N_CASES (int)(sizeof k_cases / sizeof k_cases[0])
 
@@ -155,10 +159,48 @@ START_TEST(test_backward_finite_differences) {
 }
 END_TEST
 
+/* NaN wins (PyTorch CPU): a window containing NaN outputs NaN and its gradient goes to the
+ * LAST NaN in row-major window order (`v > best || isnan(v)` keeps replacing). Compared with
+ * the C reference, which implements the same scan; forward NaN positions must match exactly. */
+START_TEST(test_nan) {
+    static const pool_case nc[] = {{2, 3, 13, 27, 3, 2, 1}, {1, 2, 12, 30, 3, 2, 0}, {1, 2, 9, 8, 2, 2, 0}};
+    stfpm_ctx *ctx = tu_ctx();
+    for (int ci = 0; ci < 3; ci++) {
+        const pool_case *pc = &nc[ci];
+        int ho = out_size(pc->h, pc->k, pc->s, pc->p), wo = out_size(pc->w, pc->k, pc->s, pc->p);
+        size_t ni = (size_t)pc->n * pc->c * pc->h * pc->w, no = (size_t)pc->n * pc->c * ho * wo;
+        float *xh = malloc(ni * sizeof *xh), *dyh = malloc(no * sizeof *dyh);
+        float *yref = malloc(no * sizeof *yref), *dxref = malloc(ni * sizeof *dxref);
+        fill_ties(xh, ni, 60 + ci);
+        for (size_t i = 0; i < ni; i += 7) xh[i] = NAN;                  /* windows with 1-2 NaNs */
+        tu_fill_uniform(dyh, no, 70 + ci, -1.0f, 1.0f);
+        ref_maxpool_forward(xh, pc->n, pc->c, pc->h, pc->w, pc->k, pc->s, pc->p, yref);
+        ref_maxpool_backward(xh, pc->n, pc->c, pc->h, pc->w, pc->k, pc->s, pc->p, dyh, dxref);
+        stfpm_tensor x = tu_tensor(xh, pc->n, pc->c, pc->h, pc->w), y = tu_tensor(NULL, pc->n, pc->c, ho, wo);
+        stfpm_tensor dy = tu_tensor(dyh, pc->n, pc->c, ho, wo), dx = tu_tensor(NULL, pc->n, pc->c, pc->h, pc->w);
+        TU_CHECK_STATUS(stfpm_maxpool_forward(ctx, &x, pc->k, pc->s, pc->p, &y));
+        TU_CHECK_STATUS(stfpm_maxpool_backward(ctx, &x, pc->k, pc->s, pc->p, &dy, &dx));
+        float *yg = tu_read(&y), *dxg = tu_read(&dx);
+        size_t nans = 0;
+        for (size_t i = 0; i < no; i++) {
+            ck_assert_msg(isnan(yg[i]) == isnan(yref[i]) && (isnan(yg[i]) || yg[i] == yref[i]),
+                          "maxpool NaN case %d forward element %zu: got %g want %g", ci, i, yg[i], yref[i]);
+            nans += isnan(yref[i]) != 0;
+        }
+        ck_assert_msg(nans > no / 4, "maxpool NaN case %d: only %zu of %zu windows hold a NaN", ci, nans, no);
+        tu_assert_close("maxpool NaN backward (gradient to the last NaN)", dxg, dxref, ni, 1e-6, 1e-6);
+        free(yg); free(dxg); free(xh); free(dyh); free(yref); free(dxref);
+        stfpm_tensor_free(ctx, &x); stfpm_tensor_free(ctx, &y);
+        stfpm_tensor_free(ctx, &dy); stfpm_tensor_free(ctx, &dx);
+    }
+}
+END_TEST
+
 /* Views (non-zero element offsets): only the viewed samples are read and written. */
 START_TEST(test_views) {
+    static const int hw[][2] = {{9, 7}, {12, 29}};   /* narrow (scalar) and wide (vector paths) */
     stfpm_ctx *ctx = tu_ctx();
-    int n = 3, c = 3, H = 9, W = 7, ho = out_size(H, 3, 2, 1), wo = out_size(W, 3, 2, 1);
+    int n = 3, c = 3, H = hw[_i][0], W = hw[_i][1], ho = out_size(H, 3, 2, 1), wo = out_size(W, 3, 2, 1);
     size_t ps = (size_t)c * H * W, pso = (size_t)c * ho * wo;
     float *xh = malloc(n * ps * sizeof *xh), *dyh = malloc(n * pso * sizeof *dyh);
     tu_fill_uniform(xh, n * ps, 80, -1, 1);
@@ -254,7 +296,8 @@ int main(void) {
     tcase_add_loop_test(tc, test_vs_reference_ties, 0, N_CASES);
     tcase_add_test(tc, test_ties_constant_first_max);
     tcase_add_loop_test(tc, test_backward_finite_differences, 0, 3);
-    tcase_add_test(tc, test_views);
+    tcase_add_loop_test(tc, test_views, 0, 2);
+    tcase_add_test(tc, test_nan);
     tcase_add_test(tc, test_shape_errors);
     tcase_add_test(tc, test_vs_torch);
     suite_add_tcase(s, tc);

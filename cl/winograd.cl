@@ -16,14 +16,15 @@
  * tile); this form runs the transforms at memory speed. Each work-item handles a row of tiles
  * (the row form of cl/conv.cl's im2col, for the same reason: per-item overhead on CPUs). */
 
-/* s{k}{b} = (B^T d)[k][b] for column b of the 6x6 input tile d{a}{b} */
-#define WINO_BT_COL(b)                                                    \
-    const float s0##b = 4.0f * d0##b - 5.0f * d2##b + d4##b;              \
-    const float s1##b = -4.0f * (d1##b + d2##b) + d3##b + d4##b;          \
-    const float s2##b = 4.0f * (d1##b - d2##b) - d3##b + d4##b;           \
-    const float s3##b = 2.0f * (d3##b - d1##b) - d2##b + d4##b;           \
-    const float s4##b = 2.0f * (d1##b - d3##b) - d2##b + d4##b;           \
-    const float s5##b = 4.0f * d1##b - 5.0f * d3##b + d5##b;
+/* s{k}{b} = (B^T d)[k][b] for column b of the 6x6 input tile d{a}{b} (T: float or float4) */
+#define WINO_BT_COL_T(T, b)                                               \
+    const T s0##b = 4.0f * d0##b - 5.0f * d2##b + d4##b;                  \
+    const T s1##b = -4.0f * (d1##b + d2##b) + d3##b + d4##b;              \
+    const T s2##b = 4.0f * (d1##b - d2##b) - d3##b + d4##b;               \
+    const T s3##b = 2.0f * (d3##b - d1##b) - d2##b + d4##b;               \
+    const T s4##b = 2.0f * (d1##b - d3##b) - d2##b + d4##b;               \
+    const T s5##b = 4.0f * d1##b - 5.0f * d3##b + d5##b;
+#define WINO_BT_COL(b) WINO_BT_COL_T(float, b)
 /* V[k*6 + l] = (s B)[k][l] for row k */
 #define WINO_BT_ROW(k)                                                                   \
     dst[(size_t)(k * 6 + 0) * plane] = 4.0f * s##k##0 - 5.0f * s##k##2 + s##k##4;        \
@@ -44,9 +45,57 @@
     const int ok##a = (uint)(h0 + a) < (uint)H;                                           \
     __global const float *r##a = src + (size_t)(ok##a ? h0 + a : 0) * W;
 
+/* --- four tiles at a time (float4 lanes = tiles tx .. tx+3) ---------------------------------
+ * PoCL does not vectorise the per-tile loops across work-items; computing four horizontally
+ * adjacent tiles in the lanes of float4 values (and storing four consecutive t at once) made
+ * the transforms ~2x faster (bench_step, 256x256). */
+#define WINO_LD(a, w) (ok##a && (uint)(w) < (uint)W ? r##a[w] : 0.0f)
+#define WINO_DECL_ROW4(a) float4 d##a##0, d##a##1, d##a##2, d##a##3, d##a##4, d##a##5;
+/* row a of the four tiles: columns w0 + 4j + b, j = lane; interior: one run of 18 floats */
+#define WINO_FAST_ROW4(a)                                                                  \
+    {                                                                                      \
+        __global const float *q = r##a + w0;                                               \
+        const float4 v0 = vload4(0, q), v1 = vload4(0, q + 4), v2 = vload4(0, q + 8),      \
+                     v3 = vload4(0, q + 12);                                               \
+        const float2 v4 = vload2(0, q + 16);                                               \
+        d##a##0 = (float4)(v0.s0, v1.s0, v2.s0, v3.s0);                                    \
+        d##a##1 = (float4)(v0.s1, v1.s1, v2.s1, v3.s1);                                    \
+        d##a##2 = (float4)(v0.s2, v1.s2, v2.s2, v3.s2);                                    \
+        d##a##3 = (float4)(v0.s3, v1.s3, v2.s3, v3.s3);                                    \
+        d##a##4 = (float4)(v1.s0, v2.s0, v3.s0, v4.s0);                                    \
+        d##a##5 = (float4)(v1.s1, v2.s1, v3.s1, v4.s1);                                    \
+    }
+#define WINO_SLOW_ROW4(a)                                                                  \
+    d##a##0 = (float4)(WINO_LD(a, w0), WINO_LD(a, w0 + 4), WINO_LD(a, w0 + 8), WINO_LD(a, w0 + 12));         \
+    d##a##1 = (float4)(WINO_LD(a, w0 + 1), WINO_LD(a, w0 + 5), WINO_LD(a, w0 + 9), WINO_LD(a, w0 + 13));     \
+    d##a##2 = (float4)(WINO_LD(a, w0 + 2), WINO_LD(a, w0 + 6), WINO_LD(a, w0 + 10), WINO_LD(a, w0 + 14));    \
+    d##a##3 = (float4)(WINO_LD(a, w0 + 3), WINO_LD(a, w0 + 7), WINO_LD(a, w0 + 11), WINO_LD(a, w0 + 15));    \
+    d##a##4 = (float4)(WINO_LD(a, w0 + 4), WINO_LD(a, w0 + 8), WINO_LD(a, w0 + 12), WINO_LD(a, w0 + 16));    \
+    d##a##5 = (float4)(WINO_LD(a, w0 + 5), WINO_LD(a, w0 + 9), WINO_LD(a, w0 + 13), WINO_LD(a, w0 + 17));
+/* store the lanes of v that are tiles (nst of them) at p, p+1, ... */
+#define WINO_ST4(p, v)                                                                     \
+    {                                                                                      \
+        const float4 vv = (v);                                                             \
+        __global float *pp = (p);                                                          \
+        if (nst == 4) vstore4(vv, 0, pp);                                                  \
+        else {                                                                             \
+            pp[0] = vv.s0;                                                                 \
+            if (nst > 1) pp[1] = vv.s1;                                                    \
+            if (nst > 2) pp[2] = vv.s2;                                                    \
+        }                                                                                  \
+    }
+#define WINO_BT_ROW4(k)                                                                    \
+    WINO_ST4(dst + (size_t)(k * 6 + 0) * plane, 4.0f * s##k##0 - 5.0f * s##k##2 + s##k##4)        \
+    WINO_ST4(dst + (size_t)(k * 6 + 1) * plane, -4.0f * (s##k##1 + s##k##2) + s##k##3 + s##k##4)  \
+    WINO_ST4(dst + (size_t)(k * 6 + 2) * plane, 4.0f * (s##k##1 - s##k##2) - s##k##3 + s##k##4)   \
+    WINO_ST4(dst + (size_t)(k * 6 + 3) * plane, 2.0f * (s##k##3 - s##k##1) - s##k##2 + s##k##4)   \
+    WINO_ST4(dst + (size_t)(k * 6 + 4) * plane, 2.0f * (s##k##1 - s##k##3) - s##k##2 + s##k##4)   \
+    WINO_ST4(dst + (size_t)(k * 6 + 5) * plane, 4.0f * s##k##1 - 5.0f * s##k##3 + s##k##5)
+
 /* Input tiles of nb images of x (N, C, H, W) at x_off -> V[xi][c][t] (row stride ld, plane
  * stride `plane`). Tile (ty, tx) covers input rows ty*4 - pad .. +5 and columns tx*4 - pad .. +5
- * (zeros outside the image). gws = (TH, nb * C): item (ty, i * C + c) does tiles tx = 0..TW-1. */
+ * (zeros outside the image). gws = (TH, nb * C): item (ty, i * C + c) does tiles tx = 0..TW-1,
+ * four at a time. */
 __kernel void wino_input(__global const float *x, int x_off, int C, int H, int W, int pad,
                          int TH, int TW, int nb, int ld, int plane, __global float *V) {
     const int ty = get_global_id(0);
@@ -57,13 +106,23 @@ __kernel void wino_input(__global const float *x, int x_off, int C, int H, int W
     __global const float *src = x + x_off + (size_t)ic * H * W;
     const int h0 = ty * 4 - pad;
     WINO_ROW_PTR(0) WINO_ROW_PTR(1) WINO_ROW_PTR(2) WINO_ROW_PTR(3) WINO_ROW_PTR(4) WINO_ROW_PTR(5)
+    const int rows_ok = ok0 && ok1 && ok2 && ok3 && ok4 && ok5;
     __global float *dst = V + (size_t)c * ld + ((size_t)i * TH + ty) * TW;
-    for (int tx = 0; tx < TW; tx++, dst++) {
+    for (int tx = 0; tx < TW; tx += 4, dst += 4) {
         const int w0 = tx * 4 - pad;
-        WINO_LOAD_ROW(0) WINO_LOAD_ROW(1) WINO_LOAD_ROW(2)
-        WINO_LOAD_ROW(3) WINO_LOAD_ROW(4) WINO_LOAD_ROW(5)
-        WINO_BT_COL(0) WINO_BT_COL(1) WINO_BT_COL(2) WINO_BT_COL(3) WINO_BT_COL(4) WINO_BT_COL(5)
-        WINO_BT_ROW(0) WINO_BT_ROW(1) WINO_BT_ROW(2) WINO_BT_ROW(3) WINO_BT_ROW(4) WINO_BT_ROW(5)
+        const int nst = min(4, TW - tx);
+        WINO_DECL_ROW4(0) WINO_DECL_ROW4(1) WINO_DECL_ROW4(2)
+        WINO_DECL_ROW4(3) WINO_DECL_ROW4(4) WINO_DECL_ROW4(5)
+        if (rows_ok && w0 >= 0 && w0 + 18 <= W) {
+            WINO_FAST_ROW4(0) WINO_FAST_ROW4(1) WINO_FAST_ROW4(2)
+            WINO_FAST_ROW4(3) WINO_FAST_ROW4(4) WINO_FAST_ROW4(5)
+        } else {
+            WINO_SLOW_ROW4(0) WINO_SLOW_ROW4(1) WINO_SLOW_ROW4(2)
+            WINO_SLOW_ROW4(3) WINO_SLOW_ROW4(4) WINO_SLOW_ROW4(5)
+        }
+        WINO_BT_COL_T(float4, 0) WINO_BT_COL_T(float4, 1) WINO_BT_COL_T(float4, 2)
+        WINO_BT_COL_T(float4, 3) WINO_BT_COL_T(float4, 4) WINO_BT_COL_T(float4, 5)
+        WINO_BT_ROW4(0) WINO_BT_ROW4(1) WINO_BT_ROW4(2) WINO_BT_ROW4(3) WINO_BT_ROW4(4) WINO_BT_ROW4(5)
     }
 }
 

@@ -88,7 +88,8 @@ int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo) {
 static size_t chunk_budget(stfpm_ctx *ctx) {
     size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? WINO_CHUNK_BYTES_CPU
                                                                      : WINO_CHUNK_BYTES_GPU;
-    const char *e = getenv("STFPM_CONV_CHUNK_BYTES");
+    const char *e = getenv("STFPM_WINO_CHUNK_BYTES");
+    if (!e || !*e) e = getenv("STFPM_CONV_CHUNK_BYTES");
     if (e && *e) {
         char *end = NULL;
         unsigned long long v = strtoull(e, &end, 10);

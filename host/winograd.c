@@ -18,8 +18,10 @@
 /* Scratch per chunk (V + M). Unlike im2col (host/conv.c), larger chunks pay on CPUs too: each
  * chunk costs 36 GEMM calls, and wider GEMMs run faster. Measured on PoCL, training step at
  * 256x256, batch 8 (bench_step): 1.36 s/step with 8 MiB chunks (one image), 1.09 with 32 MiB,
- * 1.03 with 128 MiB (the whole batch). */
-#define WINO_CHUNK_BYTES_CPU ((size_t)64 << 20)
+ * 1.03 with 128 MiB (the whole batch); inference at batch 32 (two or three chunks at layer1):
+ * 16.99 images/s with 8 MiB, 20.4 with 16, 21.2 with 32, 21.8 with 64, 23.8 with 128. Smaller
+ * chunks did not make the (memory-bound) transforms faster. */
+#define WINO_CHUNK_BYTES_CPU ((size_t)128 << 20)
 #define WINO_CHUNK_BYTES_GPU ((size_t)256 << 20)
 
 /* Row stride of V and M for T tiles: a multiple of 64 (CLBlast's tile: no padding copies),

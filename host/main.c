@@ -609,14 +609,14 @@ static int cmd_tune(int argc, char **argv) {
     double gflop = 0;
     printf("\nCLBlast SGEMM tuning for %s (driver %s)\n", r->device, r->driver);
     if (r->input_size)
-        printf("GEMMs as host/conv.c issues them at %dx%d input, %d image(s) per chunk (row-major):\n", r->input_size,
+        printf("GEMMs as host/conv.c and host/winograd.c issue them at %dx%d input, %d image(s) per chunk (row-major):\n", r->input_size,
                r->input_size, r->images_per_chunk);
     for (int i = 0; i < r->n_shapes; i++) {
         const stfpm_tune_shape *sh = &r->shapes[i];
         double g = 2e-9 * sh->m * sh->n * sh->k;
-        gflop += g;
-        printf("  %-13s %s  M %5zu  N %6zu  K %5zu  %.3f GFLOP\n", sh->name, sh->trans_a ? "TN" : "NN", sh->m, sh->n,
-               sh->k, g);
+        gflop += g * (sh->weight > 0 ? sh->weight : 1.0);   /* the totals below are weighted too */
+        printf("  %-17s %s  M %5zu  N %6zu  K %5zu  %.3f GFLOP  x%g per step\n", sh->name, sh->trans_a ? "TN" : "NN",
+               sh->m, sh->n, sh->k, g, sh->weight > 0 ? sh->weight : 1.0);
     }
     gflop *= 1e3; /* GFLOP / ms -> GFLOP/s */
     printf("\nms per GEMM: median of %d %s runs after a warm-up (the fastest sets: the faster of two\n"

@@ -3,10 +3,12 @@
  * and store the fastest set in the cache directory (host/gemm.c applies it to later contexts).
  *
  * Shapes: the ResNet-18 conv GEMMs (layers conv1..layer3, as the student and teacher use them)
- * exactly as host/conv.c issues them: row-major, forward W * col (NN), weight gradient
- * dYc * colT (NN, reduction over the padded image columns), data gradient W^T * dYc (TN), one
- * image per chunk on CPUs (conv.c's 8 MiB chunks) and 8 on other devices. Every one of them
- * does ~0.15 G multiply-adds at 256x256 input, so the score is simply their total time.
+ * as host/conv.c and host/winograd.c issue them, row-major: conv1's im2col forward W * col (NN,
+ * one image per chunk on CPUs, conv.c's 8 MiB chunks; 8 on other devices), the stride-2 3x3
+ * conv's weight gradient dYc * colT (NN, reduction over the padded image columns) and data
+ * gradient W^T * dYc (TN), and the Winograd GEMMs of the 3x3 stride-1 convs (one of the 36
+ * planes, batch 8 in one chunk: forward U * V, weight gradient Z * Vt with the reduction over
+ * the tiles). Each shape's time is weighted by how often a training step issues it.
  *
  * Each parameter set ("row") is: applied with CLBlastOverrideParameters (Xgemm + threshold 32,
  * so every measured GEMM takes the indirect path); checked on two small GEMMs (NN, and TN with
@@ -44,12 +46,16 @@ static size_t conv_backward_ld(size_t np) {
     return ld % 512 == 0 ? ld + 64 : ld;
 }
 
-static void set_shape(stfpm_tune_shape *s, const char *name, int ta, size_t m, size_t n, size_t k) {
+static void set_shape(stfpm_tune_shape *s, const char *name, int ta, size_t m, size_t n, size_t k,
+                      double weight) {
     snprintf(s->name, sizeof s->name, "%s", name);
     s->trans_a = ta;
     s->trans_b = 0;
     s->m = m; s->n = n; s->k = k;
+    s->weight = weight;
 }
+
+static double shape_weight(const stfpm_tune_shape *s) { return s->weight > 0 ? s->weight : 1.0; }
 
 int stfpm_tune_default_shapes(stfpm_ctx *ctx, int quick, stfpm_tune_shape *out, int *images_per_chunk,
                               int *input_size) {
@@ -57,12 +63,20 @@ int stfpm_tune_default_shapes(stfpm_ctx *ctx, int quick, stfpm_tune_shape *out, 
     size_t S = quick ? 128 : 256, nb = cpu ? 1 : quick ? 4 : 8;
     size_t p0 = (S / 2) * (S / 2), p1 = (S / 4) * (S / 4), p2 = (S / 8) * (S / 8), p3 = (S / 16) * (S / 16);
     int n = 0;
-    set_shape(&out[n++], "conv1 fwd", 0, 64, nb * p0, 147);                        /* 7x7/2, 3->64 */
-    set_shape(&out[n++], "layer1 fwd", 0, 64, nb * p1, 576);                       /* 3x3, 64->64 */
-    set_shape(&out[n++], "layer3 fwd", 0, 256, nb * p3, 2304);                     /* 3x3, 256->256 */
-    set_shape(&out[n++], "layer1 bwd-w", 0, 64, 576, conv_backward_ld(nb * p1));   /* dW = dYc colT */
-    set_shape(&out[n++], "layer3 bwd-w", 0, 256, 2304, conv_backward_ld(nb * p3));
-    set_shape(&out[n++], "layer2 bwd-d", 1, 1152, conv_backward_ld(nb * p2), 128); /* dcol = W^T dYc */
+    size_t wb = quick ? 4 : 8;                                   /* Winograd: the batch in one chunk */
+    size_t t1 = conv_backward_ld(wb * p1 / 16), t2 = conv_backward_ld(wb * p2 / 16),
+           t3 = conv_backward_ld(wb * p3 / 16);                  /* 4x4 tiles, padded like wino_ld */
+    /* weights: calls per training step at batch 8 (im2col: one per chunk; Winograd: 36 planes
+     * times the convs of that shape, forward and backward-data share the forward's shape) */
+    double chunks = 8.0 / (double)nb;
+    set_shape(&out[n++], "conv1 fwd", 0, 64, nb * p0, 147, chunks);               /* 7x7/2, 3->64 */
+    set_shape(&out[n++], "layer2.0 bwd-w", 0, 128, 576, conv_backward_ld(nb * p2), chunks); /* 3x3/2 */
+    set_shape(&out[n++], "layer2.0 bwd-d", 1, 576, conv_backward_ld(nb * p2), 128, chunks);
+    set_shape(&out[n++], "wino l1 fwd", 0, 64, t1, 64, 36 * 8);                   /* M = U V, one plane */
+    set_shape(&out[n++], "wino l2 fwd", 0, 128, t2, 128, 36 * 6);
+    set_shape(&out[n++], "wino l3 fwd", 0, 256, t3, 256, 36 * 6);
+    set_shape(&out[n++], "wino l1 bwd-w", 0, 64, 64, t1, 36 * 4);                 /* S = Z Vt */
+    set_shape(&out[n++], "wino l3 bwd-w", 0, 256, 256, t3, 36 * 3);
     if (images_per_chunk) *images_per_chunk = (int)nb;
     if (input_size) *input_size = (int)S;
     return n;
@@ -387,7 +401,7 @@ static void measure_row(bench *b, stfpm_tune_row *row) {
         snprintf(row->why, sizeof row->why, "wrong results: error %.3g x the tolerance", row->max_err);
     } else {
         row->total_ms = 0;
-        for (int i = 0; i < b->n_shapes; i++) row->total_ms += row->ms[i];
+        for (int i = 0; i < b->n_shapes; i++) row->total_ms += shape_weight(&b->shapes[i]) * row->ms[i];
     }
 }
 
@@ -471,7 +485,7 @@ static void choose_threshold(const stfpm_tune_result *r, stfpm_tune_row *row, co
         for (int s = 0; s < r->n_shapes; s++) {
             const stfpm_tune_shape *sh = &r->shapes[s];
             unsigned long long mnk = (unsigned long long)sh->m * sh->n * sh->k;
-            total += mnk < (unsigned long long)t * t * t ? direct->ms[s] : row->ms[s];
+            total += shape_weight(sh) * (mnk < (unsigned long long)t * t * t ? direct->ms[s] : row->ms[s]);
         }
         if (total < best || (total == best && t < row->threshold)) { best = total; row->threshold = t; }
     }
@@ -600,7 +614,7 @@ static void confirm_best(search *s) {
             x->total_ms = 0;
             for (int i = 0; i < r->n_shapes; i++) {
                 if (again.ms[i] < x->ms[i]) x->ms[i] = again.ms[i];
-                x->total_ms += x->ms[i];
+                x->total_ms += shape_weight(&r->shapes[i]) * x->ms[i];
             }
             if (again.max_err > x->max_err) x->max_err = again.max_err;
             choose_threshold(r, x, direct);

@@ -162,7 +162,7 @@ START_TEST(test_tune_writes_cache) {
     write_file(journal, applied_c, strlen(applied_c));
     unlink(bad);
 
-    stfpm_tune_shape shapes[2] = {{"fwd", 0, 0, 64, 512, 147}, {"bwd-d", 1, 0, 144, 320, 64}};
+    stfpm_tune_shape shapes[2] = {{"fwd", 0, 0, 64, 512, 147, 1}, {"bwd-d", 1, 0, 144, 320, 64, 2}};
     const char *cands[4] = {K_SET_A, K_SET_B, "Xgemm:MWG=64,NWG=64", K_SET_C};
     stfpm_tune_options o;
     stfpm_tune_options_default(&o);

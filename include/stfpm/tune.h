@@ -74,6 +74,7 @@ typedef struct stfpm_tune_shape {
     char name[24];         /* e.g. "layer1 fwd" */
     int trans_a, trans_b;  /* row-major C = op(A) * op(B), as stfpm_gemm */
     size_t m, n, k;
+    double weight;         /* calls per training step: the total is sum(weight * ms); 0 = 1 */
 } stfpm_tune_shape;
 
 typedef struct stfpm_tune_options {

@@ -173,6 +173,17 @@ stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt) {
     stfpm_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory creating the context");
     ctx->info = recs[pick].info;
+    /* STFPM_DEVICE_MEM_LIMIT=bytes: treat the device as having at most that much memory (tests
+     * of the out-of-device-memory paths; also a way to leave room for other programs) */
+    const char *ml = getenv("STFPM_DEVICE_MEM_LIMIT");
+    if (ml && *ml) {
+        char *end = NULL;
+        unsigned long long v = strtoull(ml, &end, 10);
+        if (end != ml && v > 0) {
+            if (v < ctx->info.global_mem) ctx->info.global_mem = v;
+            if (v < ctx->info.max_alloc) ctx->info.max_alloc = v;
+        }
+    }
     ctx->platform = recs[pick].p;
     ctx->device = recs[pick].d;
     const char *pe = getenv("STFPM_PROFILE");

@@ -100,6 +100,29 @@ static size_t chunk_budget(stfpm_ctx *ctx) {
     return budget;
 }
 
+static int chunk_count(stfpm_ctx *ctx, size_t per_image, int n) {
+    size_t nbz = chunk_budget(ctx) / per_image;
+    return nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
+}
+
+/* The two per-chunk scratch matrices (slots 0 and 1) for chunks of *nb images: forward V (C x ld)
+ * and M (K x ld) planes; wgrad Vt (ld x C) and Z (K x ld). When the device cannot hold them,
+ * the chunk is halved until it can (down to one image) before giving up with STFPM_ERR_OOM. */
+static stfpm_status wino_scratch(stfpm_ctx *ctx, int wgrad, int C, int K, size_t tiles, int *nb, cl_mem *a,
+                                 cl_mem *b) {
+    for (;;) {
+        size_t ld = wino_ld((size_t)*nb * tiles);
+        size_t pa = wgrad ? wino_plane(ctx, ld, (size_t)C) : wino_plane(ctx, (size_t)C, ld);
+        stfpm_status st = stfpm_scratch(ctx, 0, 36 * pa * sizeof(float), a);
+        if (st == STFPM_OK) st = stfpm_scratch(ctx, 1, 36 * wino_plane(ctx, (size_t)K, ld) * sizeof(float), b);
+        if (st == STFPM_ERR_OOM && *nb > 1) {
+            *nb = (*nb + 1) / 2;
+            continue;
+        }
+        return st;
+    }
+}
+
 static stfpm_status weight_transform(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, int flip,
                                     size_t pu, cl_mem U) {
     cl_int wo = (cl_int)w_off, fl = flip ? 1 : 0, plane = (cl_int)pu;
@@ -152,11 +175,8 @@ stfpm_status stfpm_winograd_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int 
     if (!bias) bias = y;   /* never read; PoCL wants a valid buffer argument */
     if (!res) res = y;
     size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
-    size_t nbz = chunk_budget(ctx) / per_image;
-    int nb = nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
-    size_t ld_max = wino_ld((size_t)nb * tiles);
-    STFPM_TRY(stfpm_scratch(ctx, 0, 36 * wino_plane(ctx, (size_t)C, ld_max) * sizeof(float), &V));
-    STFPM_TRY(stfpm_scratch(ctx, 1, 36 * wino_plane(ctx, (size_t)K, ld_max) * sizeof(float), &M));
+    int nb = chunk_count(ctx, per_image, n);
+    STFPM_TRY(wino_scratch(ctx, 0, C, K, tiles, &nb, &V, &M));
 
     for (int i0 = 0; i0 < n; i0 += nb) {
         int cnt = n - i0 < nb ? n - i0 : nb;
@@ -190,15 +210,12 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
     const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4;
     const size_t tiles = (size_t)TH * TW;
     size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
-    size_t nbz = chunk_budget(ctx) / per_image;
-    int nb = nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
-    size_t ld_max = wino_ld((size_t)nb * tiles);
+    int nb = chunk_count(ctx, per_image, n);
     /* Vt (ld x C per plane, slot 0), Z (K x ld, slot 1), S (K x C, slot 2) */
     const size_t ps = wino_plane(ctx, (size_t)K, (size_t)C);
     cl_mem Vt, Z, S;
-    STFPM_TRY(stfpm_scratch(ctx, 0, 36 * wino_plane(ctx, ld_max, (size_t)C) * sizeof(float), &Vt));
-    STFPM_TRY(stfpm_scratch(ctx, 1, 36 * wino_plane(ctx, (size_t)K, ld_max) * sizeof(float), &Z));
     STFPM_TRY(stfpm_scratch(ctx, 2, 36 * ps * sizeof(float), &S));
+    STFPM_TRY(wino_scratch(ctx, 1, C, K, tiles, &nb, &Vt, &Z));
 
     for (int i0 = 0; i0 < n; i0 += nb) {
         int cnt = n - i0 < nb ? n - i0 : nb;

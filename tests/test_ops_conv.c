@@ -364,6 +364,52 @@ START_TEST(test_conv_fused) {
 }
 END_TEST
 
+/* Winograd on a device too small for the chunk its budget asks for: the chunk is halved until
+ * the scratch fits (host/winograd.c, wino_scratch) and the results are still right. The device
+ * is limited with STFPM_DEVICE_MEM_LIMIT (own context): the tensors + U take ~2.8 MB, V + M
+ * ~1.2 MB per image (64 channels, 32x32), so 6 MB allows chunks of 2-3 images but not 4. */
+START_TEST(test_conv_winograd_small_device) {
+    const ref_conv_shape s = {4, 64, 32, 32, 64, 3, 3, 1, 1};
+    size_t nx = ref_conv_x_numel(&s), nw = ref_conv_w_numel(&s), ny = ref_conv_y_numel(&s);
+    float *x = rand_host(nx, 77), *w = rand_host(nw, 78), *dy = rand_host(ny, 79);
+    float *want = malloc(ny * sizeof *want), *want_dw = malloc(nw * sizeof *want_dw);
+    ref_conv2d_forward(&s, x, w, want);
+    ref_conv2d_backward_weight(&s, x, dy, want_dw);
+    setenv("STFPM_DEVICE_MEM_LIMIT", "6000000", 1);
+    setenv("STFPM_WINO_CHUNK_BYTES", "268435456", 1);
+    setenv("STFPM_CONV_ALGO", "winograd", 1);
+    stfpm_ctx *ctx = NULL;
+    stfpm_ctx_options o = {0};
+    TU_CHECK_STATUS(stfpm_ctx_create(&ctx, &o));
+    TU_CHECK_STATUS(stfpm_clblast_apply_tuning(ctx));
+    stfpm_tensor tx, tw, ty, tdy, tdw;
+    TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &tx, s.n, s.cin, s.h, s.w));
+    TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &tw, s.cout, s.cin, 3, 3));
+    TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &ty, s.n, s.cout, s.h, s.w));
+    TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &tdy, s.n, s.cout, s.h, s.w));
+    TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &tdw, s.cout, s.cin, 3, 3));
+    TU_CHECK_STATUS(stfpm_tensor_write(ctx, &tx, x));
+    TU_CHECK_STATUS(stfpm_tensor_write(ctx, &tw, w));
+    TU_CHECK_STATUS(stfpm_tensor_write(ctx, &tdy, dy));
+    TU_CHECK_STATUS(stfpm_conv2d_forward(ctx, &tx, &tw, 1, 1, &ty));
+    TU_CHECK_STATUS(stfpm_conv2d_backward(ctx, &tx, &tw, 1, 1, &tdy, NULL, &tdw));
+    float *got = malloc(ny * sizeof *got), *got_dw = malloc(nw * sizeof *got_dw);
+    TU_CHECK_STATUS(stfpm_tensor_read(ctx, &ty, got));
+    TU_CHECK_STATUS(stfpm_tensor_read(ctx, &tdw, got_dw));
+    ck_assert_msg(stfpm_ctx_mem_peak(ctx) <= 6000000, "peak %llu over the 6 MB limit",
+                  (unsigned long long)stfpm_ctx_mem_peak(ctx));
+    tu_assert_close("winograd forward, small device", got, want, ny, atol_wino(576), RTOL);
+    tu_assert_close("winograd dw, small device", got_dw, want_dw, nw, atol_wino_dw(4 * 32 * 32), RTOL);
+    stfpm_tensor *all[] = {&tx, &tw, &ty, &tdy, &tdw};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) stfpm_tensor_free(ctx, all[i]);
+    stfpm_ctx_free(ctx);
+    unsetenv("STFPM_DEVICE_MEM_LIMIT");
+    unsetenv("STFPM_WINO_CHUNK_BYTES");
+    unsetenv("STFPM_CONV_ALGO");
+    free(x); free(w); free(dy); free(want); free(want_dw); free(got); free(got_dw);
+}
+END_TEST
+
 START_TEST(test_conv_shape_mismatch) {
     stfpm_ctx *ctx = tu_ctx();
     stfpm_tensor x = tu_tensor(NULL, 2, 3, 9, 9);
@@ -404,6 +450,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_conv_vs_reference, 0, N_CASES);
     tcase_add_test(tc, test_conv_shape_mismatch);
     tcase_add_loop_test(tc, test_conv_fused, 0, N_FUSED);
+    tcase_add_test(tc, test_conv_winograd_small_device);
     tcase_add_test(tc, test_gemm_tuned_params);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

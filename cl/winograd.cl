@@ -170,11 +170,51 @@ __kernel void wino_input(__global const float *x, int x_off, int C, int H, int W
     const float m##a##4 = src[(size_t)(a * 6 + 4) * plane];                                      \
     const float m##a##5 = src[(size_t)(a * 6 + 5) * plane];
 
+/* Four tiles at a time: m{a}{b} hold tiles tx .. tx+3 in their lanes (one vload4 per plane). */
+#define WINO_LOAD_M4(a)                                                                  \
+    const float4 m##a##0 = vload4(0, src + (size_t)(a * 6 + 0) * plane);                 \
+    const float4 m##a##1 = vload4(0, src + (size_t)(a * 6 + 1) * plane);                 \
+    const float4 m##a##2 = vload4(0, src + (size_t)(a * 6 + 2) * plane);                 \
+    const float4 m##a##3 = vload4(0, src + (size_t)(a * 6 + 3) * plane);                 \
+    const float4 m##a##4 = vload4(0, src + (size_t)(a * 6 + 4) * plane);                 \
+    const float4 m##a##5 = vload4(0, src + (size_t)(a * 6 + 5) * plane);
+#define WINO_AT_COL4(b)                                                                  \
+    const float4 s0##b = m0##b + m1##b + m2##b + m3##b + m4##b;                          \
+    const float4 s1##b = m1##b - m2##b + 2.0f * (m3##b - m4##b);                         \
+    const float4 s2##b = m1##b + m2##b + 4.0f * (m3##b + m4##b);                         \
+    const float4 s3##b = m1##b - m2##b + 8.0f * (m3##b - m4##b) + m5##b;
+/* one output tile row j (lanes: its four columns) of the four tiles, with the epilogue */
+#define WINO_EP4(v, j)                                                                   \
+    {                                                                                    \
+        float4 q = (v);                                                                  \
+        if (ep) {                                                                        \
+            q += b;                                                                      \
+            if (has_res) q += vload4(0, rr + 4 * j);                                     \
+            if (relu) q = fmax(q, (float4)0.0f);                                         \
+        }                                                                                \
+        vstore4(q, 0, o + 4 * j);                                                        \
+    }
+/* output row k of the four tiles: o{l} (lanes = tiles), transposed to four runs of 4 columns */
+#define WINO_AT_ROW4(k)                                                                  \
+    {                                                                                    \
+        __global float *o = out + (oh0 + k) * Wo + ow0;                                  \
+        __global const float *rr = rp + (oh0 + k) * Wo + ow0;                            \
+        const float4 o0 = s##k##0 + s##k##1 + s##k##2 + s##k##3 + s##k##4;              \
+        const float4 o1 = s##k##1 - s##k##2 + 2.0f * (s##k##3 - s##k##4);                \
+        const float4 o2 = s##k##1 + s##k##2 + 4.0f * (s##k##3 + s##k##4);                \
+        const float4 o3 = s##k##1 - s##k##2 + 8.0f * (s##k##3 - s##k##4) + s##k##5;      \
+        WINO_EP4(((float4)(o0.s0, o1.s0, o2.s0, o3.s0)), 0)                              \
+        WINO_EP4(((float4)(o0.s1, o1.s1, o2.s1, o3.s1)), 1)                              \
+        WINO_EP4(((float4)(o0.s2, o1.s2, o2.s2, o3.s2)), 2)                              \
+        WINO_EP4(((float4)(o0.s3, o1.s3, o2.s3, o3.s3)), 3)                              \
+    }
+
 /* M[xi][k][t] (row stride ld, plane stride K * ld) -> output tiles of nb images of
  * y (N, K, Ho, Wo) at y_off (overwritten; the part of a tile beyond Ho / Wo is dropped), with
  * the epilogue y = act(y + bias[k] + res) (each part optional; res has y's shape at res_off,
  * act = ReLU when relu != 0; res may be y itself: each element is read before it is written).
- * gws = (TH, nb * K): item (ty, i * K + k) does tiles tx = 0..TW-1. */
+ * gws = (TH, nb * K): item (ty, i * K + k) does tiles tx = 0..TW-1, four at a time where the
+ * four tiles lie fully inside the output, else one at a time. */
 __kernel void wino_output(__global const float *M, int K, int Ho, int Wo, int TH, int TW, int nb,
                           int ld, int plane, __global float *y, int y_off, int has_bias,
                           __global const float *bias, int bias_off, int has_res,
@@ -190,7 +230,16 @@ __kernel void wino_output(__global const float *M, int K, int Ho, int Wo, int TH
     const int ep = has_bias || has_res || relu;
     const float b = has_bias ? bias[bias_off + k] : 0.0f;
     const int oh0 = ty * 4;
-    for (int tx = 0; tx < TW; tx++, src++) {
+    int tx = 0;
+    if (oh0 + 4 <= Ho) {
+        for (; tx + 4 <= TW && tx * 4 + 16 <= Wo; tx += 4, src += 4) {
+            const int ow0 = tx * 4;
+            WINO_LOAD_M4(0) WINO_LOAD_M4(1) WINO_LOAD_M4(2) WINO_LOAD_M4(3) WINO_LOAD_M4(4) WINO_LOAD_M4(5)
+            WINO_AT_COL4(0) WINO_AT_COL4(1) WINO_AT_COL4(2) WINO_AT_COL4(3) WINO_AT_COL4(4) WINO_AT_COL4(5)
+            WINO_AT_ROW4(0) WINO_AT_ROW4(1) WINO_AT_ROW4(2) WINO_AT_ROW4(3)
+        }
+    }
+    for (; tx < TW; tx++, src++) {
         const int ow0 = tx * 4;
         const int full = ow0 + 4 <= Wo;
         WINO_LOAD_M(0) WINO_LOAD_M(1) WINO_LOAD_M(2) WINO_LOAD_M(3) WINO_LOAD_M(4) WINO_LOAD_M(5)

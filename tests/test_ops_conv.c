@@ -53,6 +53,8 @@ static const conv_case k_cases[] = {
     {"3x3/1 pad0 3x3 n2 cin4 cout3 (1 px)",  {2, 4, 3, 3, 3, 3, 3, 1, 0}, 0, 1},
     {"3x3/1 pad2 6x5 n2 cin3 cout4",         {2, 3, 6, 5, 4, 3, 3, 1, 2}, 1, 1},
     {"3x3/1 pad1 17x13 n2 cin33 cout40",     {2, 33, 17, 13, 40, 3, 3, 1, 1}, 0, 0},
+    /* Winograd output transform four tiles at a time (Wo >= 16) plus a one-at-a-time tail */
+    {"3x3/1 pad1 20x37 n2 cin8 cout6",       {2, 8, 20, 37, 6, 3, 3, 1, 1}, 1, 1},
     /* a large case: ld padding (4096 -> 4160), one-image chunks by default on CPUs, and
      * M*N*K above CLBlast's default direct/indirect threshold (896^3 on PoCL untuned) */
     {"3x3/1 pad1 64x64 n3 cin64 cout64",     {3, 64, 64, 64, 64, 3, 3, 1, 1}, 0, 0},
@@ -288,7 +290,7 @@ static void expect_arg_error(stfpm_status s, const char *needle) {
 /* stfpm_conv2d_forward_fused: y = act(conv(x, w) + bias + residual) against the reference
  * conv plus the epilogue in double, for every combination of bias / residual / ReLU, with and
  * without prepared (Winograd-transformed) weights, on views, both algorithms for 3x3 / 1. */
-static const int k_fused_cases[] = {0, 1, 2, 4, 5, 11, 12, 14};   /* indices into k_cases */
+static const int k_fused_cases[] = {0, 1, 2, 4, 5, 11, 12, 14, 15};   /* indices into k_cases */
 #define N_FUSED ((int)(sizeof k_fused_cases / sizeof k_fused_cases[0]))
 
 START_TEST(test_conv_fused) {

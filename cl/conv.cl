@@ -30,8 +30,19 @@ __kernel void conv_im2col(__global const float *x, int x_off, int C, int H, int 
         return;
     }
     __global const float *src = x + x_off + ((size_t)(i * C + ci) * H + h) * W;
-    int w = kw - pad;
-    for (int ow = 0; ow < Wo; ow++, w += stride) dst[ow] = (w >= 0 && w < W) ? src[w] : 0.0f;
+    /* output columns ow read input column ow * stride + base: zeros left of ow_lo and from
+     * ow_hi on, a copy in between (stride 2: eight outputs per vload16, its even lanes) */
+    const int base = kw - pad;
+    const int ow_lo = min(Wo, base >= 0 ? 0 : (-base + stride - 1) / stride);
+    const int ow_hi = max(ow_lo, min(Wo, W - 1 - base >= 0 ? (W - 1 - base) / stride + 1 : 0));
+    int ow = 0;
+    for (; ow < ow_lo; ow++) dst[ow] = 0.0f;
+    if (stride == 2) {
+        for (; ow + 8 <= ow_hi && base + 2 * ow + 16 <= W; ow += 8)
+            vstore8(vload16(0, src + base + 2 * ow).even, 0, dst + ow);
+    }
+    for (; ow < ow_hi; ow++) dst[ow] = src[ow * stride + base];
+    for (; ow < Wo; ow++) dst[ow] = 0.0f;
 }
 
 /* gws = (Wo, nb * Ho): item (ow, r = i * Ho + oh) writes the K entries of colT row r * Wo + ow. */

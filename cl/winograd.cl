@@ -406,3 +406,111 @@ __kernel void wino_zero_cols(__global float *m, int rows, int ld, int col0, int 
     __global float *p = m + (size_t)xi * plane + (size_t)r * ld;
     for (int c = col0; c < ld; c++) p[c] = 0.0f;
 }
+
+/* --- F(2x2, 3x3): 4x4 input tiles, 16 planes ------------------------------------------------
+ * For batches with few 4x4 tiles (layer3 at 256x256, batch 1: 16 tiles, which the GEMMs would
+ * pad to 64 columns), 2x2 output tiles give 4x as many columns: 2.25x fewer multiplications
+ * than direct convolution with no padding waste. Forward only (host/winograd.c).
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1]. Same layouts as F(4x4, 3x3) with 16 planes. */
+#define W2_B(d0, d1, d2, d3, r0, r1, r2, r3)                                               \
+    const float r0 = (d0) - (d2), r1 = (d1) + (d2), r2 = (d2) - (d1), r3 = (d1) - (d3);
+
+/* gws = (Cin, Cout): U[xi][co][ci] = (G w[co][ci] G^T)[xi], 16 planes */
+__kernel void wino2_weight(__global const float *w, int w_off, int Cout, int Cin, int plane,
+                           __global float *U) {
+    const int ci = get_global_id(0);
+    const int co = get_global_id(1);
+    if (ci >= Cin || co >= Cout) return;
+    __global const float *g = w + w_off + ((size_t)co * Cin + ci) * 9;
+    float t[12];   /* G g: 4 x 3 */
+    for (int c = 0; c < 3; c++) {
+        const float g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
+        t[c] = g0;
+        t[3 + c] = 0.5f * (g0 + g1 + g2);
+        t[6 + c] = 0.5f * (g0 - g1 + g2);
+        t[9 + c] = g2;
+    }
+    __global float *u = U + (size_t)co * Cin + ci;
+    for (int a = 0; a < 4; a++) {
+        const float g0 = t[a * 3], g1 = t[a * 3 + 1], g2 = t[a * 3 + 2];
+        u[(size_t)(a * 4 + 0) * plane] = g0;
+        u[(size_t)(a * 4 + 1) * plane] = 0.5f * (g0 + g1 + g2);
+        u[(size_t)(a * 4 + 2) * plane] = 0.5f * (g0 - g1 + g2);
+        u[(size_t)(a * 4 + 3) * plane] = g2;
+    }
+}
+
+/* Input tiles (4x4 at rows ty*2 - pad, columns tx*2 - pad) -> V[xi][c][t], 16 planes.
+ * gws = (TH, nb * C): item (ty, i * C + c) does tiles tx = 0..TW-1. */
+__kernel void wino2_input(__global const float *x, int x_off, int C, int H, int W, int pad, int TH,
+                          int TW, int nb, int ld, int plane, __global float *V) {
+    const int ty = get_global_id(0);
+    const int ic = get_global_id(1);
+    if (ty >= TH || ic >= nb * C) return;
+    const int i = ic / C;
+    const int c = ic - i * C;
+    __global const float *src = x + x_off + (size_t)ic * H * W;
+    const int h0 = ty * 2 - pad;
+    WINO_ROW_PTR(0) WINO_ROW_PTR(1) WINO_ROW_PTR(2) WINO_ROW_PTR(3)
+    __global float *dst = V + (size_t)c * ld + ((size_t)i * TH + ty) * TW;
+    for (int tx = 0; tx < TW; tx++, dst++) {
+        const int w0 = tx * 2 - pad;
+#define W2_LD(a, b) const float d##a##b = WINO_LD(a, w0 + b);
+#define W2_LDROW(a) W2_LD(a, 0) W2_LD(a, 1) W2_LD(a, 2) W2_LD(a, 3)
+        W2_LDROW(0) W2_LDROW(1) W2_LDROW(2) W2_LDROW(3)
+        /* columns: s{k}{b} = (B^T d)[k][b] */
+#define W2_COL(b) W2_B(d0##b, d1##b, d2##b, d3##b, s0##b, s1##b, s2##b, s3##b)
+        W2_COL(0) W2_COL(1) W2_COL(2) W2_COL(3)
+        /* rows: v{k}{l} = (s B)[k][l] */
+#define W2_ROW(k)                                                                          \
+        {                                                                                  \
+            W2_B(s##k##0, s##k##1, s##k##2, s##k##3, v0, v1, v2, v3)                       \
+            dst[(size_t)(k * 4 + 0) * plane] = v0; dst[(size_t)(k * 4 + 1) * plane] = v1;  \
+            dst[(size_t)(k * 4 + 2) * plane] = v2; dst[(size_t)(k * 4 + 3) * plane] = v3;  \
+        }
+        W2_ROW(0) W2_ROW(1) W2_ROW(2) W2_ROW(3)
+    }
+}
+
+/* M[xi][k][t] (16 planes) -> 2x2 output tiles, with the epilogue of wino_output.
+ * gws = (TH, nb * K). */
+__kernel void wino2_output(__global const float *M, int K, int Ho, int Wo, int TH, int TW, int nb,
+                           int ld, int plane, __global float *y, int y_off, int has_bias,
+                           __global const float *bias, int bias_off, int has_res,
+                           __global const float *res, int res_off, int relu) {
+    const int ty = get_global_id(0);
+    const int ik = get_global_id(1);
+    if (ty >= TH || ik >= nb * K) return;
+    const int i = ik / K;
+    const int k = ik - i * K;
+    __global const float *src = M + (size_t)k * ld + ((size_t)i * TH + ty) * TW;
+    __global float *out = y + y_off + (size_t)ik * Ho * Wo;
+    __global const float *rp = res + res_off + (size_t)ik * Ho * Wo;
+    const float b = has_bias ? bias[bias_off + k] : 0.0f;
+    const int oh0 = ty * 2;
+    for (int tx = 0; tx < TW; tx++, src++) {
+        const int ow0 = tx * 2;
+        float m[16];
+        for (int j = 0; j < 16; j++) m[j] = src[(size_t)j * plane];
+        /* s = A^T m (2 x 4), o = s A (2 x 2) */
+        float s[8];
+        for (int c = 0; c < 4; c++) {
+            s[c] = m[c] + m[4 + c] + m[8 + c];
+            s[4 + c] = m[4 + c] - m[8 + c] - m[12 + c];
+        }
+        for (int a = 0; a < 2; a++) {
+            const int oh = oh0 + a;
+            if (oh >= Ho) break;
+            float o[2] = {s[a * 4] + s[a * 4 + 1] + s[a * 4 + 2], s[a * 4 + 1] - s[a * 4 + 2] - s[a * 4 + 3]};
+            for (int l = 0; l < 2; l++) {
+                const int ow = ow0 + l;
+                if (ow >= Wo) break;
+                float v = o[l] + b;
+                if (has_res) v += rp[oh * Wo + ow];
+                if (relu) v = fmax(v, 0.0f);
+                out[oh * Wo + ow] = v;
+            }
+        }
+    }
+}

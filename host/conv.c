@@ -51,6 +51,7 @@ typedef struct conv_geom {
     size_t k, p;           /* K = cin*kh*kw rows of col, P = ho*wo */
     int pointwise;         /* 1x1, stride 1, pad 0: no im2col needed */
     int winograd;          /* 3x3, stride 1: Winograd F(4x4, 3x3) (host/winograd.c) */
+    int wino2;             /* forward only: Winograd F(2x2, 3x3) (few 4x4 tiles in the batch) */
 } conv_geom;
 
 static void fmt_shape(char *buf, size_t n, const stfpm_tensor *t) {
@@ -84,6 +85,8 @@ static stfpm_status conv_geometry(const char *op, const stfpm_tensor *x, const s
     g->pointwise = g->kh == 1 && g->kw == 1 && stride == 1 && pad == 0;
     g->winograd = g->kh == 3 && g->kw == 3 && stride == 1 &&
                   stfpm_winograd_wanted(g->cin, g->cout, g->n, g->ho, g->wo);
+    g->wino2 = !g->winograd && g->kh == 3 && g->kw == 3 && stride == 1 &&
+               stfpm_winograd_tile(g->cin, g->cout, g->n, g->ho, g->wo) == 2;
     return STFPM_OK;
 }
 
@@ -179,6 +182,9 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
     if (g.winograd)
         return stfpm_winograd_conv(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, 0, g.pad,
                                    y->buf, y->off, g.cout, g.ho, g.wo);
+    if (g.wino2)
+        return stfpm_winograd2_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, g.pad, y->buf,
+                                       y->off, g.cout, g.ho, g.wo, NULL);
     int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
     cl_mem col, yc;
     STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
@@ -198,14 +204,15 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
 /* Fused forward (conv + bias + residual + ReLU) and prepared (Winograd-transformed) weights */
 
 struct stfpm_conv_prepared {
-    cl_mem u;                  /* stfpm_winograd_weights of w */
-    size_t bytes;
+    cl_mem u, u2;              /* stfpm_winograd_weights / stfpm_winograd2_weights of w */
+    size_t bytes, bytes2;
     int cout, cin;
 };
 
 void stfpm_conv2d_prepared_free(stfpm_ctx *ctx, stfpm_conv_prepared *p) {
     if (!p) return;
     if (p->u) stfpm_buffer_free(ctx, p->u, p->bytes);
+    if (p->u2) stfpm_buffer_free(ctx, p->u2, p->bytes2);
     free(p);
 }
 
@@ -220,11 +227,15 @@ stfpm_status stfpm_conv2d_prepare(stfpm_ctx *ctx, const stfpm_tensor *w, int str
     p->cout = w->n;
     p->cin = w->c;
     stfpm_status st = stfpm_winograd_weights(ctx, w->buf, w->off, w->n, w->c, &p->u);
+    if (st == STFPM_OK) {
+        clGetMemObjectInfo(p->u, CL_MEM_SIZE, sizeof p->bytes, &p->bytes, NULL);
+        st = stfpm_winograd2_weights(ctx, w->buf, w->off, w->n, w->c, &p->u2);
+    }
+    if (st == STFPM_OK) clGetMemObjectInfo(p->u2, CL_MEM_SIZE, sizeof p->bytes2, &p->bytes2, NULL);
     if (st != STFPM_OK) {
-        free(p);
+        stfpm_conv2d_prepared_free(ctx, p);
         return st;
     }
-    clGetMemObjectInfo(p->u, CL_MEM_SIZE, sizeof p->bytes, &p->bytes, NULL);
     *out = p;
     return STFPM_OK;
 }
@@ -262,9 +273,13 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
         return stfpm_set_error(STFPM_ERR_ARG, "%s: prepared weights are for %d -> %d channels, w has %d -> %d",
                                op, prepared->cin, prepared->cout, g.cin, g.cout);
     int any = bias || residual || relu;
-    if (g.winograd) {
+    if (g.winograd || g.wino2) {
         wino_epilogue ep = {bias ? bias->buf : NULL, bias ? bias->off : 0, residual ? residual->buf : NULL,
-                            residual ? residual->off : 0, relu, prepared ? prepared->u : NULL};
+                            residual ? residual->off : 0, relu, prepared ? prepared->u : NULL,
+                            prepared ? prepared->u2 : NULL};
+        if (g.wino2)
+            return stfpm_winograd2_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, g.pad,
+                                           y->buf, y->off, g.cout, g.ho, g.wo, &ep);
         return stfpm_winograd_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, 0, g.pad,
                                       y->buf, y->off, g.cout, g.ho, g.wo, &ep);
     }

@@ -52,10 +52,10 @@ static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
 /* For the 36 planes: C[xi] (m x n) = A[xi] (m x k) * B[xi] (k x n) + beta C[xi], dense
  * row-major planes (plane strides pa, pb, pc), each operand a sub-buffer at offset 0 (see
  * wino_plane). */
-static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm, size_t pc,
-                               size_t m, size_t k, size_t n, float beta) {
+static stfpm_status wino_gemms_n(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm,
+                                 size_t pc, size_t m, size_t k, size_t n, float beta) {
     stfpm_status st = STFPM_OK;
-    for (int xi = 0; xi < 36 && st == STFPM_OK; xi++) {
+    for (int xi = 0; xi < planes && st == STFPM_OK; xi++) {
         cl_mem sub[3] = {NULL, NULL, NULL};
         const cl_mem parent[3] = {A, B, Cm};
         const size_t off[3] = {xi * pa, xi * pb, xi * pc}, len[3] = {m * k, k * n, m * n};
@@ -84,7 +84,10 @@ int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo) {
     if (e && strcmp(e, "im2col") == 0) return 0;
     if (cin < 32 || cout < 32) return 0;
     if (n < 0) return 1;   /* any batch (stfpm_conv2d_prepare) */
-    return (long)((ho + 3) / 4) * ((wo + 3) / 4) * n >= WINO_MIN_TILES;
+    long min_tiles = WINO_MIN_TILES;
+    const char *mt = getenv("STFPM_WINO_MIN_TILES");
+    if (mt && *mt) min_tiles = atol(mt);
+    return (long)((ho + 3) / 4) * ((wo + 3) / 4) * n >= min_tiles;
 }
 
 static size_t chunk_budget(stfpm_ctx *ctx) {
@@ -100,6 +103,11 @@ static size_t chunk_budget(stfpm_ctx *ctx) {
     return budget;
 }
 
+static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm, size_t pc,
+                               size_t m, size_t k, size_t n, float beta) {
+    return wino_gemms_n(ctx, 36, A, pa, B, pb, Cm, pc, m, k, n, beta);
+}
+
 static int chunk_count(stfpm_ctx *ctx, size_t per_image, int n) {
     size_t nbz = chunk_budget(ctx) / per_image;
     return nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
@@ -108,13 +116,20 @@ static int chunk_count(stfpm_ctx *ctx, size_t per_image, int n) {
 /* The two per-chunk scratch matrices (slots 0 and 1) for chunks of *nb images: forward V (C x ld)
  * and M (K x ld) planes; wgrad Vt (ld x C) and Z (K x ld). When the device cannot hold them,
  * the chunk is halved until it can (down to one image) before giving up with STFPM_ERR_OOM. */
+static stfpm_status wino_scratch_n(stfpm_ctx *ctx, int planes, int wgrad, int C, int K, size_t tiles, int *nb,
+                                   cl_mem *a, cl_mem *b);
 static stfpm_status wino_scratch(stfpm_ctx *ctx, int wgrad, int C, int K, size_t tiles, int *nb, cl_mem *a,
                                  cl_mem *b) {
+    return wino_scratch_n(ctx, 36, wgrad, C, K, tiles, nb, a, b);
+}
+
+static stfpm_status wino_scratch_n(stfpm_ctx *ctx, int planes, int wgrad, int C, int K, size_t tiles, int *nb,
+                                   cl_mem *a, cl_mem *b) {
     for (;;) {
         size_t ld = wino_ld((size_t)*nb * tiles);
         size_t pa = wgrad ? wino_plane(ctx, ld, (size_t)C) : wino_plane(ctx, (size_t)C, ld);
-        stfpm_status st = stfpm_scratch(ctx, 0, 36 * pa * sizeof(float), a);
-        if (st == STFPM_OK) st = stfpm_scratch(ctx, 1, 36 * wino_plane(ctx, (size_t)K, ld) * sizeof(float), b);
+        stfpm_status st = stfpm_scratch(ctx, 0, planes * pa * sizeof(float), a);
+        if (st == STFPM_OK) st = stfpm_scratch(ctx, 1, planes * wino_plane(ctx, (size_t)K, ld) * sizeof(float), b);
         if (st == STFPM_ERR_OOM && *nb > 1) {
             *nb = (*nb + 1) / 2;
             continue;
@@ -143,6 +158,80 @@ stfpm_status stfpm_winograd_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int 
         *out = NULL;
     }
     return st;
+}
+
+stfpm_status stfpm_winograd2_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out) {
+    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
+    *out = NULL;
+    STFPM_TRY(stfpm_buffer_alloc(ctx, 16 * pu * sizeof(float), out));
+    cl_int wo = (cl_int)w_off, Ki = K, Ci = C, plane = (cl_int)pu;
+    stfpm_karg a[] = {KARG(w), KARG(wo), KARG(Ki), KARG(Ci), KARG(plane), KARG(*out)};
+    size_t gws[2] = {(size_t)C, (size_t)K};
+    stfpm_status st = stfpm_enqueue(ctx, "winograd", "wino2_weight", 2, gws, NULL, 6, a);
+    if (st != STFPM_OK) {
+        stfpm_buffer_free(ctx, *out, 16 * pu * sizeof(float));
+        *out = NULL;
+    }
+    return st;
+}
+
+int stfpm_winograd_tile(int cin, int cout, int n, int ho, int wo) {
+    const char *e = getenv("STFPM_CONV_ALGO");
+    if (e && strcmp(e, "winograd2") == 0) return 2;
+    if (!stfpm_winograd_wanted(cin, cout, -1, 0, 0)) return 0;
+    if (stfpm_winograd_wanted(cin, cout, n, ho, wo)) return 4;
+    if (e && *e) return 0;   /* STFPM_CONV_ALGO=winograd already chose above */
+    return (long)((ho + 1) / 2) * ((wo + 1) / 2) * n >= WINO_MIN_TILES ? 2 : 0;
+}
+
+stfpm_status stfpm_winograd2_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                     cl_mem w, size_t w_off, int pad, cl_mem y, size_t y_off, int K, int Ho,
+                                     int Wo, const wino_epilogue *ep) {
+    if (Ho != H + 2 * pad - 2 || Wo != W + 2 * pad - 2 || Ho < 1 || Wo < 1 || n < 1)
+        return stfpm_set_error(STFPM_ERR_INTERNAL, "winograd2: output %dx%d does not match input %dx%d, pad %d",
+                               Ho, Wo, H, W, pad);
+    const int TH = (Ho + 1) / 2, TW = (Wo + 1) / 2;
+    const size_t tiles = (size_t)TH * TW;
+    cl_mem U, V, M;
+    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
+    if (ep && ep->u2) {
+        U = ep->u2;
+    } else {
+        STFPM_TRY(stfpm_scratch(ctx, 2, 16 * pu * sizeof(float), &U));
+        cl_int wo = (cl_int)w_off, Ki = K, Ci = C, plane = (cl_int)pu;
+        stfpm_karg a[] = {KARG(w), KARG(wo), KARG(Ki), KARG(Ci), KARG(plane), KARG(U)};
+        size_t gws[2] = {(size_t)C, (size_t)K};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino2_weight", 2, gws, NULL, 6, a));
+    }
+    cl_mem bias = ep ? ep->bias : NULL, res = ep ? ep->res : NULL;
+    cl_int has_bias = bias != NULL, has_res = res != NULL, relu = ep && ep->relu;
+    cl_int bias_off = ep ? (cl_int)ep->bias_off : 0;
+    if (!bias) bias = y;
+    if (!res) res = y;
+    size_t per_image = (size_t)16 * (C + K) * tiles * sizeof(float);
+    int nb = chunk_count(ctx, per_image, n);
+    STFPM_TRY(wino_scratch_n(ctx, 16, 0, C, K, tiles, &nb, &V, &M));
+    for (int i0 = 0; i0 < n; i0 += nb) {
+        int cnt = n - i0 < nb ? n - i0 : nb;
+        size_t T = (size_t)cnt * tiles, ld = wino_ld(T);
+        cl_int xo = (cl_int)(x_off + (size_t)i0 * C * H * W), yo = (cl_int)(y_off + (size_t)i0 * K * Ho * Wo);
+        cl_int Ci = C, Hi = H, Wi = W, P = pad, THi = TH, TWi = TW, NB = cnt, LD = (cl_int)ld, Ki = K;
+        cl_int Hoi = Ho, Woi = Wo;
+        const size_t pv = wino_plane(ctx, (size_t)C, ld), pm = wino_plane(ctx, (size_t)K, ld);
+        cl_int PV = (cl_int)pv, PM = (cl_int)pm;
+        stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
+                           KARG(NB), KARG(LD), KARG(PV), KARG(V)};
+        size_t gi[2] = {(size_t)TH, (size_t)cnt * C};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino2_input", 2, gi, NULL, 12, ai));
+        STFPM_TRY(wino_gemms_n(ctx, 16, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
+        cl_int ro = (cl_int)((ep ? ep->res_off : 0) + (size_t)i0 * K * Ho * Wo);
+        stfpm_karg ao[] = {KARG(M), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi), KARG(NB), KARG(LD),
+                           KARG(PM), KARG(y), KARG(yo), KARG(has_bias), KARG(bias), KARG(bias_off),
+                           KARG(has_res), KARG(res), KARG(ro), KARG(relu)};
+        size_t go[2] = {(size_t)TH, (size_t)cnt * K};
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino2_output", 2, go, NULL, 18, ao));
+    }
+    return STFPM_OK;
 }
 
 stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,

@@ -22,12 +22,24 @@ typedef struct wino_epilogue {
     size_t res_off;
     int relu;
     cl_mem u;              /* NULL, or the weights transformed by stfpm_winograd_weights */
+    cl_mem u2;             /* NULL, or the weights transformed by stfpm_winograd2_weights */
 } wino_epilogue;
 stfpm_status stfpm_winograd_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
                                     cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off,
                                     int K, int Ho, int Wo, const wino_epilogue *ep);
 /* U for forward (flip 0) weights w (K, C, 3, 3): a new buffer, released by the caller. */
 stfpm_status stfpm_winograd_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out);
+
+/* Winograd F(2x2, 3x3), forward only: y (n, K, Ho, Wo) = act(conv3x3(x, w, stride 1, pad) + ...)
+ * for w (K, C, 3, 3); ep->u2 optionally from stfpm_winograd2_weights. */
+stfpm_status stfpm_winograd2_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                     cl_mem w, size_t w_off, int pad, cl_mem y, size_t y_off, int K, int Ho,
+                                     int Wo, const wino_epilogue *ep);
+stfpm_status stfpm_winograd2_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out);
+/* The forward tile of a 3x3 / stride-1 conv: 4 (F(4x4, 3x3), also used by the backward
+ * passes), 2 (F(2x2, 3x3): too few 4x4 tiles but enough 2x2 ones, e.g. layer3 at batch 1) or 0
+ * (im2col). STFPM_CONV_ALGO=winograd2 forces 2. */
+int stfpm_winograd_tile(int cin, int cout, int n, int ho, int wo);
 
 /* dw (K, C, 3, 3) = the weight gradient of y = conv3x3(x, w, stride 1, padding pad) for
  * x (n, C, H, W) and dy (n, K, Ho, Wo), Ho = H + 2 pad - 2 (overwritten). */

@@ -110,7 +110,8 @@ static void check_sentinels(const char *what, const stfpm_tensor *parent) {
 static double atol_wino(size_t reduction_len) { return 1e-4 + 2e-6 * (double)reduction_len; }
 static double atol_wino_dw(size_t reduction_len) { return 1e-4 + 5e-7 * (double)reduction_len; }
 
-static int g_winograd;   /* the case runs with STFPM_CONV_ALGO=winograd */
+static int g_winograd;   /* the case runs with STFPM_CONV_ALGO=winograd (1) or winograd2 (2:
+                            F(2x2, 3x3) forward, the backward passes then use im2col) */
 
 static void run_case(const conv_case *tc, int chunked) {
     stfpm_ctx *ctx = tu_ctx();
@@ -124,9 +125,10 @@ static void run_case(const conv_case *tc, int chunked) {
     if (chunked) setenv("STFPM_CONV_CHUNK_BYTES", "1", 1);
     else unsetenv("STFPM_CONV_CHUNK_BYTES");
     int wino = g_winograd && s->kh == 3 && s->kw == 3 && s->stride == 1;
+    int wino_bwd = wino && g_winograd == 1;
     double atol_y = (wino ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);
-    double atol_dx = (wino ? atol_wino : atol_for)((size_t)s->cout * s->kh * s->kw);
-    double atol_dw = (wino ? atol_wino_dw : atol_for)((size_t)s->n * ho * wo);
+    double atol_dx = (wino_bwd ? atol_wino : atol_for)((size_t)s->cout * s->kh * s->kw);
+    double atol_dw = (wino_bwd ? atol_wino_dw : atol_for)((size_t)s->n * ho * wo);
 
     stfpm_tensor px, pw, py, pdy, pdx, pdw;
     int v = tc->views;
@@ -146,7 +148,9 @@ static void run_case(const conv_case *tc, int chunked) {
     ref_conv2d_forward(s, x, w, want_y);
     TU_CHECK_STATUS(stfpm_conv2d_forward(ctx, &tx, &tw, s->stride, s->pad, &ty));
     float *got_y = tu_read(&ty);
-    const char *tag = chunked ? (wino ? " [chunked, winograd]" : " [chunked]") : (wino ? " [winograd]" : "");
+    const char *tag = !wino ? (chunked ? " [chunked]" : "")
+                      : g_winograd == 2 ? (chunked ? " [chunked, winograd2]" : " [winograd2]")
+                                        : (chunked ? " [chunked, winograd]" : " [winograd]");
     snprintf(what, sizeof what, "%s%s: forward y", tc->name, tag);
     tu_assert_close(what, got_y, want_y, ny, atol_y, RTOL);
 
@@ -222,10 +226,11 @@ static void run_case(const conv_case *tc, int chunked) {
  * with im2col + GEMM and with Winograd. */
 START_TEST(test_conv_vs_reference) {
     const conv_case *tc = &k_cases[_i];
-    int algos = tc->s.kh == 3 && tc->s.kw == 3 && tc->s.stride == 1 ? 2 : 1;
+    int algos = tc->s.kh == 3 && tc->s.kw == 3 && tc->s.stride == 1 ? 3 : 1;
+    static const char *names[3] = {"im2col", "winograd", "winograd2"};
     for (int a = 0; a < algos; a++) {
-        g_winograd = a == 1;
-        setenv("STFPM_CONV_ALGO", a == 1 ? "winograd" : "im2col", 1);
+        g_winograd = a;
+        setenv("STFPM_CONV_ALGO", names[a], 1);
         run_case(tc, 0);
         if (tc->s.n > 1) run_case(tc, 1);
     }
@@ -304,7 +309,8 @@ START_TEST(test_conv_fused) {
     float *bias = rand_host((size_t)s->cout, seed + 3);
     float *conv = malloc(ny * sizeof *conv), *want = malloc(ny * sizeof *want);
     ref_conv2d_forward(s, x, w, conv);
-    int algos = s->kh == 3 && s->kw == 3 && s->stride == 1 ? 2 : 1;
+    int algos = s->kh == 3 && s->kw == 3 && s->stride == 1 ? 3 : 1;
+    static const char *names[3] = {"im2col", "winograd", "winograd2"};
     stfpm_tensor px, pw, py, pr, pb;
     stfpm_tensor tx = make_tensor(x, s->n, s->cin, s->h, s->w, 1, &px);
     stfpm_tensor tw = make_tensor(w, s->cout, s->cin, s->kh, s->kw, 0, &pw);
@@ -312,11 +318,13 @@ START_TEST(test_conv_fused) {
     stfpm_tensor tb = make_tensor(bias, 1, s->cout, 1, 1, 0, &pb);
     stfpm_tensor ty = make_tensor(NULL, s->n, s->cout, ho, wo, 1, &py);
     for (int a = 0; a < algos; a++) {
-        setenv("STFPM_CONV_ALGO", a == 1 ? "winograd" : "im2col", 1);
-        double atol = (a == 1 ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);
+        setenv("STFPM_CONV_ALGO", names[a], 1);
+        double atol = (a >= 1 ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);
         stfpm_conv_prepared *prep = NULL;
+        setenv("STFPM_CONV_ALGO", a == 0 ? "im2col" : "winograd", 1);   /* prepare both tiles */
         TU_CHECK_STATUS(stfpm_conv2d_prepare(ctx, &tw, s->stride, s->pad, &prep));
-        ck_assert_msg((prep != NULL) == (a == 1), "%s: prepared weights only for Winograd", tc->name);
+        setenv("STFPM_CONV_ALGO", names[a], 1);
+        ck_assert_msg((prep != NULL) == (a >= 1), "%s: prepared weights only for Winograd", tc->name);
         for (int combo = 0; combo < 8; combo++) {
             int hb = combo & 1, hr = (combo >> 1) & 1, relu = (combo >> 2) & 1;
             for (size_t j = 0; j < ny; j++) {
@@ -331,7 +339,7 @@ START_TEST(test_conv_fused) {
                 float *got = tu_read(&ty);
                 char what[256];
                 snprintf(what, sizeof what, "%s [%s] fused bias %d residual %d relu %d prepared %d", tc->name,
-                         a == 1 ? "winograd" : "im2col", hb, hr, relu, use_prep);
+                         names[a], hb, hr, relu, use_prep);
                 tu_assert_close(what, got, want, ny, atol, RTOL);
                 free(got);
             }

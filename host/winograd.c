@@ -1,11 +1,15 @@
-/* Winograd F(4x4, 3x3) convolution: weight / input transforms and the output transform in
- * cl/winograd.cl, the 36 channel reductions per chunk of images as CLBlast GEMMs.
+/* Winograd convolution for 3x3 / stride-1 layers: F(4x4, 3x3) forward, backward-data and
+ * weight gradient; F(2x2, 3x3) forward for batches with few 4x4 tiles. Weight / input / output
+ * transforms in cl/winograd.cl; the channel reductions (36 planes, or 16) per chunk of images as
+ * CLBlast GEMMs, one per plane.
  *
  * Per 4x4 output tile the 3x3 convolution over C channels costs 36 C multiply-adds instead of
  * 144 C (4x fewer); the transforms are O(C) per tile. The input is expanded 36/16 = 2.25x
  * (im2col: 9x). Numerically the result differs from direct summation by rounding only: the
- * transforms have small integer / dyadic coefficients except G's 1/6, 1/12, 1/24 (relative
- * error measured ~1e-6 of the output scale at 576-term reductions, see tests/test_ops_conv.c).
+ * transforms have small integer / dyadic coefficients except G's 1/6, 1/12, 1/24, but scale
+ * intermediate values by up to ~100 (error measured ~3e-5 of the output's RMS at 576-term
+ * reductions, 10x im2col's; tolerances in tests/test_ops_conv.c; features vs PyTorch stay
+ * within 1e-4, tests/test_parity_*.c).
  *
  * Memory per chunk of nb images with T = nb * TH * TW tiles (ld >= T, see wino_ld):
  *   V: 36 * C * ld floats (slot 0), M: 36 * K * ld floats (slot 1), U: 36 * C * K (slot 2). */

@@ -83,3 +83,49 @@ __kernel void upsample_bilinear_bwd(__global const float *dy, int dyo, __global 
     }
     dx[dxo + i] = acc;
 }
+
+/* The anomaly map in one pass (host/pyramid.c): map[n][oh][ow] = prod over levels l < L of the
+ * bilinear resize (same arithmetic as upsample_bilinear_fwd) of the distance map d_l (N, 1, H_l,
+ * W_l), multiplied in level order, plus each output row's maximum (NaN wins, like torch.max) for
+ * the image score. Replaces L resizes, L - 1 products and a full read of the map for the max.
+ * Levels 1..3 may be absent (L < 4: their arguments are not read).
+ * gws = (Ho, N): item (oh, n) writes one row of the map and rowmax[n * Ho + oh]. */
+#define AM_LEVEL_ARGS(l) __global const float *d##l, int o##l, int H##l, int W##l, float sh##l, float sw##l
+#define AM_ROW(l)                                                                          \
+    int h0_##l, h1_##l;                                                                    \
+    float hl0_##l, hl1_##l;                                                                \
+    __global const float *r0_##l = d##l, *r1_##l = d##l;                                  \
+    if (l < L) {                                                                           \
+        bilin_index(oh, sh##l, H##l, &h0_##l, &h1_##l, &hl0_##l, &hl1_##l);                \
+        __global const float *p = d##l + o##l + (size_t)n * H##l * W##l;                   \
+        r0_##l = p + h0_##l * W##l;                                                        \
+        r1_##l = p + h1_##l * W##l;                                                        \
+    }
+#define AM_VALUE(l, v)                                                                     \
+    {                                                                                      \
+        int w0, w1;                                                                        \
+        float wl0, wl1;                                                                    \
+        bilin_index(ow, sw##l, W##l, &w0, &w1, &wl0, &wl1);                                \
+        float top = wl0 * r0_##l[w0] + wl1 * r0_##l[w1];                                   \
+        float bot = wl0 * r1_##l[w0] + wl1 * r1_##l[w1];                                  \
+        v = hl0_##l * top + hl1_##l * bot;                                                 \
+    }
+__kernel void anomaly_map_fwd(AM_LEVEL_ARGS(0), AM_LEVEL_ARGS(1), AM_LEVEL_ARGS(2), AM_LEVEL_ARGS(3),
+                              int L, __global float *map, int mo, int N, int Ho, int Wo,
+                              __global float *rowmax) {
+    const int oh = get_global_id(0), n = get_global_id(1);
+    if (oh >= Ho || n >= N) return;
+    AM_ROW(0) AM_ROW(1) AM_ROW(2) AM_ROW(3)
+    __global float *yr = map + mo + ((size_t)n * Ho + oh) * Wo;
+    float m = -INFINITY;
+    for (int ow = 0; ow < Wo; ow++) {
+        float v, u;
+        AM_VALUE(0, v)
+        if (L > 1) { AM_VALUE(1, u) v = v * u; }
+        if (L > 2) { AM_VALUE(2, u) v = v * u; }
+        if (L > 3) { AM_VALUE(3, u) v = v * u; }
+        yr[ow] = v;
+        if (!isnan(m) && (isnan(v) || v > m)) m = v;
+    }
+    rowmax[(size_t)n * Ho + oh] = m;
+}

@@ -11,7 +11,16 @@ struct stfpm_pyramid {
     stfpm_tensor ds[STFPM_MAX_LEVELS];    /* dL/ds */
     stfpm_tensor mean[STFPM_MAX_LEVELS];  /* (1,1,1,1) */
     stfpm_tensor up;                      /* one upsampled level (N,1,S,S) */
+    stfpm_tensor rowmax;                  /* (N,1,S,1): the map's row maxima (fused path) */
 };
+
+/* The anomaly map in one kernel (cl/upsample.cl anomaly_map_fwd) unless STFPM_FUSED_MAP=0:
+ * the same arithmetic in the same order as resize + multiply (bit-identical, tested), and the
+ * score from the row maxima instead of a second pass over the map. */
+static int fused_map(void) {
+    const char *e = getenv("STFPM_FUSED_MAP");
+    return !(e && strcmp(e, "0") == 0);
+}
 
 stfpm_status stfpm_pyramid_create(stfpm_ctx *ctx, stfpm_pyramid **out) {
     *out = calloc(1, sizeof **out);
@@ -31,6 +40,7 @@ void stfpm_pyramid_free(stfpm_ctx *ctx, stfpm_pyramid *p) {
         stfpm_tensor_free(ctx, &p->mean[l]);
     }
     stfpm_tensor_free(ctx, &p->up);
+    stfpm_tensor_free(ctx, &p->rowmax);
     free(p);
 }
 
@@ -85,6 +95,44 @@ stfpm_status stfpm_pyramid_anomaly_map(stfpm_ctx *ctx, stfpm_pyramid *p, int n_l
         return stfpm_set_error(STFPM_ERR_ARG, "anomaly map: %d levels", n_levels);
     if (map->c != 1 || map->n != t[0].n || (score && score->n != t[0].n))
         return stfpm_set_error(STFPM_ERR_ARG, "anomaly map: output must be (N,1,H,W) with N = %d", t[0].n);
+    if (fused_map() && n_levels <= 4) {
+        stfpm_tensor d[4];
+        for (int l = 0; l < n_levels; l++) {
+            STFPM_TRY(ensure(ctx, &p->d[l], t[l].n, 1, t[l].h, t[l].w, &d[l]));
+            STFPM_TRY(stfpm_fm_distance(ctx, &t[l], &s[l], &d[l]));
+        }
+        for (int l = n_levels; l < 4; l++) d[l] = d[0];   /* not read */
+        stfpm_tensor rm;
+        STFPM_TRY(ensure(ctx, &p->rowmax, map->n, 1, map->h, 1, &rm));
+        cl_int off[4], H[4], W[4], L = n_levels, mo = (cl_int)map->off, N = map->n, Ho = map->h, Wo = map->w;
+        float sh[4], sw[4];
+        stfpm_karg a[4 * 6 + 7];
+        int k = 0;
+        for (int l = 0; l < 4; l++) {
+            off[l] = (cl_int)d[l].off;
+            H[l] = d[l].h;
+            W[l] = d[l].w;
+            sh[l] = (float)d[l].h / (float)map->h;   /* as host/upsample.c */
+            sw[l] = (float)d[l].w / (float)map->w;
+            a[k++] = KARG(d[l].buf);
+            a[k++] = KARG(off[l]);
+            a[k++] = KARG(H[l]);
+            a[k++] = KARG(W[l]);
+            a[k++] = KARG(sh[l]);
+            a[k++] = KARG(sw[l]);
+        }
+        a[k++] = KARG(L);
+        a[k++] = KARG(map->buf);
+        a[k++] = KARG(mo);
+        a[k++] = KARG(N);
+        a[k++] = KARG(Ho);
+        a[k++] = KARG(Wo);
+        a[k++] = KARG(rm.buf);
+        size_t g[2] = {(size_t)map->h, (size_t)map->n};
+        STFPM_TRY(stfpm_enqueue(ctx, "upsample", "anomaly_map_fwd", 2, g, NULL, k, a));
+        if (score) STFPM_TRY(stfpm_reduce_max(ctx, &rm, score));
+        return STFPM_OK;
+    }
     for (int l = 0; l < n_levels; l++) {
         stfpm_tensor d, up;
         STFPM_TRY(ensure(ctx, &p->d[l], t[l].n, 1, t[l].h, t[l].w, &d));

@@ -284,8 +284,17 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
                                       y->buf, y->off, g.cout, g.ho, g.wo, &ep);
     }
     if (g.pointwise) {
-        STFPM_TRY(stfpm_conv2d_forward(ctx, x, w, stride, pad, y));
-        if (!any) return STFPM_OK;
+        if (residual && residual->buf == y->buf) {
+            /* residual is y: y_i = W x_i + y_i (GEMM with beta 1), then bias / ReLU in place */
+            for (int i = 0; i < g.n; i++)
+                STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, g.p, g.k, 1.0f, w->buf, w->off, g.k, x->buf,
+                                     x->off + i * g.cin * g.p, g.p, 1.0f, y->buf, y->off + i * g.cout * g.p,
+                                     g.p));
+            residual = NULL;
+        } else {
+            STFPM_TRY(stfpm_conv2d_forward(ctx, x, w, stride, pad, y));
+        }
+        if (!bias && !residual && !relu) return STFPM_OK;
         return epilogue(ctx, &g, y->buf, y->off, g.p, (size_t)g.cout * g.p, 0, g.n, bias, residual, relu, y);
     }
     if (!any) return stfpm_conv2d_forward(ctx, x, w, stride, pad, y);

@@ -543,6 +543,14 @@ void stfpm_buffer_free(stfpm_ctx *ctx, cl_mem buf, size_t bytes) {
     ctx->mem_in_use -= bytes < ctx->mem_in_use ? bytes : ctx->mem_in_use;
 }
 
+void stfpm_scratch_release(stfpm_ctx *ctx, int slot) {
+    if (slot < 0 || slot >= STFPM_SCRATCH_SLOTS || !ctx->scratch[slot]) return;
+    clFinish(ctx->queue);
+    stfpm_buffer_free(ctx, ctx->scratch[slot], ctx->scratch_size[slot]);
+    ctx->scratch[slot] = NULL;
+    ctx->scratch_size[slot] = 0;
+}
+
 stfpm_status stfpm_scratch(stfpm_ctx *ctx, int slot, size_t bytes, cl_mem *out) {
     if (slot < 0 || slot >= STFPM_SCRATCH_SLOTS)
         return stfpm_set_error(STFPM_ERR_INTERNAL, "bad scratch slot %d", slot);

@@ -35,6 +35,8 @@ int stfpm_profiling(const stfpm_ctx *ctx);
  * slot selects one of a few independent scratch buffers. The contents are undefined. */
 stfpm_status stfpm_scratch(stfpm_ctx *ctx, int slot, size_t bytes, cl_mem *out);
 #define STFPM_SCRATCH_SLOTS 4
+/* Free a scratch slot now (waits for the queue): a smaller request can then fit. */
+void stfpm_scratch_release(stfpm_ctx *ctx, int slot);
 
 /* C = alpha * op(A) * op(B) + beta * C, row-major, through CLBlast. Offsets and leading
  * dimensions in floats. */

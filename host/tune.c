@@ -66,8 +66,10 @@ int stfpm_tune_default_shapes(stfpm_ctx *ctx, int quick, stfpm_tune_shape *out, 
     size_t wb = quick ? 4 : 8;                                   /* Winograd: the batch in one chunk */
     size_t t1 = conv_backward_ld(wb * p1 / 16), t2 = conv_backward_ld(wb * p2 / 16),
            t3 = conv_backward_ld(wb * p3 / 16);                  /* 4x4 tiles, padded like wino_ld */
-    /* weights: calls per training step at batch 8 (im2col: one per chunk; Winograd: 36 planes
-     * times the convs of that shape, forward and backward-data share the forward's shape) */
+    /* weights: calls per training step at batch 8 with the teacher-feature cache (the trainer's
+     * default; the teacher's forward would add its convs once per step): im2col one per chunk;
+     * Winograd 36 planes times the convs of that shape, forward and backward-data sharing the
+     * forward's shape */
     double chunks = 8.0 / (double)nb;
     set_shape(&out[n++], "conv1 fwd", 0, 64, nb * p0, 147, chunks);               /* 7x7/2, 3->64 */
     set_shape(&out[n++], "layer2.0 bwd-w", 0, 128, 576, conv_backward_ld(nb * p2), chunks); /* 3x3/2 */

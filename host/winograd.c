@@ -85,7 +85,7 @@ static stfpm_status wino_gemms_n(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa
 int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo) {
     const char *e = getenv("STFPM_CONV_ALGO");
     if (e && strcmp(e, "winograd") == 0) return 1;
-    if (e && strcmp(e, "im2col") == 0) return 0;
+    if (e && (strcmp(e, "im2col") == 0 || strcmp(e, "winograd2") == 0)) return 0;
     if (cin < 32 || cout < 32) return 0;
     if (n < 0) return 1;   /* any batch (stfpm_conv2d_prepare) */
     long min_tiles = WINO_MIN_TILES;
@@ -135,6 +135,10 @@ static stfpm_status wino_scratch_n(stfpm_ctx *ctx, int planes, int wgrad, int C,
         stfpm_status st = stfpm_scratch(ctx, 0, planes * pa * sizeof(float), a);
         if (st == STFPM_OK) st = stfpm_scratch(ctx, 1, planes * wino_plane(ctx, (size_t)K, ld) * sizeof(float), b);
         if (st == STFPM_ERR_OOM && *nb > 1) {
+            /* slots only grow: drop both (contents are undefined anyway) so the smaller
+             * request is not refused because of the larger buffer still held */
+            stfpm_scratch_release(ctx, 0);
+            stfpm_scratch_release(ctx, 1);
             *nb = (*nb + 1) / 2;
             continue;
         }
@@ -182,7 +186,7 @@ stfpm_status stfpm_winograd2_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int
 int stfpm_winograd_tile(int cin, int cout, int n, int ho, int wo) {
     const char *e = getenv("STFPM_CONV_ALGO");
     if (e && strcmp(e, "winograd2") == 0) return 2;
-    if (!stfpm_winograd_wanted(cin, cout, -1, 0, 0)) return 0;
+    if (!stfpm_winograd_wanted(cin, cout, -1, 0, 0)) return 0;   /* channels, or =im2col */
     if (stfpm_winograd_wanted(cin, cout, n, ho, wo)) return 4;
     if (e && *e) return 0;   /* STFPM_CONV_ALGO=winograd already chose above */
     return (long)((ho + 1) / 2) * ((wo + 1) / 2) * n >= WINO_MIN_TILES ? 2 : 0;

@@ -118,24 +118,24 @@ static int chunk_images(stfpm_ctx *ctx, const conv_geom *g, size_t per_image) {
     return (int)nb;
 }
 
-/* col (K x nb*P), or its transpose (nb*P x ldk, zeros in columns K..ldk-1) when transposed != 0,
- * of images [i0, i0+nb). */
+/* col (K x nb*P, row stride ld), or its transpose (nb*P x ld, zeros in columns K..ld-1) when
+ * transposed != 0, of images [i0, i0+nb). */
 static stfpm_status im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int i0, int nb,
-                           int transposed, size_t ldk, cl_mem col) {
+                           int transposed, size_t ld, cl_mem col) {
     cl_int off = (cl_int)(x->off + (size_t)i0 * g->cin * g->h * g->w);
     cl_int C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride, PD = g->pad;
     cl_int Ho = g->ho, Wo = g->wo, NB = nb;
+    cl_int LDK = (cl_int)ld;
     stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
-                      KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(col)};
+                      KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(col)};
     if (transposed) {
-        cl_int LDK = (cl_int)ldk;
         stfpm_karg at[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
                            KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(col)};
         size_t gws[2] = {(size_t)g->wo, (size_t)nb * g->ho};
         return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, 14, at);
     }
     size_t gws[2] = {(size_t)nb * g->ho, g->k};
-    return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 13, a);
+    return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 14, a);
 }
 
 /* dcol (K x nb*P, row stride ld) -> images [i0, i0+nb) of dx. */
@@ -187,15 +187,21 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
                                        y->off, g.cout, g.ho, g.wo, NULL);
     int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
     cl_mem col, yc;
-    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * nb * g.p * sizeof(float), &yc));
+    size_t ld_max = backward_ld((size_t)nb * g.p);   /* row stride of col and yc, see below */
+    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * ld_max * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * ld_max * sizeof(float), &yc));
     for (int i0 = 0; i0 < g.n; i0 += nb) {
         int cnt = g.n - i0 < nb ? g.n - i0 : nb;
         size_t np = (size_t)cnt * g.p;
-        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, 0, col));
-        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, np, g.k, 1.0f, w->buf, w->off, g.k, col, 0, np, 0.0f,
-                             yc, 0, np));
-        STFPM_TRY(epilogue(ctx, &g, yc, 0, np, g.p, i0, cnt, NULL, NULL, 0, y));
+        /* col and yc rows padded like the backward's (backward_ld): a power-of-two row stride
+         * (conv1: 16384 floats per image) made im2col and the GEMM 3x slower in some runs
+         * (cache-set conflicts that depend on the physical pages); the extra columns are never
+         * read back */
+        size_t ld = backward_ld(np);
+        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, ld, col));
+        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, ld, g.k, 1.0f, w->buf, w->off, g.k, col, 0, ld, 0.0f,
+                             yc, 0, ld));
+        STFPM_TRY(epilogue(ctx, &g, yc, 0, ld, g.p, i0, cnt, NULL, NULL, 0, y));
     }
     return STFPM_OK;
 }
@@ -300,15 +306,17 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
     if (!any) return stfpm_conv2d_forward(ctx, x, w, stride, pad, y);
     int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
     cl_mem col, yc;
-    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * nb * g.p * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * nb * g.p * sizeof(float), &yc));
+    size_t ld_max = backward_ld((size_t)nb * g.p);   /* row stride of col and yc, see below */
+    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * ld_max * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * ld_max * sizeof(float), &yc));
     for (int i0 = 0; i0 < g.n; i0 += nb) {
         int cnt = g.n - i0 < nb ? g.n - i0 : nb;
         size_t np = (size_t)cnt * g.p;
-        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, 0, col));
-        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, np, g.k, 1.0f, w->buf, w->off, g.k, col, 0, np, 0.0f,
-                             yc, 0, np));
-        STFPM_TRY(epilogue(ctx, &g, yc, 0, np, g.p, i0, cnt, bias, residual, relu, y));
+        size_t ld = backward_ld(np);   /* as in stfpm_conv2d_forward */
+        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, ld, col));
+        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, ld, g.k, 1.0f, w->buf, w->off, g.k, col, 0, ld, 0.0f,
+                             yc, 0, ld));
+        STFPM_TRY(epilogue(ctx, &g, yc, 0, ld, g.p, i0, cnt, bias, residual, relu, y));
     }
     return STFPM_OK;
 }

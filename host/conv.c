@@ -32,6 +32,12 @@
  * backward-weight 0.80 s vs 1.0 s. */
 #define CONV_CHUNK_BYTES_GPU ((size_t)256 << 20)
 #define CONV_CHUNK_BYTES_CPU ((size_t)8 << 20)
+/* Forward (forward_im2col): chunks of output rows with col + the GEMM output within about the
+ * L2 cache (1 MiB per core here). Inference at batch 32, 256x256, three processes each
+ * (bench_step --infer): 512 KiB 25.6-26.4 images/s (more GEMM calls); 1 MiB 28.5-29.0; 2 MiB
+ * 23.8-30.3; 8 MiB (about one image, the old unit) 26.1-31.1, conv1's im2col taking 51 or
+ * 160-166 ms per batch depending on the process. 1 MiB: stable and as fast on average. */
+#define CONV_FWD_CHUNK_BYTES_CPU ((size_t)1 << 20)
 /* Row stride (floats) of dYc, colT's rows and dcol in the backward pass for nb*P = np
  * columns; the columns [np, ld) are zero. Rounded up to a multiple of 64 (CLBlast's tile, so
  * no padding copies), plus 64 more when that is a multiple of 512: CLBlast's GEMMK=1 kernel on
@@ -126,16 +132,68 @@ static stfpm_status im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tenso
     cl_int C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride, PD = g->pad;
     cl_int Ho = g->ho, Wo = g->wo, NB = nb;
     cl_int LDK = (cl_int)ld;
-    stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
-                      KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(col)};
-    if (transposed) {
-        stfpm_karg at[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
-                           KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(col)};
-        size_t gws[2] = {(size_t)g->wo, (size_t)nb * g->ho};
-        return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, 14, at);
+    if (!transposed) return stfpm_set_error(STFPM_ERR_INTERNAL, "im2col: use im2col_rows");
+    stfpm_karg at[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
+                       KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(col)};
+    size_t gws[2] = {(size_t)g->wo, (size_t)nb * g->ho};
+    return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, 14, at);
+}
+
+/* col (K x nr*Wo, row stride ld) of the batch's output rows [r0, r0+nr) (r = image * Ho + oh). */
+static stfpm_status im2col_rows(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int r0, int nr,
+                                size_t ld, cl_mem col) {
+    cl_int off = (cl_int)x->off, C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride;
+    cl_int PD = g->pad, Ho = g->ho, Wo = g->wo, R0 = r0, NR = nr, LD = (cl_int)ld;
+    stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S),
+                      KARG(PD), KARG(Ho), KARG(Wo), KARG(R0), KARG(NR), KARG(LD), KARG(col)};
+    size_t gws[2] = {(size_t)nr, g->k};
+    return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 15, a);
+}
+
+/* Forward as im2col + GEMM over chunks of output rows (a chunk may end inside an image), with
+ * the epilogue (bias, residual, ReLU; each optional). Row chunks rather than whole images: one
+ * image of conv1 is a 147 x 16384 column matrix (9.7 MB); in chunks that stay in the L2 cache
+ * im2col and the GEMM stopped depending on the process's luck with the shared L3 (conv1's
+ * im2col took 55-60 or 180-190 ms per inference batch of 32 from one process to the next;
+ * see CONV_FWD_CHUNK_BYTES_CPU). */
+static stfpm_status forward_im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x,
+                                   const stfpm_tensor *w, const stfpm_tensor *bias, const stfpm_tensor *res,
+                                   int relu, stfpm_tensor *y) {
+    const int R = g->n * g->ho;
+    size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? CONV_FWD_CHUNK_BYTES_CPU
+                                                                     : CONV_CHUNK_BYTES_GPU;
+    const char *e = getenv("STFPM_CONV_CHUNK_BYTES");
+    if (e && *e) {
+        char *end = NULL;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (end != e && v > 0) budget = (size_t)v;
     }
-    size_t gws[2] = {(size_t)nb * g->ho, g->k};
-    return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 14, a);
+    size_t per_row = (g->k + g->cout) * (size_t)g->wo * sizeof(float);
+    int rows = (int)(budget / per_row);
+    if (rows < 1) rows = 1;
+    if (rows > R) rows = R;
+    size_t ld_max = backward_ld((size_t)rows * g->wo);
+    cl_mem col, yc;
+    STFPM_TRY(stfpm_scratch(ctx, 0, g->k * ld_max * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g->cout * ld_max * sizeof(float), &yc));
+    cl_int hb = bias != NULL, hr = res != NULL, rl = relu != 0, K = g->cout, Ho = g->ho, Wo = g->wo;
+    cl_mem bb = bias ? bias->buf : y->buf, rb = res ? res->buf : y->buf;
+    cl_int bo = bias ? (cl_int)bias->off : 0, ro = res ? (cl_int)res->off : 0, yo = (cl_int)y->off;
+    for (int r0 = 0; r0 < R; r0 += rows) {
+        int nr = R - r0 < rows ? R - r0 : rows;
+        /* row stride padded off multiples of 512 floats (backward_ld): the GEMMK=1 kernel runs at
+         * half speed on such strides, and the columns beyond nr * Wo are never read back */
+        size_t ld = backward_ld((size_t)nr * g->wo);
+        STFPM_TRY(im2col_rows(ctx, g, x, r0, nr, ld, col));
+        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g->cout, ld, g->k, 1.0f, w->buf, w->off, g->k, col, 0, ld, 0.0f, yc, 0,
+                             ld));
+        cl_int LD = (cl_int)ld, R0 = r0, NR = nr;
+        stfpm_karg a[] = {KARG(yc), KARG(LD), KARG(R0), KARG(NR), KARG(K), KARG(Ho), KARG(Wo), KARG(y->buf),
+                          KARG(yo), KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
+        size_t gws[2] = {(size_t)nr, (size_t)g->cout};
+        STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows", 2, gws, NULL, 16, a));
+    }
+    return STFPM_OK;
 }
 
 /* dcol (K x nb*P, row stride ld) -> images [i0, i0+nb) of dx. */
@@ -167,7 +225,7 @@ static stfpm_status epilogue(stfpm_ctx *ctx, const conv_geom *g, cl_mem src, siz
 stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                   int stride, int pad, stfpm_tensor *y) {
     static const char *op = "conv2d_forward";
-    conv_geom g;
+    conv_geom g = {0};
     STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
     STFPM_TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
 
@@ -185,25 +243,7 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
     if (g.wino2)
         return stfpm_winograd2_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, g.pad, y->buf,
                                        y->off, g.cout, g.ho, g.wo, NULL);
-    int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
-    cl_mem col, yc;
-    size_t ld_max = backward_ld((size_t)nb * g.p);   /* row stride of col and yc, see below */
-    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * ld_max * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * ld_max * sizeof(float), &yc));
-    for (int i0 = 0; i0 < g.n; i0 += nb) {
-        int cnt = g.n - i0 < nb ? g.n - i0 : nb;
-        size_t np = (size_t)cnt * g.p;
-        /* col and yc rows padded like the backward's (backward_ld): a power-of-two row stride
-         * (conv1: 16384 floats per image) made im2col and the GEMM 3x slower in some runs
-         * (cache-set conflicts that depend on the physical pages); the extra columns are never
-         * read back */
-        size_t ld = backward_ld(np);
-        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, ld, col));
-        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, ld, g.k, 1.0f, w->buf, w->off, g.k, col, 0, ld, 0.0f,
-                             yc, 0, ld));
-        STFPM_TRY(epilogue(ctx, &g, yc, 0, ld, g.p, i0, cnt, NULL, NULL, 0, y));
-    }
-    return STFPM_OK;
+    return forward_im2col(ctx, &g, x, w, NULL, NULL, 0, y);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -266,7 +306,7 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
                                         const stfpm_tensor *residual, int relu,
                                         const stfpm_conv_prepared *prepared, stfpm_tensor *y) {
     static const char *op = "conv2d_forward_fused";
-    conv_geom g;
+    conv_geom g = {0};
     STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
     STFPM_TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
     if (bias) STFPM_TRY(check_shape(op, "bias", bias, 1, g.cout, 1, 1, "(one value per output channel)"));
@@ -304,28 +344,14 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
         return epilogue(ctx, &g, y->buf, y->off, g.p, (size_t)g.cout * g.p, 0, g.n, bias, residual, relu, y);
     }
     if (!any) return stfpm_conv2d_forward(ctx, x, w, stride, pad, y);
-    int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
-    cl_mem col, yc;
-    size_t ld_max = backward_ld((size_t)nb * g.p);   /* row stride of col and yc, see below */
-    STFPM_TRY(stfpm_scratch(ctx, 0, g.k * ld_max * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * ld_max * sizeof(float), &yc));
-    for (int i0 = 0; i0 < g.n; i0 += nb) {
-        int cnt = g.n - i0 < nb ? g.n - i0 : nb;
-        size_t np = (size_t)cnt * g.p;
-        size_t ld = backward_ld(np);   /* as in stfpm_conv2d_forward */
-        STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 0, ld, col));
-        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, ld, g.k, 1.0f, w->buf, w->off, g.k, col, 0, ld, 0.0f,
-                             yc, 0, ld));
-        STFPM_TRY(epilogue(ctx, &g, yc, 0, ld, g.p, i0, cnt, bias, residual, relu, y));
-    }
-    return STFPM_OK;
+    return forward_im2col(ctx, &g, x, w, bias, residual, relu, y);
 }
 
 stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                    int stride, int pad, const stfpm_tensor *dy,
                                    stfpm_tensor *dx, stfpm_tensor *dw) {
     static const char *op = "conv2d_backward";
-    conv_geom g;
+    conv_geom g = {0};
     STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
     STFPM_TRY(check_shape(op, "dy", dy, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
     if (dx) STFPM_TRY(check_shape(op, "dx", dx, g.n, g.cin, g.h, g.w, "(the shape of x)"));

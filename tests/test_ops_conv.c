@@ -13,8 +13,10 @@
  * dL/dv ~ (L(v + e) - L(v - e)) / 2e with e = 1e-2 (L is linear in each entry, so the
  * difference is exact up to double rounding, ~1e-12); compared with the device gradient at
  * the same tolerance as the gradient itself.
- * Every case also runs with STFPM_CONV_CHUNK_BYTES=1 (one image per chunk: dW accumulated
- * over chunks with beta = 1) and writes over garbage-filled outputs (overwrite semantics). */
+ * Every case with batch > 1 also runs with a small STFPM_CONV_CHUNK_BYTES (forward im2col in
+ * chunks of 3 output rows that cross image boundaries, one image per backward / Winograd
+ * chunk: dW accumulated over chunks with beta = 1); all write over garbage-filled outputs
+ * (overwrite semantics). */
 #include "testutil.h"
 #include "ref_conv.h"
 #include "runtime.h"
@@ -121,9 +123,16 @@ static void run_case(const conv_case *tc, int chunked) {
     uint64_t seed = (uint64_t)(tc - k_cases) * 101 + 7;
     float *x = rand_host(nx, seed), *w = rand_host(nw, seed + 1), *dy = rand_host(ny, seed + 2);
     char what[256];
-    /* chunked: one image per chunk (tests the dW accumulation across chunks) */
-    if (chunked) setenv("STFPM_CONV_CHUNK_BYTES", "1", 1);
-    else unsetenv("STFPM_CONV_CHUNK_BYTES");
+    /* chunked: a scratch budget of 3 output rows: the forward's im2col works on chunks of 3
+     * rows (crossing image boundaries when Ho % 3 != 0), the backward on one image per chunk
+     * (dW accumulated across chunks), Winograd on one image per chunk */
+    if (chunked) {
+        char b[32];
+        snprintf(b, sizeof b, "%zu", (size_t)3 * ((size_t)s->cin * s->kh * s->kw + s->cout) * ref_conv_wo(s) * 4);
+        setenv("STFPM_CONV_CHUNK_BYTES", b, 1);
+    } else {
+        unsetenv("STFPM_CONV_CHUNK_BYTES");
+    }
     int wino = g_winograd && s->kh == 3 && s->kw == 3 && s->stride == 1;
     int wino_bwd = wino && g_winograd == 1;
     double atol_y = (wino ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);

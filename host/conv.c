@@ -1,9 +1,12 @@
 /* 2-D convolution (no bias) as im2col + CLBlast SGEMM; backward with a gather-form col2im.
+ * 3x3 stride-1 convolutions with enough channels go to Winograd instead (host/winograd.c);
+ * stfpm_conv2d_forward_fused adds a bias / residual / ReLU epilogue.
  *
- * The batch is processed in chunks of nb images. im2col writes a chunk into one column
- * matrix col (K x nb*P), K = Cin*KH*KW, P = Ho*Wo, columns ordered (image, oh, ow), so one
- * GEMM covers the whole chunk:
- *   forward          Yc (Cout x nb*P) = W (Cout x K) * col (K x nb*P)  -> copied into y (NCHW)
+ * The batch is processed in chunks: the forward in chunks of output rows (forward_im2col, a
+ * chunk may end inside an image), the backward in chunks of nb images. im2col writes a chunk
+ * into one column matrix col (K x nb*P), K = Cin*KH*KW, P = Ho*Wo, columns ordered (image, oh,
+ * ow), so one GEMM covers the whole chunk:
+ *   forward          Yc (Cout x nb*P) = W (Cout x K) * col (K x nb*P)  -> epilogue into y (NCHW)
  *   backward-weight  dW (Cout x K)   += dYc (Cout x ld) * colT (ld x K)  (beta 1 after chunk 0)
  *   backward-data    dcol (K x ld)    = W^T * dYc                       -> col2im (gather) into dx
  * where dYc is dy of the chunk copied to (Cout, nb*P) with row stride ld >= nb*P (zero columns
@@ -12,8 +15,9 @@
  * tuned CLBlast kernel for PoCL (GEMMK=1, host/gemm.c) row-major A, B and C then need no
  * transpose copies; only W (small) is transposed for backward-data.
  * Chunks bound the scratch memory (slots 0 and 1): col + the (Cout x nb*P) matrix stay under
- * 256 MiB on GPUs and ~8 MiB (about one image) on CPUs, see CONV_CHUNK_BYTES_*;
- * STFPM_CONV_CHUNK_BYTES overrides it (the tests use it to force one-image chunks).
+ * 256 MiB on GPUs, ~8 MiB (about one image) on CPUs for the backward and 1 MiB for the forward,
+ * see CONV_CHUNK_BYTES_* and CONV_FWD_CHUNK_BYTES_CPU; STFPM_CONV_CHUNK_BYTES overrides them
+ * (the tests use it to force small chunks).
  * 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward-data: x_i (Cin x P)
  * is already image i's column matrix, one GEMM per image reads / writes NCHW directly.
  * (Not stfpm_gemm_batched: CLBlast 1.5.3's strided-batched indirect GEMM returns wrong

@@ -276,12 +276,9 @@ stfpm_status stfpm_conv2d_prepare(stfpm_ctx *ctx, const stfpm_tensor *w, int str
     if (!p) return stfpm_set_error(STFPM_ERR_OOM, "conv2d_prepare: out of host memory");
     p->cout = w->n;
     p->cin = w->c;
+    /* U for F(4x4) now; U2 for F(2x2) on the first forward that uses it (small batches only) */
     stfpm_status st = stfpm_winograd_weights(ctx, w->buf, w->off, w->n, w->c, &p->u);
-    if (st == STFPM_OK) {
-        clGetMemObjectInfo(p->u, CL_MEM_SIZE, sizeof p->bytes, &p->bytes, NULL);
-        st = stfpm_winograd2_weights(ctx, w->buf, w->off, w->n, w->c, &p->u2);
-    }
-    if (st == STFPM_OK) clGetMemObjectInfo(p->u2, CL_MEM_SIZE, sizeof p->bytes2, &p->bytes2, NULL);
+    if (st == STFPM_OK) clGetMemObjectInfo(p->u, CL_MEM_SIZE, sizeof p->bytes, &p->bytes, NULL);
     if (st != STFPM_OK) {
         stfpm_conv2d_prepared_free(ctx, p);
         return st;
@@ -323,6 +320,12 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
         return stfpm_set_error(STFPM_ERR_ARG, "%s: prepared weights are for %d -> %d channels, w has %d -> %d",
                                op, prepared->cin, prepared->cout, g.cin, g.cout);
     int any = bias || residual || relu;
+    if (g.wino2 && prepared && !prepared->u2) {
+        /* the prepared weights are a cache owned by the caller's object: fill in U2 once */
+        stfpm_conv_prepared *pm = (stfpm_conv_prepared *)prepared;
+        STFPM_TRY(stfpm_winograd2_weights(ctx, w->buf, w->off, g.cout, g.cin, &pm->u2));
+        clGetMemObjectInfo(pm->u2, CL_MEM_SIZE, sizeof pm->bytes2, &pm->bytes2, NULL);
+    }
     if (g.winograd || g.wino2) {
         wino_epilogue ep = {bias ? bias->buf : NULL, bias ? bias->off : 0, residual ? residual->buf : NULL,
                             residual ? residual->off : 0, relu, prepared ? prepared->u : NULL,

@@ -26,7 +26,8 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
  * bias (1, Cout, 1, 1) and residual (the shape of y) may be NULL. residual may alias y only
  * if it IS y's buffer and offset (read before written, element by element).
  * prepared: NULL, or the weights transformed once by stfpm_conv2d_prepare for this w (saves
- * the Winograd weight transform on every call; ignored when the call does not use Winograd). */
+ * the Winograd weight transform on every call; ignored when the call does not use Winograd;
+ * the F(2x2, 3x3) transform is added to it by the first call that uses that tile). */
 typedef struct stfpm_conv_prepared stfpm_conv_prepared;
 stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                         int stride, int pad, const stfpm_tensor *bias,

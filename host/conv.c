@@ -160,9 +160,24 @@ static stfpm_status im2col_rows(stfpm_ctx *ctx, const conv_geom *g, const stfpm_
  * im2col and the GEMM stopped depending on the process's luck with the shared L3 (conv1's
  * im2col took 55-60 or 180-190 ms per inference batch of 32 from one process to the next;
  * see CONV_FWD_CHUNK_BYTES_CPU). */
+static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int nw,
+                                     const stfpm_tensor *const *ws, const stfpm_tensor *const *biases,
+                                     const stfpm_tensor *res, int relu, stfpm_tensor *const *ys);
+
 static stfpm_status forward_im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x,
                                    const stfpm_tensor *w, const stfpm_tensor *bias, const stfpm_tensor *res,
                                    int relu, stfpm_tensor *y) {
+    const stfpm_tensor *ws[1] = {w}, *bs[1] = {bias};
+    stfpm_tensor *ys[1] = {y};
+    return forward_im2col_n(ctx, g, x, 1, ws, bs, res, relu, ys);
+}
+
+/* forward_im2col for nw weight tensors of the same shape applied to the same x: each chunk's
+ * im2col is made once and used by nw GEMMs (the teacher's and the student's conv1 on the same
+ * images, stfpm_conv2d_forward_fused_shared). */
+static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int nw,
+                                     const stfpm_tensor *const *ws, const stfpm_tensor *const *biases,
+                                     const stfpm_tensor *res, int relu, stfpm_tensor *const *ys) {
     const int R = g->n * g->ho;
     size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? CONV_FWD_CHUNK_BYTES_CPU
                                                                      : CONV_CHUNK_BYTES_GPU;
@@ -180,24 +195,60 @@ static stfpm_status forward_im2col(stfpm_ctx *ctx, const conv_geom *g, const stf
     cl_mem col, yc;
     STFPM_TRY(stfpm_scratch(ctx, 0, g->k * ld_max * sizeof(float), &col));
     STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g->cout * ld_max * sizeof(float), &yc));
-    cl_int hb = bias != NULL, hr = res != NULL, rl = relu != 0, K = g->cout, Ho = g->ho, Wo = g->wo;
-    cl_mem bb = bias ? bias->buf : y->buf, rb = res ? res->buf : y->buf;
-    cl_int bo = bias ? (cl_int)bias->off : 0, ro = res ? (cl_int)res->off : 0, yo = (cl_int)y->off;
+    cl_int hr = res != NULL, rl = relu != 0, K = g->cout, Ho = g->ho, Wo = g->wo;
+    cl_int ro = res ? (cl_int)res->off : 0;
     for (int r0 = 0; r0 < R; r0 += rows) {
         int nr = R - r0 < rows ? R - r0 : rows;
         /* row stride padded off multiples of 512 floats (backward_ld): the GEMMK=1 kernel runs at
          * half speed on such strides, and the columns beyond nr * Wo are never read back */
         size_t ld = backward_ld((size_t)nr * g->wo);
         STFPM_TRY(im2col_rows(ctx, g, x, r0, nr, ld, col));
-        STFPM_TRY(stfpm_gemm(ctx, 0, 0, g->cout, ld, g->k, 1.0f, w->buf, w->off, g->k, col, 0, ld, 0.0f, yc, 0,
-                             ld));
-        cl_int LD = (cl_int)ld, R0 = r0, NR = nr;
-        stfpm_karg a[] = {KARG(yc), KARG(LD), KARG(R0), KARG(NR), KARG(K), KARG(Ho), KARG(Wo), KARG(y->buf),
-                          KARG(yo), KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
-        size_t gws[2] = {(size_t)nr, (size_t)g->cout};
-        STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows", 2, gws, NULL, 16, a));
+        for (int j = 0; j < nw; j++) {
+            const stfpm_tensor *w = ws[j], *bias = biases[j];
+            stfpm_tensor *y = ys[j];
+            cl_int hb = bias != NULL, bo = bias ? (cl_int)bias->off : 0, yo = (cl_int)y->off;
+            cl_mem bb = bias ? bias->buf : y->buf, rb = res ? res->buf : y->buf;
+            STFPM_TRY(stfpm_gemm(ctx, 0, 0, g->cout, ld, g->k, 1.0f, w->buf, w->off, g->k, col, 0, ld, 0.0f, yc,
+                                 0, ld));
+            cl_int LD = (cl_int)ld, R0 = r0, NR = nr;
+            stfpm_karg a[] = {KARG(yc), KARG(LD), KARG(R0), KARG(NR), KARG(K), KARG(Ho), KARG(Wo), KARG(y->buf),
+                              KARG(yo), KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
+            size_t gws[2] = {(size_t)nr, (size_t)g->cout};
+            STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows", 2, gws, NULL, 16, a));
+        }
     }
     return STFPM_OK;
+}
+
+stfpm_status stfpm_conv2d_forward_fused_shared(stfpm_ctx *ctx, const stfpm_tensor *x, int nw,
+                                               const stfpm_tensor *const *ws, int stride, int pad,
+                                               const stfpm_tensor *const *biases, int relu,
+                                               const stfpm_conv_prepared *const *prepared,
+                                               stfpm_tensor *const *ys) {
+    static const char *op = "conv2d_forward_fused_shared";
+    if (nw < 1 || !ws || !ys)
+        return stfpm_set_error(STFPM_ERR_ARG, "%s: need at least one weight and output tensor", op);
+    conv_geom g = {0};
+    STFPM_TRY(conv_geometry(op, x, ws[0], stride, pad, &g));
+    int shared = !g.pointwise && !g.winograd && !g.wino2 && nw > 1;
+    for (int j = 0; j < nw; j++) {
+        conv_geom gj = {0};
+        STFPM_TRY(conv_geometry(op, x, ws[j], stride, pad, &gj));
+        if (gj.cout != g.cout || gj.kh != g.kh || gj.kw != g.kw)
+            return stfpm_set_error(STFPM_ERR_ARG, "%s: weight %d has a different shape than weight 0", op, j);
+        STFPM_TRY(check_shape(op, "y", ys[j], g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
+        if (biases && biases[j])
+            STFPM_TRY(check_shape(op, "bias", biases[j], 1, g.cout, 1, 1, "(one value per output channel)"));
+    }
+    if (!shared) {
+        for (int j = 0; j < nw; j++)
+            STFPM_TRY(stfpm_conv2d_forward_fused(ctx, x, ws[j], stride, pad, biases ? biases[j] : NULL, NULL, relu,
+                                                 prepared ? prepared[j] : NULL, ys[j]));
+        return STFPM_OK;
+    }
+    const stfpm_tensor *nob[8] = {NULL};
+    if (nw > 8) return stfpm_set_error(STFPM_ERR_ARG, "%s: at most 8 weight tensors, got %d", op, nw);
+    return forward_im2col_n(ctx, &g, x, nw, ws, biases ? biases : nob, NULL, relu, ys);
 }
 
 /* dcol (K x nb*P, row stride ld) -> images [i0, i0+nb) of dx. */

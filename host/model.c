@@ -267,6 +267,12 @@ static stfpm_status forward_pair(stfpm_ctx *ctx, stfpm_model *m, const float *ch
             }
             tl[i] = stfpm_tensor_view(&m->tbatch[i], 0, n);
         }
+    } else if (!train) {
+        /* eval: both networks on the same images, conv1's im2col shared */
+        STFPM_TRY(stfpm_resnet_forward_eval_pair(ctx, m->teacher, m->student, &x, m->depth, tf, sf));
+        for (int i = 0; i < m->n_layers; i++) tl[i] = tf[m->layers[i] - 1];
+        for (int i = 0; i < m->n_layers; i++) sl[i] = sf[m->layers[i] - 1];
+        return STFPM_OK;
     } else {
         STFPM_TRY(stfpm_resnet_forward(ctx, m->teacher, &x, 0, m->depth, tf));
         for (int i = 0; i < m->n_layers; i++) tl[i] = tf[m->layers[i] - 1];

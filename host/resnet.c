@@ -464,10 +464,19 @@ static stfpm_status unit_forward_folded(stfpm_ctx *ctx, unit *u, const stfpm_ten
     return stfpm_conv2d_forward_fused(ctx, x, &u->fw, u->stride, u->pad, &u->fb, residual, relu, u->prep, &bo);
 }
 
+/* forward_folded after the stem (whose output is in stem.bn_out) */
+static stfpm_status forward_folded_rest(stfpm_ctx *ctx, stfpm_resnet *net, int n, int max_layer,
+                                        stfpm_tensor feats[4]);
+
 static stfpm_status forward_folded(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x, int n,
                                    int max_layer, stfpm_tensor feats[4]) {
     STFPM_TRY(fold_all(ctx, net));
     STFPM_TRY(unit_forward_folded(ctx, &net->stem, x, n, NULL, 1));
+    return forward_folded_rest(ctx, net, n, max_layer, feats);
+}
+
+static stfpm_status forward_folded_rest(stfpm_ctx *ctx, stfpm_resnet *net, int n, int max_layer,
+                                        stfpm_tensor feats[4]) {
     stfpm_tensor so = V(&net->stem.bn_out, n), po = V(&net->pool_out, n);
     STFPM_TRY(stfpm_maxpool_forward(ctx, &so, 3, 2, 1, &po));
     stfpm_tensor in = po;
@@ -486,6 +495,40 @@ static stfpm_status forward_folded(stfpm_ctx *ctx, stfpm_resnet *net, const stfp
         in = out;
     }
     return STFPM_OK;
+}
+
+/* The two networks' eval forwards on the same x with their conv1 (an im2col convolution)
+ * sharing each chunk's column matrix; the rest as stfpm_resnet_forward. */
+stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stfpm_resnet *b, const stfpm_tensor *x,
+                                            int max_layer, stfpm_tensor feats_a[4], stfpm_tensor feats_b[4]) {
+    if (!fold_enabled() || max_layer < 1 || a->depth < max_layer || b->depth < max_layer || x->c != 3 ||
+        x->h < 32 || x->w < 32) {   /* stfpm_resnet_forward reports what is wrong, if anything */
+        STFPM_TRY(stfpm_resnet_forward(ctx, a, x, 0, max_layer, feats_a));
+        return stfpm_resnet_forward(ctx, b, x, 0, max_layer, feats_b);
+    }
+    stfpm_resnet *nets[2] = {a, b};
+    const stfpm_tensor *ws[2], *bs[2];
+    const stfpm_conv_prepared *pp[2];
+    stfpm_tensor ys[2], *yp[2];
+    int n = x->n;
+    for (int j = 0; j < 2; j++) {
+        stfpm_resnet *net = nets[j];
+        STFPM_TRY(ensure_acts(ctx, net, n, x->h, x->w));
+        net->cur_n = n;
+        net->last_train = 0;
+        net->last_max_layer = max_layer;
+        net->x_keep = *x;
+        net->x_keep.owner = 0;
+        STFPM_TRY(fold_all(ctx, net));
+        ws[j] = &net->stem.fw;
+        bs[j] = &net->stem.fb;
+        pp[j] = net->stem.prep;
+        ys[j] = V(&net->stem.bn_out, n);
+        yp[j] = &ys[j];
+    }
+    STFPM_TRY(stfpm_conv2d_forward_fused_shared(ctx, x, 2, ws, a->stem.stride, a->stem.pad, bs, 1, pp, yp));
+    STFPM_TRY(forward_folded_rest(ctx, a, n, max_layer, feats_a));
+    return forward_folded_rest(ctx, b, n, max_layer, feats_b);
 }
 
 stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,

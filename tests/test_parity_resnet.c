@@ -207,6 +207,27 @@ static void run_case(const parity_case *pc, const tolset *T) {
     }
     double t_eval = parity_now() - t1;
 
+    /* the pair forward used at inference (conv1's im2col shared) gives exactly the same features */
+    {
+        float *want_t[3], *want_s[3];
+        for (int l = 0; l < 3; l++) {
+            want_t[l] = tu_read(&tf[l]);
+            want_s[l] = tu_read(&sf[l]);
+        }
+        stfpm_tensor pt[4], ps[4];
+        TU_CHECK_STATUS(stfpm_resnet_forward_eval_pair(ctx, teacher, student, &x, 3, pt, ps));
+        for (int l = 0; l < 3; l++) {
+            float *gt = tu_read(&pt[l]), *gs = tu_read(&ps[l]);
+            size_t cnt = stfpm_tensor_numel(&pt[l]);
+            ck_assert_msg(memcmp(gt, want_t[l], cnt * sizeof(float)) == 0,
+                          "%s: pair forward, teacher layer%d differs from the single forward", pc->label, l + 1);
+            ck_assert_msg(memcmp(gs, want_s[l], cnt * sizeof(float)) == 0,
+                          "%s: pair forward, student layer%d differs from the single forward", pc->label, l + 1);
+            free(gt); free(gs); free(want_t[l]); free(want_s[l]);
+        }
+        for (int l = 0; l < 3; l++) { tf[l] = pt[l]; sf[l] = ps[l]; }
+    }
+
     /* training steps */
     host_param *hp = calloc(np, sizeof *hp);
     double t_train = 0, losses[PARITY_MAX_STEPS] = {0};

@@ -33,6 +33,16 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
                                         int stride, int pad, const stfpm_tensor *bias,
                                         const stfpm_tensor *residual, int relu,
                                         const stfpm_conv_prepared *prepared, stfpm_tensor *y);
+/* stfpm_conv2d_forward_fused (no residual) for nw weight tensors of the same shape on the same
+ * x: ys[j] = act(conv(x, ws[j]) + biases[j]). For im2col convolutions (conv1) each chunk's
+ * column matrix is built once for all of them (the teacher's and the student's conv1 at
+ * inference); otherwise the same as nw separate calls. biases and prepared may be NULL
+ * (or hold NULLs); nw <= 8. */
+stfpm_status stfpm_conv2d_forward_fused_shared(stfpm_ctx *ctx, const stfpm_tensor *x, int nw,
+                                               const stfpm_tensor *const *ws, int stride, int pad,
+                                               const stfpm_tensor *const *biases, int relu,
+                                               const stfpm_conv_prepared *const *prepared,
+                                               stfpm_tensor *const *ys);
 /* Transform w for repeated forward calls (*out = NULL when the convolution does not use
  * Winograd on this device / setting: nothing to prepare). The result must be refreshed when w
  * changes. */

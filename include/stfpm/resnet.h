@@ -77,6 +77,11 @@ stfpm_status stfpm_resnet_load_momentum(stfpm_ctx *ctx, stfpm_resnet *net, const
 stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,
                                   int train, int max_layer, stfpm_tensor feats[4]);
 
+/* Eval-mode forwards of two networks on the same x (teacher and student at inference): the
+ * same results as two stfpm_resnet_forward calls with train = 0, with conv1's im2col shared. */
+stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stfpm_resnet *b, const stfpm_tensor *x,
+                                            int max_layer, stfpm_tensor feats_a[4], stfpm_tensor feats_b[4]);
+
 /* Backward after a train-mode forward: dfeats[l-1] is dL/d(layer l output) or NULL.
  * The input x given to that forward must still hold its values (the first conv's weight
  * gradient reads it).

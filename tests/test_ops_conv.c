@@ -129,9 +129,9 @@ static void run_case(const conv_case *tc, int chunked) {
     if (chunked) {
         char b[32];
         snprintf(b, sizeof b, "%zu", (size_t)3 * ((size_t)s->cin * s->kh * s->kw + s->cout) * ref_conv_wo(s) * 4);
-        setenv("STFPM_CONV_CHUNK_BYTES", b, 1);
+        tu_setenv("STFPM_CONV_CHUNK_BYTES", b);
     } else {
-        unsetenv("STFPM_CONV_CHUNK_BYTES");
+        tu_setenv("STFPM_CONV_CHUNK_BYTES", NULL);
     }
     int wino = g_winograd && s->kh == 3 && s->kw == 3 && s->stride == 1;
     int wino_bwd = wino && g_winograd == 1;
@@ -228,7 +228,7 @@ static void run_case(const conv_case *tc, int chunked) {
         free(dyd);
     }
 
-    if (chunked) unsetenv("STFPM_CONV_CHUNK_BYTES");
+    if (chunked) tu_setenv("STFPM_CONV_CHUNK_BYTES", NULL);
     free(x); free(w); free(dy);
     free(got_y);
     free(got_dx); free(got_dw); free(got_dx2); free(got_dw2);
@@ -248,11 +248,11 @@ START_TEST(test_conv_vs_reference) {
     static const char *names[3] = {"im2col", "winograd", "winograd2"};
     for (int a = 0; a < algos; a++) {
         g_winograd = a;
-        setenv("STFPM_CONV_ALGO", names[a], 1);
+        tu_setenv("STFPM_CONV_ALGO", names[a]);
         run_case(tc, 0);
         if (tc->s.n > 1) run_case(tc, 1);
     }
-    unsetenv("STFPM_CONV_ALGO");
+    tu_setenv("STFPM_CONV_ALGO", NULL);
     g_winograd = 0;
 }
 END_TEST
@@ -336,12 +336,12 @@ START_TEST(test_conv_fused) {
     stfpm_tensor tb = make_tensor(bias, 1, s->cout, 1, 1, 0, &pb);
     stfpm_tensor ty = make_tensor(NULL, s->n, s->cout, ho, wo, 1, &py);
     for (int a = 0; a < algos; a++) {
-        setenv("STFPM_CONV_ALGO", names[a], 1);
+        tu_setenv("STFPM_CONV_ALGO", names[a]);
         double atol = (a >= 1 ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);
         stfpm_conv_prepared *prep = NULL;
-        setenv("STFPM_CONV_ALGO", a == 0 ? "im2col" : "winograd", 1);   /* prepare both tiles */
+        tu_setenv("STFPM_CONV_ALGO", a == 0 ? "im2col" : "winograd");   /* prepare both tiles */
         TU_CHECK_STATUS(stfpm_conv2d_prepare(ctx, &tw, s->stride, s->pad, &prep));
-        setenv("STFPM_CONV_ALGO", names[a], 1);
+        tu_setenv("STFPM_CONV_ALGO", names[a]);
         ck_assert_msg((prep != NULL) == (a >= 1), "%s: prepared weights only for Winograd", tc->name);
         for (int combo = 0; combo < 8; combo++) {
             int hb = combo & 1, hr = (combo >> 1) & 1, relu = (combo >> 2) & 1;
@@ -369,7 +369,7 @@ START_TEST(test_conv_fused) {
         check_sentinels("fused y view", &py);
         stfpm_conv2d_prepared_free(ctx, prep);
     }
-    unsetenv("STFPM_CONV_ALGO");
+    tu_setenv("STFPM_CONV_ALGO", NULL);
     /* by default, weights of a 3x3 / stride-1 conv with >= 32 channels are prepared (Winograd
      * is chosen for such convs at any batch with enough tiles); other convs need nothing */
     {
@@ -417,9 +417,9 @@ START_TEST(test_conv_winograd_small_device) {
     float *want = malloc(ny * sizeof *want), *want_dw = malloc(nw * sizeof *want_dw);
     ref_conv2d_forward(&s, x, w, want);
     ref_conv2d_backward_weight(&s, x, dy, want_dw);
-    setenv("STFPM_DEVICE_MEM_LIMIT", k_small_dev[_i].limit, 1);
-    setenv("STFPM_WINO_CHUNK_BYTES", "268435456", 1);
-    setenv("STFPM_CONV_ALGO", "winograd", 1);
+    tu_setenv("STFPM_DEVICE_MEM_LIMIT", k_small_dev[_i].limit);
+    tu_setenv("STFPM_WINO_CHUNK_BYTES", "268435456");
+    tu_setenv("STFPM_CONV_ALGO", "winograd");
     stfpm_ctx *ctx = NULL;
     stfpm_ctx_options o = {0};
     TU_CHECK_STATUS(stfpm_ctx_create(&ctx, &o));
@@ -445,9 +445,9 @@ START_TEST(test_conv_winograd_small_device) {
     stfpm_tensor *all[] = {&tx, &tw, &ty, &tdy, &tdw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) stfpm_tensor_free(ctx, all[i]);
     stfpm_ctx_free(ctx);
-    unsetenv("STFPM_DEVICE_MEM_LIMIT");
-    unsetenv("STFPM_WINO_CHUNK_BYTES");
-    unsetenv("STFPM_CONV_ALGO");
+    tu_setenv("STFPM_DEVICE_MEM_LIMIT", NULL);
+    tu_setenv("STFPM_WINO_CHUNK_BYTES", NULL);
+    tu_setenv("STFPM_CONV_ALGO", NULL);
     free(x); free(w); free(dy); free(want); free(want_dw); free(got); free(got_dw);
 }
 END_TEST

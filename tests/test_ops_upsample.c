@@ -225,7 +225,7 @@ START_TEST(test_fused_anomaly_map) {
             }
             float *maps[2], scores[2][2];
             for (int fused = 0; fused < 2; fused++) {
-                setenv("STFPM_FUSED_MAP", fused ? "1" : "0", 1);
+                tu_setenv("STFPM_FUSED_MAP", fused ? "1" : "0");
                 stfpm_pyramid *p = NULL;
                 TU_CHECK_STATUS(stfpm_pyramid_create(ctx, &p));
                 stfpm_tensor map = tu_tensor(NULL, N, 1, S_h, S_w), score = tu_tensor(NULL, N, 1, 1, 1);
@@ -240,7 +240,7 @@ START_TEST(test_fused_anomaly_map) {
                 stfpm_tensor_free(ctx, &score);
                 stfpm_pyramid_free(ctx, p);
             }
-            unsetenv("STFPM_FUSED_MAP");
+            tu_setenv("STFPM_FUSED_MAP", NULL);
             size_t nm = (size_t)N * S_h * S_w;
             for (size_t i = 0; i < nm; i++) {
                 int same = maps[0][i] == maps[1][i] || (isnan(maps[0][i]) && isnan(maps[1][i]));

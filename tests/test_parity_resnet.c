@@ -298,9 +298,9 @@ static void run_case(const parity_case *pc, const tolset *T) {
         float *folded[3];
         TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
         for (int l = 0; l < 3; l++) folded[l] = tu_read(&sf[l]);
-        setenv("STFPM_NO_FOLD", "1", 1);
+        tu_setenv("STFPM_NO_FOLD", "1");
         TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
-        unsetenv("STFPM_NO_FOLD");
+        tu_setenv("STFPM_NO_FOLD", NULL);
         for (int l = 0; l < 3; l++) {
             float *plain = tu_read(&sf[l]);
             size_t cnt = stfpm_tensor_numel(&sf[l]);

@@ -114,14 +114,7 @@ static stfpm_status check_shape(const char *op, const char *name, const stfpm_te
 
 /* Images per chunk so that `per_image` bytes of scratch per image stay within the budget. */
 static int chunk_images(stfpm_ctx *ctx, const conv_geom *g, size_t per_image) {
-    size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? CONV_CHUNK_BYTES_CPU
-                                                                     : CONV_CHUNK_BYTES_GPU;
-    const char *e = getenv("STFPM_CONV_CHUNK_BYTES");
-    if (e && *e) {
-        char *end = NULL;
-        unsigned long long v = strtoull(e, &end, 10);
-        if (end != e && v > 0) budget = (size_t)v;
-    }
+    size_t budget = stfpm_chunk_budget(ctx, CONV_CHUNK_BYTES_CPU, CONV_CHUNK_BYTES_GPU, NULL);
     size_t nb = per_image ? budget / per_image : (size_t)g->n;
     if (nb < 1) nb = 1;
     if (nb > (size_t)g->n) nb = (size_t)g->n;
@@ -179,14 +172,7 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
                                      const stfpm_tensor *const *ws, const stfpm_tensor *const *biases,
                                      const stfpm_tensor *res, int relu, stfpm_tensor *const *ys) {
     const int R = g->n * g->ho;
-    size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? CONV_FWD_CHUNK_BYTES_CPU
-                                                                     : CONV_CHUNK_BYTES_GPU;
-    const char *e = getenv("STFPM_CONV_CHUNK_BYTES");
-    if (e && *e) {
-        char *end = NULL;
-        unsigned long long v = strtoull(e, &end, 10);
-        if (end != e && v > 0) budget = (size_t)v;
-    }
+    size_t budget = stfpm_chunk_budget(ctx, CONV_FWD_CHUNK_BYTES_CPU, CONV_CHUNK_BYTES_GPU, NULL);
     size_t per_row = (g->k + g->cout) * (size_t)g->wo * sizeof(float);
     int rows = (int)(budget / per_row);
     if (rows < 1) rows = 1;

@@ -543,6 +543,18 @@ void stfpm_buffer_free(stfpm_ctx *ctx, cl_mem buf, size_t bytes) {
     ctx->mem_in_use -= bytes < ctx->mem_in_use ? bytes : ctx->mem_in_use;
 }
 
+size_t stfpm_chunk_budget(stfpm_ctx *ctx, size_t cpu_bytes, size_t gpu_bytes, const char *env) {
+    size_t budget = ctx->info.type & CL_DEVICE_TYPE_CPU ? cpu_bytes : gpu_bytes;
+    const char *e = env ? getenv(env) : NULL;
+    if (!e || !*e) e = getenv("STFPM_CONV_CHUNK_BYTES");
+    if (e && *e) {
+        char *end = NULL;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (end != e && v > 0) budget = (size_t)v;
+    }
+    return budget;
+}
+
 void stfpm_scratch_release(stfpm_ctx *ctx, int slot) {
     if (slot < 0 || slot >= STFPM_SCRATCH_SLOTS || !ctx->scratch[slot]) return;
     clFinish(ctx->queue);

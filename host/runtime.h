@@ -35,6 +35,9 @@ int stfpm_profiling(const stfpm_ctx *ctx);
  * slot selects one of a few independent scratch buffers. The contents are undefined. */
 stfpm_status stfpm_scratch(stfpm_ctx *ctx, int slot, size_t bytes, cl_mem *out);
 #define STFPM_SCRATCH_SLOTS 4
+/* Scratch budget for chunked work: cpu_bytes on CPU devices, else gpu_bytes; overridden by the
+ * environment variable env (when not NULL and set), else by STFPM_CONV_CHUNK_BYTES. */
+size_t stfpm_chunk_budget(stfpm_ctx *ctx, size_t cpu_bytes, size_t gpu_bytes, const char *env);
 /* Free a scratch slot now (waits for the queue): a smaller request can then fit. */
 void stfpm_scratch_release(stfpm_ctx *ctx, int slot);
 

@@ -53,11 +53,11 @@ static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
     return (rows * cols + a - 1) / a * a + a;
 }
 
-/* For the 36 planes: C[xi] (m x n) = A[xi] (m x k) * B[xi] (k x n) + beta C[xi], dense
+/* For each of the planes (36, or 16 for F(2x2)): C[xi] (m x n) = A[xi] (m x k) * B[xi] (k x n) + beta C[xi], dense
  * row-major planes (plane strides pa, pb, pc), each operand a sub-buffer at offset 0 (see
  * wino_plane). */
-static stfpm_status wino_gemms_n(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm,
-                                 size_t pc, size_t m, size_t k, size_t n, float beta) {
+static stfpm_status wino_gemms(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm,
+                               size_t pc, size_t m, size_t k, size_t n, float beta) {
     stfpm_status st = STFPM_OK;
     for (int xi = 0; xi < planes && st == STFPM_OK; xi++) {
         cl_mem sub[3] = {NULL, NULL, NULL};
@@ -94,41 +94,17 @@ int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo) {
     return (long)((ho + 3) / 4) * ((wo + 3) / 4) * n >= min_tiles;
 }
 
-static size_t chunk_budget(stfpm_ctx *ctx) {
-    size_t budget = stfpm_ctx_device(ctx)->type & CL_DEVICE_TYPE_CPU ? WINO_CHUNK_BYTES_CPU
-                                                                     : WINO_CHUNK_BYTES_GPU;
-    const char *e = getenv("STFPM_WINO_CHUNK_BYTES");
-    if (!e || !*e) e = getenv("STFPM_CONV_CHUNK_BYTES");
-    if (e && *e) {
-        char *end = NULL;
-        unsigned long long v = strtoull(e, &end, 10);
-        if (end != e && v > 0) budget = (size_t)v;
-    }
-    return budget;
-}
-
-static stfpm_status wino_gemms(stfpm_ctx *ctx, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm, size_t pc,
-                               size_t m, size_t k, size_t n, float beta) {
-    return wino_gemms_n(ctx, 36, A, pa, B, pb, Cm, pc, m, k, n, beta);
-}
-
 static int chunk_count(stfpm_ctx *ctx, size_t per_image, int n) {
-    size_t nbz = chunk_budget(ctx) / per_image;
+    size_t budget = stfpm_chunk_budget(ctx, WINO_CHUNK_BYTES_CPU, WINO_CHUNK_BYTES_GPU, "STFPM_WINO_CHUNK_BYTES");
+    size_t nbz = budget / per_image;
     return nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
 }
 
 /* The two per-chunk scratch matrices (slots 0 and 1) for chunks of *nb images: forward V (C x ld)
  * and M (K x ld) planes; wgrad Vt (ld x C) and Z (K x ld). When the device cannot hold them,
  * the chunk is halved until it can (down to one image) before giving up with STFPM_ERR_OOM. */
-static stfpm_status wino_scratch_n(stfpm_ctx *ctx, int planes, int wgrad, int C, int K, size_t tiles, int *nb,
-                                   cl_mem *a, cl_mem *b);
-static stfpm_status wino_scratch(stfpm_ctx *ctx, int wgrad, int C, int K, size_t tiles, int *nb, cl_mem *a,
-                                 cl_mem *b) {
-    return wino_scratch_n(ctx, 36, wgrad, C, K, tiles, nb, a, b);
-}
-
-static stfpm_status wino_scratch_n(stfpm_ctx *ctx, int planes, int wgrad, int C, int K, size_t tiles, int *nb,
-                                   cl_mem *a, cl_mem *b) {
+static stfpm_status wino_scratch(stfpm_ctx *ctx, int planes, int wgrad, int C, int K, size_t tiles, int *nb,
+                                 cl_mem *a, cl_mem *b) {
     for (;;) {
         size_t ld = wino_ld((size_t)*nb * tiles);
         size_t pa = wgrad ? wino_plane(ctx, ld, (size_t)C) : wino_plane(ctx, (size_t)C, ld);
@@ -146,9 +122,18 @@ static stfpm_status wino_scratch_n(stfpm_ctx *ctx, int planes, int wgrad, int C,
     }
 }
 
-static stfpm_status weight_transform(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, int flip,
+/* U (planes of K x C, stride pu) from w. tile 4: F(4x4, 3x3), 36 planes, flip for the
+ * backward-data pass (w is then (C, K, 3, 3)); tile 2: F(2x2, 3x3), 16 planes, forward only. */
+static stfpm_status weight_transform(stfpm_ctx *ctx, int tile, cl_mem w, size_t w_off, int K, int C, int flip,
                                     size_t pu, cl_mem U) {
     cl_int wo = (cl_int)w_off, fl = flip ? 1 : 0, plane = (cl_int)pu;
+    if (tile == 2) {
+        if (flip) return stfpm_set_error(STFPM_ERR_INTERNAL, "winograd F(2x2, 3x3) is forward only");
+        cl_int Ki = K, Ci = C;
+        stfpm_karg a[] = {KARG(w), KARG(wo), KARG(Ki), KARG(Ci), KARG(plane), KARG(U)};
+        size_t gws[2] = {(size_t)C, (size_t)K};
+        return stfpm_enqueue(ctx, "winograd", "wino2_weight", 2, gws, NULL, 6, a);
+    }
     /* the weight tensor is (Cout, Cin) = (K, C) forward, (C, K) for flip */
     cl_int wcout = flip ? C : K, wcin = flip ? K : C;
     stfpm_karg a[] = {KARG(w), KARG(wo), KARG(wcout), KARG(wcin), KARG(fl), KARG(plane), KARG(U)};
@@ -156,31 +141,27 @@ static stfpm_status weight_transform(stfpm_ctx *ctx, cl_mem w, size_t w_off, int
     return stfpm_enqueue(ctx, "winograd", "wino_weight", 2, gws, NULL, 7, a);
 }
 
-stfpm_status stfpm_winograd_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out) {
-    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
+static int tile_planes(int tile) { return (tile + 2) * (tile + 2); }
+
+/* A new buffer holding U of forward weights w (K, C, 3, 3) for the given tile. */
+static stfpm_status prepared_weights(stfpm_ctx *ctx, int tile, cl_mem w, size_t w_off, int K, int C, cl_mem *out) {
+    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K), bytes = tile_planes(tile) * pu * sizeof(float);
     *out = NULL;
-    STFPM_TRY(stfpm_buffer_alloc(ctx, 36 * pu * sizeof(float), out));
-    stfpm_status st = weight_transform(ctx, w, w_off, K, C, 0, pu, *out);
+    STFPM_TRY(stfpm_buffer_alloc(ctx, bytes, out));
+    stfpm_status st = weight_transform(ctx, tile, w, w_off, K, C, 0, pu, *out);
     if (st != STFPM_OK) {
-        stfpm_buffer_free(ctx, *out, 36 * pu * sizeof(float));
+        stfpm_buffer_free(ctx, *out, bytes);
         *out = NULL;
     }
     return st;
 }
 
+stfpm_status stfpm_winograd_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out) {
+    return prepared_weights(ctx, 4, w, w_off, K, C, out);
+}
+
 stfpm_status stfpm_winograd2_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out) {
-    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
-    *out = NULL;
-    STFPM_TRY(stfpm_buffer_alloc(ctx, 16 * pu * sizeof(float), out));
-    cl_int wo = (cl_int)w_off, Ki = K, Ci = C, plane = (cl_int)pu;
-    stfpm_karg a[] = {KARG(w), KARG(wo), KARG(Ki), KARG(Ci), KARG(plane), KARG(*out)};
-    size_t gws[2] = {(size_t)C, (size_t)K};
-    stfpm_status st = stfpm_enqueue(ctx, "winograd", "wino2_weight", 2, gws, NULL, 6, a);
-    if (st != STFPM_OK) {
-        stfpm_buffer_free(ctx, *out, 16 * pu * sizeof(float));
-        *out = NULL;
-    }
-    return st;
+    return prepared_weights(ctx, 2, w, w_off, K, C, out);
 }
 
 int stfpm_winograd_tile(int cin, int cout, int n, int ho, int wo) {
@@ -192,88 +173,38 @@ int stfpm_winograd_tile(int cin, int cout, int n, int ho, int wo) {
     return (long)((ho + 1) / 2) * ((wo + 1) / 2) * n >= WINO_MIN_TILES ? 2 : 0;
 }
 
-stfpm_status stfpm_winograd2_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
-                                     cl_mem w, size_t w_off, int pad, cl_mem y, size_t y_off, int K, int Ho,
-                                     int Wo, const wino_epilogue *ep) {
-    if (Ho != H + 2 * pad - 2 || Wo != W + 2 * pad - 2 || Ho < 1 || Wo < 1 || n < 1)
-        return stfpm_set_error(STFPM_ERR_INTERNAL, "winograd2: output %dx%d does not match input %dx%d, pad %d",
-                               Ho, Wo, H, W, pad);
-    const int TH = (Ho + 1) / 2, TW = (Wo + 1) / 2;
-    const size_t tiles = (size_t)TH * TW;
-    cl_mem U, V, M;
-    const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
-    if (ep && ep->u2) {
-        U = ep->u2;
-    } else {
-        STFPM_TRY(stfpm_scratch(ctx, 2, 16 * pu * sizeof(float), &U));
-        cl_int wo = (cl_int)w_off, Ki = K, Ci = C, plane = (cl_int)pu;
-        stfpm_karg a[] = {KARG(w), KARG(wo), KARG(Ki), KARG(Ci), KARG(plane), KARG(U)};
-        size_t gws[2] = {(size_t)C, (size_t)K};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino2_weight", 2, gws, NULL, 6, a));
-    }
-    cl_mem bias = ep ? ep->bias : NULL, res = ep ? ep->res : NULL;
-    cl_int has_bias = bias != NULL, has_res = res != NULL, relu = ep && ep->relu;
-    cl_int bias_off = ep ? (cl_int)ep->bias_off : 0;
-    if (!bias) bias = y;
-    if (!res) res = y;
-    size_t per_image = (size_t)16 * (C + K) * tiles * sizeof(float);
-    int nb = chunk_count(ctx, per_image, n);
-    STFPM_TRY(wino_scratch_n(ctx, 16, 0, C, K, tiles, &nb, &V, &M));
-    for (int i0 = 0; i0 < n; i0 += nb) {
-        int cnt = n - i0 < nb ? n - i0 : nb;
-        size_t T = (size_t)cnt * tiles, ld = wino_ld(T);
-        cl_int xo = (cl_int)(x_off + (size_t)i0 * C * H * W), yo = (cl_int)(y_off + (size_t)i0 * K * Ho * Wo);
-        cl_int Ci = C, Hi = H, Wi = W, P = pad, THi = TH, TWi = TW, NB = cnt, LD = (cl_int)ld, Ki = K;
-        cl_int Hoi = Ho, Woi = Wo;
-        const size_t pv = wino_plane(ctx, (size_t)C, ld), pm = wino_plane(ctx, (size_t)K, ld);
-        cl_int PV = (cl_int)pv, PM = (cl_int)pm;
-        stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
-                           KARG(NB), KARG(LD), KARG(PV), KARG(V)};
-        size_t gi[2] = {(size_t)TH, (size_t)cnt * C};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino2_input", 2, gi, NULL, 12, ai));
-        STFPM_TRY(wino_gemms_n(ctx, 16, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
-        cl_int ro = (cl_int)((ep ? ep->res_off : 0) + (size_t)i0 * K * Ho * Wo);
-        stfpm_karg ao[] = {KARG(M), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi), KARG(NB), KARG(LD),
-                           KARG(PM), KARG(y), KARG(yo), KARG(has_bias), KARG(bias), KARG(bias_off),
-                           KARG(has_res), KARG(res), KARG(ro), KARG(relu)};
-        size_t go[2] = {(size_t)TH, (size_t)cnt * K};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino2_output", 2, go, NULL, 18, ao));
-    }
-    return STFPM_OK;
-}
-
-stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
-                                 cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off, int K,
-                                 int Ho, int Wo) {
-    return stfpm_winograd_conv_ep(ctx, x, x_off, n, C, H, W, w, w_off, flip, pad, y, y_off, K, Ho, Wo, NULL);
-}
-
-stfpm_status stfpm_winograd_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
-                                    cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off,
-                                    int K, int Ho, int Wo, const wino_epilogue *ep) {
+/* The forward (and, tile 4 with flip, the backward-data) convolution for either tile size:
+ * per chunk of images the input transform, one GEMM per plane, the output transform with the
+ * epilogue. */
+static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t x_off, int n, int C, int H,
+                                     int W, cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off,
+                                     int K, int Ho, int Wo, const wino_epilogue *ep) {
     if (Ho != H + 2 * pad - 2 || Wo != W + 2 * pad - 2 || Ho < 1 || Wo < 1 || n < 1)
         return stfpm_set_error(STFPM_ERR_INTERNAL, "winograd: output %dx%d does not match input %dx%d, pad %d",
                                Ho, Wo, H, W, pad);
-    const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4;
+    const int planes = tile_planes(tile);
+    const int TH = (Ho + tile - 1) / tile, TW = (Wo + tile - 1) / tile;
     const size_t tiles = (size_t)TH * TW;
+    const char *kin = tile == 2 ? "wino2_input" : "wino_input", *kout = tile == 2 ? "wino2_output" : "wino_output";
 
-    /* U: the transformed weights, K x C per plane */
+    /* U: the transformed weights, K x C per plane (prepared ones when given) */
     cl_mem U, V, M;
     const size_t pu = wino_plane(ctx, (size_t)C, (size_t)K);
-    if (ep && ep->u && !flip) {
-        U = ep->u;
+    cl_mem prep = !ep || flip ? NULL : tile == 2 ? ep->u2 : ep->u;
+    if (prep) {
+        U = prep;
     } else {
-        STFPM_TRY(stfpm_scratch(ctx, 2, 36 * pu * sizeof(float), &U));
-        STFPM_TRY(weight_transform(ctx, w, w_off, K, C, flip, pu, U));
+        STFPM_TRY(stfpm_scratch(ctx, 2, planes * pu * sizeof(float), &U));
+        STFPM_TRY(weight_transform(ctx, tile, w, w_off, K, C, flip, pu, U));
     }
     cl_mem bias = ep ? ep->bias : NULL, res = ep ? ep->res : NULL;
     cl_int has_bias = bias != NULL, has_res = res != NULL, relu = ep && ep->relu;
     cl_int bias_off = ep ? (cl_int)ep->bias_off : 0;
     if (!bias) bias = y;   /* never read; PoCL wants a valid buffer argument */
     if (!res) res = y;
-    size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
+    size_t per_image = (size_t)planes * (C + K) * tiles * sizeof(float);
     int nb = chunk_count(ctx, per_image, n);
-    STFPM_TRY(wino_scratch(ctx, 0, C, K, tiles, &nb, &V, &M));
+    STFPM_TRY(wino_scratch(ctx, planes, 0, C, K, tiles, &nb, &V, &M));
 
     for (int i0 = 0; i0 < n; i0 += nb) {
         int cnt = n - i0 < nb ? n - i0 : nb;
@@ -286,17 +217,35 @@ stfpm_status stfpm_winograd_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int 
         stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
                            KARG(NB), KARG(LD), KARG(PV), KARG(V)};
         size_t gi[2] = {(size_t)TH, (size_t)cnt * C};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input", 2, gi, NULL, 12, ai));
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", kin, 2, gi, NULL, 12, ai));
         /* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld); columns beyond T are ignored */
-        STFPM_TRY(wino_gemms(ctx, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
+        STFPM_TRY(wino_gemms(ctx, planes, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
         cl_int ro = (cl_int)((ep ? ep->res_off : 0) + (size_t)i0 * K * Ho * Wo);
         stfpm_karg ao[] = {KARG(M), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi), KARG(NB), KARG(LD),
                            KARG(PM), KARG(y), KARG(yo), KARG(has_bias), KARG(bias), KARG(bias_off),
                            KARG(has_res), KARG(res), KARG(ro), KARG(relu)};
         size_t go[2] = {(size_t)TH, (size_t)cnt * K};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_output", 2, go, NULL, 18, ao));
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", kout, 2, go, NULL, 18, ao));
     }
     return STFPM_OK;
+}
+
+stfpm_status stfpm_winograd2_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                     cl_mem w, size_t w_off, int pad, cl_mem y, size_t y_off, int K, int Ho,
+                                     int Wo, const wino_epilogue *ep) {
+    return winograd_forward(ctx, 2, x, x_off, n, C, H, W, w, w_off, 0, pad, y, y_off, K, Ho, Wo, ep);
+}
+
+stfpm_status stfpm_winograd_conv(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                 cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off, int K,
+                                 int Ho, int Wo) {
+    return winograd_forward(ctx, 4, x, x_off, n, C, H, W, w, w_off, flip, pad, y, y_off, K, Ho, Wo, NULL);
+}
+
+stfpm_status stfpm_winograd_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W,
+                                    cl_mem w, size_t w_off, int flip, int pad, cl_mem y, size_t y_off,
+                                    int K, int Ho, int Wo, const wino_epilogue *ep) {
+    return winograd_forward(ctx, 4, x, x_off, n, C, H, W, w, w_off, flip, pad, y, y_off, K, Ho, Wo, ep);
 }
 
 stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W, cl_mem dy,
@@ -312,7 +261,7 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
     const size_t ps = wino_plane(ctx, (size_t)K, (size_t)C);
     cl_mem Vt, Z, S;
     STFPM_TRY(stfpm_scratch(ctx, 2, 36 * ps * sizeof(float), &S));
-    STFPM_TRY(wino_scratch(ctx, 1, C, K, tiles, &nb, &Vt, &Z));
+    STFPM_TRY(wino_scratch(ctx, 36, 1, C, K, tiles, &nb, &Vt, &Z));
 
     for (int i0 = 0; i0 < n; i0 += nb) {
         int cnt = n - i0 < nb ? n - i0 : nb;
@@ -340,7 +289,7 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
             STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzv, NULL, 5, zv));
         }
         /* S[xi] (K x C) (+)= Z[xi] (K x ld) * Vt[xi] (ld x C) */
-        STFPM_TRY(wino_gemms(ctx, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));
+        STFPM_TRY(wino_gemms(ctx, 36, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));
     }
     cl_int Ki = K, Ci = C, PS = (cl_int)ps, dwo = (cl_int)dw_off;
     stfpm_karg ao[] = {KARG(S), KARG(Ki), KARG(Ci), KARG(PS), KARG(dw), KARG(dwo)};

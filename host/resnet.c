@@ -497,12 +497,32 @@ static stfpm_status forward_folded_rest(stfpm_ctx *ctx, stfpm_resnet *net, int n
     return STFPM_OK;
 }
 
+/* Checks and per-forward state shared by stfpm_resnet_forward and the eval pair. */
+static stfpm_status begin_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x, int train,
+                                  int max_layer) {
+    if (x->c != 3)
+        return stfpm_set_error(STFPM_ERR_ARG, "ResNet input must have 3 channels, got %d", x->c);
+    if (max_layer < 1 || max_layer > net->depth)
+        return stfpm_set_error(STFPM_ERR_ARG, "requested layer%d but the network has layer1..layer%d",
+                               max_layer, net->depth);
+    if (x->h < 32 || x->w < 32)
+        return stfpm_set_error(STFPM_ERR_ARG, "input %dx%d is too small (at least 32x32)", x->h, x->w);
+    if (train && !net->trainable)
+        return stfpm_set_error(STFPM_ERR_ARG, "train-mode forward needs a trainable network");
+    STFPM_TRY(ensure_acts(ctx, net, x->n, x->h, x->w));
+    net->cur_n = x->n;
+    net->last_train = train;
+    net->last_max_layer = max_layer;
+    net->x_keep = *x;
+    net->x_keep.owner = 0;
+    return STFPM_OK;
+}
+
 /* The two networks' eval forwards on the same x with their conv1 (an im2col convolution)
  * sharing each chunk's column matrix; the rest as stfpm_resnet_forward. */
 stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stfpm_resnet *b, const stfpm_tensor *x,
                                             int max_layer, stfpm_tensor feats_a[4], stfpm_tensor feats_b[4]) {
-    if (!fold_enabled() || max_layer < 1 || a->depth < max_layer || b->depth < max_layer || x->c != 3 ||
-        x->h < 32 || x->w < 32) {   /* stfpm_resnet_forward reports what is wrong, if anything */
+    if (!fold_enabled()) {
         STFPM_TRY(stfpm_resnet_forward(ctx, a, x, 0, max_layer, feats_a));
         return stfpm_resnet_forward(ctx, b, x, 0, max_layer, feats_b);
     }
@@ -513,12 +533,7 @@ stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stf
     int n = x->n;
     for (int j = 0; j < 2; j++) {
         stfpm_resnet *net = nets[j];
-        STFPM_TRY(ensure_acts(ctx, net, n, x->h, x->w));
-        net->cur_n = n;
-        net->last_train = 0;
-        net->last_max_layer = max_layer;
-        net->x_keep = *x;
-        net->x_keep.owner = 0;
+        STFPM_TRY(begin_forward(ctx, net, x, 0, max_layer));
         STFPM_TRY(fold_all(ctx, net));
         ws[j] = &net->stem.fw;
         bs[j] = &net->stem.fb;
@@ -533,22 +548,8 @@ stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stf
 
 stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,
                                   int train, int max_layer, stfpm_tensor feats[4]) {
-    if (x->c != 3)
-        return stfpm_set_error(STFPM_ERR_ARG, "ResNet input must have 3 channels, got %d", x->c);
-    if (max_layer < 1 || max_layer > net->depth)
-        return stfpm_set_error(STFPM_ERR_ARG, "requested layer%d but the network has layer1..layer%d",
-                               max_layer, net->depth);
-    if (x->h < 32 || x->w < 32)
-        return stfpm_set_error(STFPM_ERR_ARG, "input %dx%d is too small (at least 32x32)", x->h, x->w);
-    if (train && !net->trainable)
-        return stfpm_set_error(STFPM_ERR_ARG, "train-mode forward needs a trainable network");
+    STFPM_TRY(begin_forward(ctx, net, x, train, max_layer));
     int n = x->n;
-    STFPM_TRY(ensure_acts(ctx, net, n, x->h, x->w));
-    net->cur_n = n;
-    net->last_train = train;
-    net->last_max_layer = max_layer;
-    net->x_keep = *x;
-    net->x_keep.owner = 0;
     if (train) net->folded = 0;   /* running statistics change */
     if (!train && fold_enabled()) return forward_folded(ctx, net, x, n, max_layer, feats);
     STFPM_TRY(unit_forward(ctx, net, &net->stem, x, n, train, 1));

@@ -13,6 +13,8 @@
  * (GFLOP per CPU-second; on an idle machine wall GFLOP/s = that times the cores kept busy). */
 #include "stfpm/ops.h"
 #include "runtime.h"
+#include "gemm.h"
+#include "stfpm/tune.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,12 +181,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     stfpm_ctx *ctx = NULL;
-    stfpm_ctx_options opt = {.profile = profile};
+    stfpm_ctx_options opt = {.profile = profile ? STFPM_SWITCH_ON : STFPM_SWITCH_OFF};
     CK(stfpm_ctx_create(&ctx, &opt));
-    const char *params = getenv("STFPM_CLBLAST_PARAMS");
     printf("device: %s | batch %d | input %dx%d | best of %d | %s | CLBlast params: %s\n",
            stfpm_ctx_device(ctx)->device_name, batch, size, size, reps,
-           g_cpu_time ? "per CPU-second" : "wall time", params && *params ? params : "built-in table");
+           g_cpu_time ? "per CPU-second" : "wall time", stfpm_clblast_tuning_source(ctx));
 
     if (gemm_only) {
         printf("\n%-22s %6s %7s %6s %9s %9s %7s\n", "SGEMM (row-major NN)", "M", "N", "K", "CLBlast",

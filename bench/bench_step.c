@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
         }
     }
     stfpm_ctx *ctx;
-    stfpm_ctx_options o = {.profile = profile};
+    stfpm_ctx_options o = {.profile = profile ? STFPM_SWITCH_ON : STFPM_SWITCH_OFF};
     if (stfpm_ctx_create(&ctx, &o)) { fprintf(stderr, "%s\n", stfpm_last_error()); return 1; }
     profile = stfpm_profiling(ctx); /* STFPM_PROFILE=1 turns it on even with --no-profile */
     stfpm_model m;

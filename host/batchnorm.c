@@ -6,7 +6,6 @@
 #include "stfpm/ops.h"
 
 #define BN_PROG "batchnorm"
-#define BN_SCRATCH_SLOT 3
 #define BN_SEG 4096          /* values per work-item when a plane is split (multiple of 16) */
 #define BN_SPLIT 8192        /* planes up to this many values are one work-item each */
 
@@ -92,7 +91,7 @@ stfpm_status stfpm_batchnorm_forward_train(stfpm_ctx *ctx, const stfpm_tensor *x
     bn_plan pl = bn_make_plan(N, HW);
     cl_int P = pl.P;
     cl_mem part;
-    STFPM_TRY(stfpm_scratch(ctx, BN_SCRATCH_SLOT, (size_t)3 * C * P * sizeof(float), &part));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_PARTIALS, (size_t)3 * C * P * sizeof(float), &part));
     stfpm_karg a1[] = {KARG(x->buf), KARG(xoff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg), KARG(pl.S),
                        KARG(P), KARG(part)};
     size_t g1[2] = {(size_t)P, (size_t)C};
@@ -146,7 +145,7 @@ stfpm_status stfpm_batchnorm_backward(stfpm_ctx *ctx, const stfpm_tensor *x, con
     bn_plan pl = bn_make_plan(N, HW);
     cl_int P = pl.P;
     cl_mem part;
-    STFPM_TRY(stfpm_scratch(ctx, BN_SCRATCH_SLOT, ((size_t)2 * C * P + (size_t)3 * C) * sizeof(float),
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_PARTIALS, ((size_t)2 * C * P + (size_t)3 * C) * sizeof(float),
                             &part));
     cl_int coff = 2 * C * P;
 

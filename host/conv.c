@@ -20,9 +20,12 @@
  * (the tests use it to force small chunks).
  * 1x1 / stride 1 / pad 0 convolutions skip im2col in forward and backward-data: x_i (Cin x P)
  * is already image i's column matrix, one GEMM per image reads / writes NCHW directly.
- * (Not stfpm_gemm_batched: CLBlast 1.5.3's strided-batched indirect GEMM returns wrong
- * results with GEMMK=1 kernels when K is not a multiple of VWM, see host/gemm.c.) */
+ * (Not CLBlast's batched GEMM: 1.5.3's returns wrong results whenever it takes its internal
+ * copy path, see host/clblast_params.c.) Which of these paths a convolution takes is decided
+ * in one place, host/conv_algo.c. */
 #include "stfpm/ops.h"
+#include "conv_algo.h"
+#include "gemm.h"
 #include "runtime.h"
 #include "winograd.h"
 
@@ -43,15 +46,8 @@
  * 160-166 ms per batch depending on the process. 1 MiB: stable and as fast on average. */
 #define CONV_FWD_CHUNK_BYTES_CPU ((size_t)1 << 20)
 /* Row stride (floats) of dYc, colT's rows and dcol in the backward pass for nb*P = np
- * columns; the columns [np, ld) are zero. Rounded up to a multiple of 64 (CLBlast's tile, so
- * no padding copies), plus 64 more when that is a multiple of 512: CLBlast's GEMMK=1 kernel on
- * PoCL runs at half speed when A's row stride is a multiple of 2-4 KiB, which dYc's is in the
- * weight-gradient GEMM (reduction over np): 64 x 576 x 4096 gave 42 GFLOP/CPU-s, with
- * K = 4160 71-83; 128 x 1152 x 1024: 42 vs 87 with K = 1040. */
-static size_t backward_ld(size_t np) {
-    size_t ld = (np + 63) / 64 * 64;
-    return ld % 512 == 0 ? ld + 64 : ld;
-}
+ * columns (the columns [np, ld) are zero), and of col in the forward: conv_algo.h. */
+static size_t backward_ld(size_t np) { return stfpm_conv_row_stride(np); }
 
 typedef struct conv_geom {
     int n, cin, h, w;      /* input */
@@ -59,9 +55,8 @@ typedef struct conv_geom {
     int ho, wo;            /* output */
     int stride, pad;
     size_t k, p;           /* K = cin*kh*kw rows of col, P = ho*wo */
-    int pointwise;         /* 1x1, stride 1, pad 0: no im2col needed */
-    int winograd;          /* 3x3, stride 1: Winograd F(4x4, 3x3) (host/winograd.c) */
-    int wino2;             /* forward only: Winograd F(2x2, 3x3) (few 4x4 tiles in the batch) */
+    stfpm_conv_shape shape;
+    stfpm_conv_algo fwd;   /* the forward's algorithm (host/conv_algo.c) */
 } conv_geom;
 
 static void fmt_shape(char *buf, size_t n, const stfpm_tensor *t) {
@@ -69,7 +64,7 @@ static void fmt_shape(char *buf, size_t n, const stfpm_tensor *t) {
 }
 
 /* Validate x / w / stride / pad and fill g. */
-static stfpm_status conv_geometry(const char *op, const stfpm_tensor *x, const stfpm_tensor *w,
+static stfpm_status conv_geometry(stfpm_ctx *ctx, const char *op, const stfpm_tensor *x, const stfpm_tensor *w,
                                   int stride, int pad, conv_geom *g) {
     if (!x || !w)
         return stfpm_set_error(STFPM_ERR_ARG, "%s: x and w must not be NULL", op);
@@ -92,11 +87,8 @@ static stfpm_status conv_geometry(const char *op, const stfpm_tensor *x, const s
                                op, w->h, w->w, x->h + 2 * pad, x->w + 2 * pad, xs, pad);
     g->k = (size_t)g->cin * g->kh * g->kw;
     g->p = (size_t)g->ho * g->wo;
-    g->pointwise = g->kh == 1 && g->kw == 1 && stride == 1 && pad == 0;
-    g->winograd = g->kh == 3 && g->kw == 3 && stride == 1 &&
-                  stfpm_winograd_wanted(g->cin, g->cout, g->n, g->ho, g->wo);
-    g->wino2 = !g->winograd && g->kh == 3 && g->kw == 3 && stride == 1 &&
-               stfpm_winograd_tile(g->cin, g->cout, g->n, g->ho, g->wo) == 2;
+    g->shape = (stfpm_conv_shape){g->n, g->cin, g->cout, g->kh, g->kw, stride, pad, g->ho, g->wo};
+    g->fwd = stfpm_conv_choose(ctx, &g->shape, STFPM_CONV_FORWARD);
     return STFPM_OK;
 }
 
@@ -114,7 +106,8 @@ static stfpm_status check_shape(const char *op, const char *name, const stfpm_te
 
 /* Images per chunk so that `per_image` bytes of scratch per image stay within the budget. */
 static int chunk_images(stfpm_ctx *ctx, const conv_geom *g, size_t per_image) {
-    size_t budget = stfpm_chunk_budget(ctx, CONV_CHUNK_BYTES_CPU, CONV_CHUNK_BYTES_GPU, NULL);
+    size_t budget = stfpm_chunk_budget(ctx, CONV_CHUNK_BYTES_CPU, CONV_CHUNK_BYTES_GPU,
+                                       stfpm_ctx_get_options(ctx)->conv_chunk_bytes);
     size_t nb = per_image ? budget / per_image : (size_t)g->n;
     if (nb < 1) nb = 1;
     if (nb > (size_t)g->n) nb = (size_t)g->n;
@@ -172,15 +165,16 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
                                      const stfpm_tensor *const *ws, const stfpm_tensor *const *biases,
                                      const stfpm_tensor *res, int relu, stfpm_tensor *const *ys) {
     const int R = g->n * g->ho;
-    size_t budget = stfpm_chunk_budget(ctx, CONV_FWD_CHUNK_BYTES_CPU, CONV_CHUNK_BYTES_GPU, NULL);
+    size_t budget = stfpm_chunk_budget(ctx, CONV_FWD_CHUNK_BYTES_CPU, CONV_CHUNK_BYTES_GPU,
+                                       stfpm_ctx_get_options(ctx)->conv_chunk_bytes);
     size_t per_row = (g->k + g->cout) * (size_t)g->wo * sizeof(float);
     int rows = (int)(budget / per_row);
     if (rows < 1) rows = 1;
     if (rows > R) rows = R;
     size_t ld_max = backward_ld((size_t)rows * g->wo);
     cl_mem col, yc;
-    STFPM_TRY(stfpm_scratch(ctx, 0, g->k * ld_max * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g->cout * ld_max * sizeof(float), &yc));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_COLS, g->k * ld_max * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_ROWS, (size_t)g->cout * ld_max * sizeof(float), &yc));
     cl_int hr = res != NULL, rl = relu != 0, K = g->cout, Ho = g->ho, Wo = g->wo;
     cl_int ro = res ? (cl_int)res->off : 0;
     for (int r0 = 0; r0 < R; r0 += rows) {
@@ -215,11 +209,11 @@ stfpm_status stfpm_conv2d_forward_fused_shared(stfpm_ctx *ctx, const stfpm_tenso
     if (nw < 1 || !ws || !ys)
         return stfpm_set_error(STFPM_ERR_ARG, "%s: need at least one weight and output tensor", op);
     conv_geom g = {0};
-    STFPM_TRY(conv_geometry(op, x, ws[0], stride, pad, &g));
-    int shared = !g.pointwise && !g.winograd && !g.wino2 && nw > 1;
+    STFPM_TRY(conv_geometry(ctx, op, x, ws[0], stride, pad, &g));
+    int shared = g.fwd == STFPM_CONV_IM2COL && nw > 1;
     for (int j = 0; j < nw; j++) {
         conv_geom gj = {0};
-        STFPM_TRY(conv_geometry(op, x, ws[j], stride, pad, &gj));
+        STFPM_TRY(conv_geometry(ctx, op, x, ws[j], stride, pad, &gj));
         if (gj.cout != g.cout || gj.kh != g.kh || gj.kw != g.kw)
             return stfpm_set_error(STFPM_ERR_ARG, "%s: weight %d has a different shape than weight 0", op, j);
         STFPM_TRY(check_shape(op, "y", ys[j], g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
@@ -267,10 +261,10 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
                                   int stride, int pad, stfpm_tensor *y) {
     static const char *op = "conv2d_forward";
     conv_geom g = {0};
-    STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
+    STFPM_TRY(conv_geometry(ctx, op, x, w, stride, pad, &g));
     STFPM_TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
 
-    if (g.pointwise) {
+    if (g.fwd == STFPM_CONV_POINTWISE) {
         /* y_i (Cout x P) = W (Cout x Cin) * x_i (Cin x P) */
         for (int i = 0; i < g.n; i++)
             STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, g.p, g.k, 1.0f, w->buf, w->off, g.k, x->buf,
@@ -278,10 +272,10 @@ stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const s
                                  g.p));
         return STFPM_OK;
     }
-    if (g.winograd)
+    if (g.fwd == STFPM_CONV_WINOGRAD4)
         return stfpm_winograd_conv(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, 0, g.pad,
                                    y->buf, y->off, g.cout, g.ho, g.wo);
-    if (g.wino2)
+    if (g.fwd == STFPM_CONV_WINOGRAD2)
         return stfpm_winograd2_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, g.pad, y->buf,
                                        y->off, g.cout, g.ho, g.wo, NULL);
     return forward_im2col(ctx, &g, x, w, NULL, NULL, 0, y);
@@ -307,8 +301,8 @@ stfpm_status stfpm_conv2d_prepare(stfpm_ctx *ctx, const stfpm_tensor *w, int str
                                   stfpm_conv_prepared **out) {
     *out = NULL;
     if (!w) return stfpm_set_error(STFPM_ERR_ARG, "conv2d_prepare: w must not be NULL");
-    (void)pad;
-    if (!(w->h == 3 && w->w == 3 && stride == 1 && stfpm_winograd_wanted(w->c, w->n, -1, 0, 0))) return STFPM_OK;
+    const stfpm_conv_shape shape = {-1, w->c, w->n, w->h, w->w, stride, pad, 0, 0};
+    if (stfpm_conv_choose(ctx, &shape, STFPM_CONV_PREPARE) != STFPM_CONV_WINOGRAD4) return STFPM_OK;
     stfpm_conv_prepared *p = calloc(1, sizeof *p);
     if (!p) return stfpm_set_error(STFPM_ERR_OOM, "conv2d_prepare: out of host memory");
     p->cout = w->n;
@@ -345,7 +339,7 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
                                         const stfpm_conv_prepared *prepared, stfpm_tensor *y) {
     static const char *op = "conv2d_forward_fused";
     conv_geom g = {0};
-    STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
+    STFPM_TRY(conv_geometry(ctx, op, x, w, stride, pad, &g));
     STFPM_TRY(check_shape(op, "y", y, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
     if (bias) STFPM_TRY(check_shape(op, "bias", bias, 1, g.cout, 1, 1, "(one value per output channel)"));
     if (residual) {
@@ -357,23 +351,24 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
         return stfpm_set_error(STFPM_ERR_ARG, "%s: prepared weights are for %d -> %d channels, w has %d -> %d",
                                op, prepared->cin, prepared->cout, g.cin, g.cout);
     int any = bias || residual || relu;
-    if (g.wino2 && prepared && !prepared->u2) {
+    const int wino2 = g.fwd == STFPM_CONV_WINOGRAD2;
+    if (wino2 && prepared && !prepared->u2) {
         /* the prepared weights are a cache owned by the caller's object: fill in U2 once */
         stfpm_conv_prepared *pm = (stfpm_conv_prepared *)prepared;
         STFPM_TRY(stfpm_winograd2_weights(ctx, w->buf, w->off, g.cout, g.cin, &pm->u2));
         clGetMemObjectInfo(pm->u2, CL_MEM_SIZE, sizeof pm->bytes2, &pm->bytes2, NULL);
     }
-    if (g.winograd || g.wino2) {
+    if (g.fwd == STFPM_CONV_WINOGRAD4 || wino2) {
         wino_epilogue ep = {bias ? bias->buf : NULL, bias ? bias->off : 0, residual ? residual->buf : NULL,
                             residual ? residual->off : 0, relu, prepared ? prepared->u : NULL,
                             prepared ? prepared->u2 : NULL};
-        if (g.wino2)
+        if (wino2)
             return stfpm_winograd2_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, g.pad,
                                            y->buf, y->off, g.cout, g.ho, g.wo, &ep);
         return stfpm_winograd_conv_ep(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, w->buf, w->off, 0, g.pad,
                                       y->buf, y->off, g.cout, g.ho, g.wo, &ep);
     }
-    if (g.pointwise) {
+    if (g.fwd == STFPM_CONV_POINTWISE) {
         if (residual && residual->buf == y->buf) {
             /* residual is y: y_i = W x_i + y_i (GEMM with beta 1), then bias / ReLU in place */
             for (int i = 0; i < g.n; i++)
@@ -396,32 +391,36 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
                                    stfpm_tensor *dx, stfpm_tensor *dw) {
     static const char *op = "conv2d_backward";
     conv_geom g = {0};
-    STFPM_TRY(conv_geometry(op, x, w, stride, pad, &g));
+    STFPM_TRY(conv_geometry(ctx, op, x, w, stride, pad, &g));
     STFPM_TRY(check_shape(op, "dy", dy, g.n, g.cout, g.ho, g.wo, "from x, w, stride and pad"));
     if (dx) STFPM_TRY(check_shape(op, "dx", dx, g.n, g.cin, g.h, g.w, "(the shape of x)"));
     if (dw) STFPM_TRY(check_shape(op, "dw", dw, g.cout, g.cin, g.kh, g.kw, "(the shape of w)"));
     if (!dx && !dw) return STFPM_OK;
 
-    if (dx && g.pointwise) {
+    const stfpm_conv_algo ad = stfpm_conv_choose(ctx, &g.shape, STFPM_CONV_BACKWARD_DATA);
+    const stfpm_conv_algo aw = stfpm_conv_choose(ctx, &g.shape, STFPM_CONV_BACKWARD_WEIGHT);
+    if (dx && ad == STFPM_CONV_POINTWISE) {
         /* dx_i (Cin x P) = W^T (Cin x Cout) * dy_i (Cout x P) */
         for (int i = 0; i < g.n; i++)
             STFPM_TRY(stfpm_gemm(ctx, 1, 0, g.cin, g.p, g.cout, 1.0f, w->buf, w->off, g.k, dy->buf,
                                  dy->off + i * g.cout * g.p, g.p, 0.0f, dx->buf,
                                  dx->off + i * g.cin * g.p, g.p));
         dx = NULL;
-        if (!dw) return STFPM_OK;
     }
-    if (g.winograd) {
+    if (dx && ad == STFPM_CONV_WINOGRAD4) {
         /* dx = conv3x3(dy, rot180(W)^T, padding 2 - pad) */
-        if (dx)
-            STFPM_TRY(stfpm_winograd_conv(ctx, dy->buf, dy->off, g.n, g.cout, g.ho, g.wo, w->buf, w->off, 1,
-                                          2 - g.pad, dx->buf, dx->off, g.cin, g.h, g.w));
-        if (dw)
-            STFPM_TRY(stfpm_winograd_wgrad(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, dy->buf, dy->off, g.cout,
-                                           g.ho, g.wo, g.pad, dw->buf, dw->off));
-        return STFPM_OK;
+        STFPM_TRY(stfpm_winograd_conv(ctx, dy->buf, dy->off, g.n, g.cout, g.ho, g.wo, w->buf, w->off, 1,
+                                      2 - g.pad, dx->buf, dx->off, g.cin, g.h, g.w));
+        dx = NULL;
     }
+    if (dw && aw == STFPM_CONV_WINOGRAD4) {
+        STFPM_TRY(stfpm_winograd_wgrad(ctx, x->buf, x->off, g.n, g.cin, g.h, g.w, dy->buf, dy->off, g.cout,
+                                       g.ho, g.wo, g.pad, dw->buf, dw->off));
+        dw = NULL;
+    }
+    if (!dx && !dw) return STFPM_OK;
 
+    /* the rest goes through im2col */
     int nb = chunk_images(ctx, &g, (g.k + g.cout) * g.p * sizeof(float));
     size_t ld_max = backward_ld((size_t)nb * g.p);
     /* dW's columns: K rounded up to 64 when it is not a multiple (conv1: 147 -> 192), so that
@@ -431,9 +430,9 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
      * 64 x 192 with a 16384-long reduction per image: CLBlast runs it as 3 work-groups). */
     size_t kp = dw && g.k % 64 ? (g.k + 63) / 64 * 64 : g.k;
     cl_mem col, dyc, dwp = NULL;
-    STFPM_TRY(stfpm_scratch(ctx, 0, (kp > g.k ? kp : g.k) * ld_max * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, 1, (size_t)g.cout * ld_max * sizeof(float), &dyc));
-    if (kp != g.k) STFPM_TRY(stfpm_scratch(ctx, 2, (size_t)g.cout * kp * sizeof(float), &dwp));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_COLS, (kp > g.k ? kp : g.k) * ld_max * sizeof(float), &col));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_ROWS, (size_t)g.cout * ld_max * sizeof(float), &dyc));
+    if (kp != g.k) STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_AUX, (size_t)g.cout * kp * sizeof(float), &dwp));
     for (int i0 = 0; i0 < g.n; i0 += nb) {
         int cnt = g.n - i0 < nb ? g.n - i0 : nb;
         size_t np = (size_t)cnt * g.p, ld = backward_ld(np);

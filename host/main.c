@@ -70,15 +70,19 @@ static int parse_float(args_t *a, double *out) {
     return 1;
 }
 
-static stfpm_status open_ctx(const char *device, stfpm_ctx **ctx, int verbose) {
-    stfpm_ctx_options o = {.device = device};
-    stfpm_status s = stfpm_ctx_create(ctx, &o);
+static stfpm_status open_ctx_with(const stfpm_ctx_options *o, stfpm_ctx **ctx, int verbose) {
+    stfpm_status s = stfpm_ctx_create(ctx, o);
     if (s == STFPM_OK && verbose) {
         const stfpm_device_info *d = stfpm_ctx_device(*ctx);
         fprintf(stderr, "device: %s (%s, %u compute units, %.0f MiB)\n", d->device_name, d->platform_name,
                 d->compute_units, d->global_mem / 1048576.0);
     }
     return s;
+}
+
+static stfpm_status open_ctx(const char *device, stfpm_ctx **ctx, int verbose) {
+    stfpm_ctx_options o = {.device = device};
+    return open_ctx_with(&o, ctx, verbose);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -596,9 +600,9 @@ static int cmd_tune(int argc, char **argv) {
     }
     if (a.bad) return 2;
     /* measure CLBlast's own parameters first: no tuned set may be applied to this process yet */
-    setenv("STFPM_CLBLAST_PARAMS", "default", 1);
+    stfpm_ctx_options co = {.device = device, .clblast_params = "default"};
     stfpm_ctx *ctx = NULL;
-    stfpm_status s = open_ctx(device, &ctx, 1);
+    stfpm_status s = open_ctx_with(&co, &ctx, 1);
     if (s != STFPM_OK) return die(s);
     stfpm_tune_result *r = calloc(1, sizeof *r);
     if (!r) { stfpm_ctx_free(ctx); fprintf(stderr, "stfpm: error: out of host memory\n"); return 1; }

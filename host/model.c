@@ -1,5 +1,6 @@
 /* STFPM model: teacher + student, batch operations, model files. */
 #include "stfpm/model.h"
+#include "options.h"
 #include "stfpm/ops.h"
 #include "runtime.h"
 
@@ -81,17 +82,16 @@ stfpm_status stfpm_find_teacher(const char *explicit_path, char *out, size_t out
         snprintf(out, out_len, "%s", explicit_path);
         return STFPM_OK;
     }
-    const char *env = getenv("STFPM_TEACHER");
-    if (env && *env) {
+    const char *env = stfpm_env_teacher();
+    if (env) {
         if (!file_exists(env))
             return stfpm_set_error(STFPM_ERR_IO, "teacher weights %s (from STFPM_TEACHER): no such file", env);
         snprintf(out, out_len, "%s", env);
         return STFPM_OK;
     }
-    char pattern[1200];
-    const char *th = getenv("TORCH_HOME"), *home = getenv("HOME");
-    if (th && *th) snprintf(pattern, sizeof pattern, "%s/hub/checkpoints/resnet18-*.pth", th);
-    else snprintf(pattern, sizeof pattern, "%s/.cache/torch/hub/checkpoints/resnet18-*.pth", home ? home : "");
+    char pattern[1200], hub[1100];
+    stfpm_env_torch_checkpoints(hub, sizeof hub);
+    snprintf(pattern, sizeof pattern, "%s/resnet18-*.pth", hub);
     glob_t g;
     if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
         snprintf(out, out_len, "%s", g.gl_pathv[0]);

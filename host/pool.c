@@ -44,11 +44,11 @@ stfpm_status stfpm_maxpool_backward(stfpm_ctx *ctx, const stfpm_tensor *x, int k
     STFPM_TRY(check_out("maxpool backward", "dx", dx, x->n, x->c, x->h, x->w));
     cl_int xo = (cl_int)x->off, dyo = (cl_int)dy->off, dxo = (cl_int)dx->off, planes = x->n * x->c;
     cl_int H = x->h, W = x->w, Ho = ho, Wo = wo, K = k, S = stride, P = pad;
-    /* Two passes through an argmax buffer (scratch slot 2): ~5x fewer reads than recomputing
+    /* Two passes through an argmax buffer (STFPM_SCRATCH_AUX): ~5x fewer reads than recomputing
      * every window's argmax per input element (maxpool_bwd, kept as the reference kernel).
      * Both passes run in row form (one work-item per row, see cl/pool.cl). */
     cl_mem idx;
-    STFPM_TRY(stfpm_scratch(ctx, 2, stfpm_tensor_numel(dy) * sizeof(cl_int), &idx));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_AUX, stfpm_tensor_numel(dy) * sizeof(cl_int), &idx));
     stfpm_karg a1[] = {KARG(x->buf), KARG(xo), KARG(idx), KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo),
                        KARG(K), KARG(S), KARG(P)};
     size_t g1[2] = {(size_t)Ho, (size_t)planes};          /* one work-item per output row */

@@ -14,13 +14,10 @@ struct stfpm_pyramid {
     stfpm_tensor rowmax;                  /* (N,1,S,1): the map's row maxima (fused path) */
 };
 
-/* The anomaly map in one kernel (cl/upsample.cl anomaly_map_fwd) unless STFPM_FUSED_MAP=0:
- * the same arithmetic in the same order as resize + multiply (bit-identical, tested), and the
- * score from the row maxima instead of a second pass over the map. */
-static int fused_map(void) {
-    const char *e = getenv("STFPM_FUSED_MAP");
-    return !(e && strcmp(e, "0") == 0);
-}
+/* The anomaly map in one kernel (cl/upsample.cl anomaly_map_fwd) unless the fused_map option
+ * is off: the same arithmetic in the same order as resize + multiply (bit-identical, tested),
+ * and the score from the row maxima instead of a second pass over the map. */
+static int fused_map(stfpm_ctx *ctx) { return stfpm_ctx_get_options(ctx)->fused_map != STFPM_SWITCH_OFF; }
 
 stfpm_status stfpm_pyramid_create(stfpm_ctx *ctx, stfpm_pyramid **out) {
     *out = calloc(1, sizeof **out);
@@ -95,7 +92,7 @@ stfpm_status stfpm_pyramid_anomaly_map(stfpm_ctx *ctx, stfpm_pyramid *p, int n_l
         return stfpm_set_error(STFPM_ERR_ARG, "anomaly map: %d levels", n_levels);
     if (map->c != 1 || map->n != t[0].n || (score && score->n != t[0].n))
         return stfpm_set_error(STFPM_ERR_ARG, "anomaly map: output must be (N,1,H,W) with N = %d", t[0].n);
-    if (fused_map() && n_levels <= 4) {
+    if (fused_map(ctx) && n_levels <= 4) {
         stfpm_tensor d[4];
         for (int l = 0; l < n_levels; l++) {
             STFPM_TRY(ensure(ctx, &p->d[l], t[l].n, 1, t[l].h, t[l].w, &d[l]));

@@ -5,7 +5,6 @@
 #include "stfpm/ops.h"
 
 #define RED_PROG "reduce"
-#define RED_SCRATCH_SLOT 3
 #define RED_LSZ 256
 #define RED_ITEMS 8          /* target elements per work-item in a chunk */
 #define RED_MAX_CHUNKS 256   /* partials per row */
@@ -30,7 +29,7 @@ static stfpm_status reduce_rows(stfpm_ctx *ctx, const stfpm_tensor *x, int rows,
     cl_int P = (len + chunk - 1) / chunk;
 
     cl_mem part;
-    STFPM_TRY(stfpm_scratch(ctx, RED_SCRATCH_SLOT, (size_t)rows * P * sizeof(float), &part));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_PARTIALS, (size_t)rows * P * sizeof(float), &part));
     cl_int xoff = (cl_int)x->off, clen = len, cop = op;
     stfpm_karg a1[] = {KARG(x->buf), KARG(xoff), KARG(clen), KARG(chunk), KARG(P), KARG(cop),
                        KARG(part), KLOCAL(lsz * sizeof(float))};

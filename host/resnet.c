@@ -49,12 +49,9 @@ struct stfpm_resnet {
 };
 
 /* Eval-mode forward with BN folded into the convolutions and bias / residual / ReLU fused
- * into their output (stfpm_conv2d_forward_fused); STFPM_NO_FOLD=1 runs conv, BN, add and ReLU
- * as separate ops (the reference path the tests compare against). */
-static int fold_enabled(void) {
-    const char *e = getenv("STFPM_NO_FOLD");
-    return !(e && *e && strcmp(e, "0") != 0);
-}
+ * into their output (stfpm_conv2d_forward_fused); with the fold_bn option off, conv, BN, add
+ * and ReLU run as separate ops (the reference path the tests compare against). */
+static int fold_enabled(stfpm_ctx *ctx) { return stfpm_ctx_get_options(ctx)->fold_bn != STFPM_SWITCH_OFF; }
 
 void stfpm_resnet_params_changed(stfpm_resnet *net) { net->folded = 0; }
 
@@ -348,7 +345,7 @@ stfpm_status stfpm_resnet_load_momentum(stfpm_ctx *ctx, stfpm_resnet *net, const
  * teacher, a student at test time) gets it on first use (conv_out_for), halving its
  * activation memory. */
 static stfpm_status alloc_unit_acts(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, int n, int h, int w) {
-    if (net->trainable || !fold_enabled()) {
+    if (net->trainable || !fold_enabled(ctx)) {
         STFPM_TRY(stfpm_tensor_alloc(ctx, &u->conv_out, n, u->cout, h, w));
         net->act_bytes += stfpm_tensor_numel(&u->conv_out) * sizeof(float);
     }
@@ -522,7 +519,7 @@ static stfpm_status begin_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
  * sharing each chunk's column matrix; the rest as stfpm_resnet_forward. */
 stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stfpm_resnet *b, const stfpm_tensor *x,
                                             int max_layer, stfpm_tensor feats_a[4], stfpm_tensor feats_b[4]) {
-    if (!fold_enabled()) {
+    if (!fold_enabled(ctx)) {
         STFPM_TRY(stfpm_resnet_forward(ctx, a, x, 0, max_layer, feats_a));
         return stfpm_resnet_forward(ctx, b, x, 0, max_layer, feats_b);
     }
@@ -551,7 +548,7 @@ stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
     STFPM_TRY(begin_forward(ctx, net, x, train, max_layer));
     int n = x->n;
     if (train) net->folded = 0;   /* running statistics change */
-    if (!train && fold_enabled()) return forward_folded(ctx, net, x, n, max_layer, feats);
+    if (!train && fold_enabled(ctx)) return forward_folded(ctx, net, x, n, max_layer, feats);
     STFPM_TRY(unit_forward(ctx, net, &net->stem, x, n, train, 1));
     stfpm_tensor so = V(&net->stem.bn_out, n), po = V(&net->pool_out, n);
     STFPM_TRY(stfpm_maxpool_forward(ctx, &so, 3, 2, 1, &po));

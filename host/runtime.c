@@ -1,6 +1,7 @@
 /* OpenCL runtime: device selection, context, program build with an on-disk binary cache,
  * kernel lookup and launch, profiling, scratch buffers, memory accounting. */
 #include "runtime.h"
+#include "options.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,7 +27,8 @@ struct stfpm_ctx {
     cl_context context;
     cl_command_queue queue;
     int profile;
-    char cache_dir[1024];
+    stfpm_ctx_options opt;        /* resolved; its strings point to the copies below */
+    char device_sel[256], cache_dir[1024], cl_dir[1024], clblast_params[2048];
     program_entry programs[MAX_PROGRAMS];
     int n_programs;
     kernel_entry kernels[MAX_KERNELS];
@@ -128,22 +130,14 @@ static int ci_contains(const char *hay, const char *needle) {
 /* ------------------------------------------------------------------------------------------ */
 /* context */
 
-static void default_cache_dir(char *out, size_t n) {
-    const char *e = getenv("STFPM_CACHE_DIR");
-    if (e) { snprintf(out, n, "%s", e); return; }
-    e = getenv("XDG_CACHE_HOME");
-    if (e && *e) { snprintf(out, n, "%s/stfpm", e); return; }
-    e = getenv("HOME");
-    if (e && *e) { snprintf(out, n, "%s/.cache/stfpm", e); return; }
-    out[0] = 0;
-}
+static void copy_str(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", src ? src : ""); }
 
-stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt) {
+stfpm_status stfpm_runtime_create(stfpm_ctx **out, const stfpm_ctx_options *opt) {
     *out = NULL;
     dev_rec recs[MAX_DEVICES];
     int n = 0;
     STFPM_TRY(enumerate(recs, MAX_DEVICES, &n));
-    const char *sel = opt && opt->device && *opt->device ? opt->device : getenv("STFPM_DEVICE");
+    const char *sel = opt->device;
     int pick = -1;
     if (sel && *sel) {
         char *end = NULL;
@@ -173,23 +167,25 @@ stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt) {
     stfpm_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory creating the context");
     ctx->info = recs[pick].info;
-    /* STFPM_DEVICE_MEM_LIMIT=bytes: treat the device as having at most that much memory (tests
-     * of the out-of-device-memory paths; also a way to leave room for other programs) */
-    const char *ml = getenv("STFPM_DEVICE_MEM_LIMIT");
-    if (ml && *ml) {
-        char *end = NULL;
-        unsigned long long v = strtoull(ml, &end, 10);
-        if (end != ml && v > 0) {
-            if (v < ctx->info.global_mem) ctx->info.global_mem = v;
-            if (v < ctx->info.max_alloc) ctx->info.max_alloc = v;
-        }
+    /* device_mem_limit: treat the device as having at most that much memory (tests of the
+     * out-of-device-memory paths; also a way to leave room for other programs) */
+    uint64_t ml = opt->device_mem_limit;
+    if (ml) {
+        if (ml < ctx->info.global_mem) ctx->info.global_mem = ml;
+        if (ml < ctx->info.max_alloc) ctx->info.max_alloc = ml;
     }
     ctx->platform = recs[pick].p;
     ctx->device = recs[pick].d;
-    const char *pe = getenv("STFPM_PROFILE");
-    ctx->profile = (opt && opt->profile) || (pe && *pe && strcmp(pe, "0") != 0);
-    if (opt && opt->cache_dir) snprintf(ctx->cache_dir, sizeof ctx->cache_dir, "%s", opt->cache_dir);
-    else default_cache_dir(ctx->cache_dir, sizeof ctx->cache_dir);
+    ctx->opt = *opt;
+    copy_str(ctx->device_sel, sizeof ctx->device_sel, opt->device);
+    copy_str(ctx->cache_dir, sizeof ctx->cache_dir, opt->cache_dir);
+    copy_str(ctx->cl_dir, sizeof ctx->cl_dir, opt->cl_dir);
+    copy_str(ctx->clblast_params, sizeof ctx->clblast_params, opt->clblast_params);
+    ctx->opt.device = ctx->device_sel;
+    ctx->opt.cache_dir = ctx->cache_dir;
+    ctx->opt.cl_dir = ctx->cl_dir;
+    ctx->opt.clblast_params = ctx->clblast_params;
+    ctx->profile = opt->profile == STFPM_SWITCH_ON;
 
     cl_int e;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
@@ -207,9 +203,34 @@ stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt) {
         free(ctx);
         return s;
     }
-    stfpm_status s = stfpm_clblast_apply_tuning(ctx);
-    if (s != STFPM_OK) { stfpm_ctx_free(ctx); return s; }
     *out = ctx;
+    return STFPM_OK;
+}
+
+const stfpm_ctx_options *stfpm_ctx_get_options(const stfpm_ctx *ctx) { return &ctx->opt; }
+
+static int str_differs(const char *set, const char *have) { return set && strcmp(set, have) != 0; }
+
+stfpm_status stfpm_ctx_set_options(stfpm_ctx *ctx, const stfpm_ctx_options *o) {
+    if (str_differs(o->device, ctx->opt.device) || (o->profile && o->profile != ctx->opt.profile) ||
+        str_differs(o->cache_dir, ctx->opt.cache_dir) || str_differs(o->cl_dir, ctx->opt.cl_dir) ||
+        str_differs(o->clblast_params, ctx->opt.clblast_params) ||
+        (o->device_mem_limit && o->device_mem_limit != ctx->opt.device_mem_limit))
+        return stfpm_set_error(STFPM_ERR_ARG, "stfpm_ctx_set_options: device, profile, cache_dir, cl_dir, "
+                               "clblast_params and device_mem_limit are fixed when the context is created");
+    /* nothing in flight may see a mix of old and new settings */
+    if (ctx->queue) clFinish(ctx->queue);
+    stfpm_ctx_options n = ctx->opt;
+    n.conv_algo = o->conv_algo;
+    n.fold_bn = o->fold_bn;
+    n.fused_map = o->fused_map;
+    n.conv_chunk_bytes = o->conv_chunk_bytes;
+    n.wino_chunk_bytes = o->wino_chunk_bytes;
+    n.wino_min_tiles = o->wino_min_tiles;
+    if (!n.fold_bn) n.fold_bn = STFPM_SWITCH_ON;
+    if (!n.fused_map) n.fused_map = STFPM_SWITCH_ON;
+    if (!n.wino_min_tiles) n.wino_min_tiles = STFPM_WINO_MIN_TILES_DEFAULT;
+    ctx->opt = n;
     return STFPM_OK;
 }
 
@@ -252,13 +273,12 @@ stfpm_status stfpm_finish(stfpm_ctx *ctx) {
 struct stfpm_embedded_source { const char *name; const char *text; size_t len; };
 extern const struct stfpm_embedded_source stfpm_embedded_sources[];
 
-stfpm_status stfpm_kernel_source(const char *name, char **text, size_t *len) {
-    const char *dir = getenv("STFPM_CL_DIR");
+stfpm_status stfpm_kernel_source(const char *dir, const char *name, char **text, size_t *len) {
     if (dir && *dir) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s.cl", dir, name);
         FILE *f = fopen(path, "rb");
-        if (!f) return stfpm_set_error(STFPM_ERR_IO, "cannot open kernel source %s (STFPM_CL_DIR): %s",
+        if (!f) return stfpm_set_error(STFPM_ERR_IO, "cannot open kernel source %s (cl_dir option / STFPM_CL_DIR): %s",
                                        path, strerror(errno));
         fseek(f, 0, SEEK_END);
         long sz = ftell(f);
@@ -395,7 +415,7 @@ static stfpm_status get_program(stfpm_ctx *ctx, const char *name, cl_program *ou
         return stfpm_set_error(STFPM_ERR_INTERNAL, "too many OpenCL programs");
     char *src = NULL;
     size_t len = 0;
-    STFPM_TRY(stfpm_kernel_source(name, &src, &len));
+    STFPM_TRY(stfpm_kernel_source(ctx->cl_dir, name, &src, &len));
     const char *options = "-cl-std=CL1.2 -cl-mad-enable";
     cl_program p = NULL;
     stfpm_status s = build_program(ctx, name, src, len, options, &p);
@@ -543,19 +563,12 @@ void stfpm_buffer_free(stfpm_ctx *ctx, cl_mem buf, size_t bytes) {
     ctx->mem_in_use -= bytes < ctx->mem_in_use ? bytes : ctx->mem_in_use;
 }
 
-size_t stfpm_chunk_budget(stfpm_ctx *ctx, size_t cpu_bytes, size_t gpu_bytes, const char *env) {
-    size_t budget = ctx->info.type & CL_DEVICE_TYPE_CPU ? cpu_bytes : gpu_bytes;
-    const char *e = env ? getenv(env) : NULL;
-    if (!e || !*e) e = getenv("STFPM_CONV_CHUNK_BYTES");
-    if (e && *e) {
-        char *end = NULL;
-        unsigned long long v = strtoull(e, &end, 10);
-        if (end != e && v > 0) budget = (size_t)v;
-    }
-    return budget;
+size_t stfpm_chunk_budget(stfpm_ctx *ctx, size_t cpu_bytes, size_t gpu_bytes, size_t option_bytes) {
+    if (option_bytes) return option_bytes;
+    return ctx->info.type & CL_DEVICE_TYPE_CPU ? cpu_bytes : gpu_bytes;
 }
 
-void stfpm_scratch_release(stfpm_ctx *ctx, int slot) {
+void stfpm_scratch_release(stfpm_ctx *ctx, stfpm_scratch_slot slot) {
     if (slot < 0 || slot >= STFPM_SCRATCH_SLOTS || !ctx->scratch[slot]) return;
     clFinish(ctx->queue);
     stfpm_buffer_free(ctx, ctx->scratch[slot], ctx->scratch_size[slot]);
@@ -563,7 +576,7 @@ void stfpm_scratch_release(stfpm_ctx *ctx, int slot) {
     ctx->scratch_size[slot] = 0;
 }
 
-stfpm_status stfpm_scratch(stfpm_ctx *ctx, int slot, size_t bytes, cl_mem *out) {
+stfpm_status stfpm_scratch(stfpm_ctx *ctx, stfpm_scratch_slot slot, size_t bytes, cl_mem *out) {
     if (slot < 0 || slot >= STFPM_SCRATCH_SLOTS)
         return stfpm_set_error(STFPM_ERR_INTERNAL, "bad scratch slot %d", slot);
     if (ctx->scratch_size[slot] < bytes) {
@@ -608,13 +621,6 @@ stfpm_tensor stfpm_tensor_view(const stfpm_tensor *t, int n0, int count) {
     stfpm_tensor v = *t;
     v.n = count;
     v.off = t->off + (size_t)n0 * t->c * t->h * t->w;
-    v.owner = 0;
-    return v;
-}
-
-stfpm_tensor stfpm_tensor_reshape(const stfpm_tensor *t, int n, int c, int h, int w) {
-    stfpm_tensor v = *t;
-    v.n = n; v.c = c; v.h = h; v.w = w;
     v.owner = 0;
     return v;
 }

@@ -31,39 +31,30 @@ static inline stfpm_status stfpm_enqueue1d(stfpm_ctx *ctx, const char *program, 
 void stfpm_profile_event(stfpm_ctx *ctx, const char *name, cl_event ev);
 int stfpm_profiling(const stfpm_ctx *ctx);
 
-/* A growable device work buffer owned by the context, reused across calls (im2col etc).
- * slot selects one of a few independent scratch buffers. The contents are undefined. */
-stfpm_status stfpm_scratch(stfpm_ctx *ctx, int slot, size_t bytes, cl_mem *out);
-#define STFPM_SCRATCH_SLOTS 4
-/* Scratch budget for chunked work: cpu_bytes on CPU devices, else gpu_bytes; overridden by the
- * environment variable env (when not NULL and set), else by STFPM_CONV_CHUNK_BYTES. */
-size_t stfpm_chunk_budget(stfpm_ctx *ctx, size_t cpu_bytes, size_t gpu_bytes, const char *env);
+/* Growable device work buffers owned by the context, reused across calls. Ops use them one
+ * after the other on the in-order queue, never two ops at once, so a slot's contents are
+ * undefined at the start of every op. */
+typedef enum stfpm_scratch_slot {
+    STFPM_SCRATCH_COLS = 0,   /* the GEMMs' expanded input: im2col columns, Winograd V / Vt */
+    STFPM_SCRATCH_ROWS,       /* the GEMMs' other big matrix: conv output / dy rows, Winograd M / Z */
+    STFPM_SCRATCH_AUX,        /* small extras: transformed weights (Winograd U, S), the padded
+                                 weight gradient, max-pool argmax indices */
+    STFPM_SCRATCH_PARTIALS,   /* partial sums of reductions (batch-norm statistics, sums) */
+    STFPM_SCRATCH_SLOTS
+} stfpm_scratch_slot;
+stfpm_status stfpm_scratch(stfpm_ctx *ctx, stfpm_scratch_slot slot, size_t bytes, cl_mem *out);
+/* Scratch budget for chunked work: option_bytes when set (an option of the context), else
+ * cpu_bytes on CPU devices, else gpu_bytes. */
+size_t stfpm_chunk_budget(stfpm_ctx *ctx, size_t cpu_bytes, size_t gpu_bytes, size_t option_bytes);
 /* Free a scratch slot now (waits for the queue): a smaller request can then fit. */
-void stfpm_scratch_release(stfpm_ctx *ctx, int slot);
+void stfpm_scratch_release(stfpm_ctx *ctx, stfpm_scratch_slot slot);
 
-/* C = alpha * op(A) * op(B) + beta * C, row-major, through CLBlast. Offsets and leading
- * dimensions in floats. */
-stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                        float alpha, cl_mem a, size_t a_off, size_t lda,
-                        cl_mem b, size_t b_off, size_t ldb, float beta,
-                        cl_mem c, size_t c_off, size_t ldc);
-/* Strided batched variant (a_stride may be 0 to reuse A for every batch). */
-stfpm_status stfpm_gemm_batched(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n,
-                                size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
-                                size_t a_stride, cl_mem b, size_t b_off, size_t ldb,
-                                size_t b_stride, float beta, cl_mem c, size_t c_off, size_t ldc,
-                                size_t c_stride, size_t batch);
+/* Source of cl/<name>.cl: from directory dir when not NULL / "" (the cl_dir option), else the
+ * copy built into the library. *text is malloc'd; caller frees. */
+stfpm_status stfpm_kernel_source(const char *dir, const char *name, char **text, size_t *len);
 
-/* Apply tuned CLBlast kernel parameters for this device: STFPM_CLBLAST_PARAMS
- * ("Xgemm:MWG=64,...;GemmRoutine:..." or "default"), else the file `stfpm tune` stored in the
- * cache directory for this device + driver (include/stfpm/tune.h), else the built-in table. */
-stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx);
-/* Override one CLBlast kernel's parameters (names/values arrays). */
-stfpm_status stfpm_clblast_override(stfpm_ctx *ctx, const char *kernel, size_t count,
-                                    const char **names, const size_t *values);
-
-/* Source of cl/<name>.cl: from $STFPM_CL_DIR when set, else the embedded copy.
- * *text is malloc'd; caller frees. */
-stfpm_status stfpm_kernel_source(const char *name, char **text, size_t *len);
+/* The context without CLBlast (stfpm_ctx_create = this + the CLBlast parameters of the device,
+ * host/context.c); opt must be resolved (stfpm_ctx_options_resolve). */
+stfpm_status stfpm_runtime_create(stfpm_ctx **out, const stfpm_ctx_options *opt);
 
 #endif

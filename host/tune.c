@@ -21,8 +21,11 @@
  * The threshold is then chosen per row from the measured times of the indirect and the direct
  * (XgemmDirect) kernel for each shape. */
 #include "stfpm/tune.h"
-#include "runtime.h"
+#include "clblast_params.h"
+#include "conv_algo.h"
 #include "fsutil.h"
+#include "gemm.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -40,11 +43,8 @@ void stfpm_tune_options_default(stfpm_tune_options *o) { memset(o, 0, sizeof *o)
 /* ------------------------------------------------------------------------------------------ */
 /* shapes */
 
-/* host/conv.c's row stride of the backward matrices for np image columns (keep in sync). */
-static size_t conv_backward_ld(size_t np) {
-    size_t ld = (np + 63) / 64 * 64;
-    return ld % 512 == 0 ? ld + 64 : ld;
-}
+/* the row stride host/conv.c and host/winograd.c give their column matrices */
+static size_t conv_backward_ld(size_t np) { return stfpm_conv_row_stride(np); }
 
 static void set_shape(stfpm_tune_shape *s, const char *name, int ta, size_t m, size_t n, size_t k,
                       double weight) {
@@ -684,7 +684,7 @@ stfpm_status stfpm_tune(stfpm_ctx *ctx, const stfpm_tune_options *opts, stfpm_tu
     stfpm_clblast_tuning_spec(ctx, prev_spec, sizeof prev_spec);
     const char *prev_source = stfpm_clblast_tuning_source(ctx);
 
-    int have_path = stfpm_clblast_cache_path(dev, opts->cache_dir, res->cache_path, sizeof res->cache_path) == STFPM_OK;
+    int have_path = stfpm_clblast_cache_path(dev, opts->cache_dir ? opts->cache_dir : stfpm_ctx_cache_dir(ctx), res->cache_path, sizeof res->cache_path) == STFPM_OK;
     char cached[1024] = "";
     if (have_path && stfpm_path_exists(res->cache_path) &&
         stfpm_clblast_read_cache(res->cache_path, dev, cached, sizeof cached) != STFPM_OK)

@@ -12,8 +12,11 @@
  * within 1e-4, tests/test_parity_*.c).
  *
  * Memory per chunk of nb images with T = nb * TH * TW tiles (ld >= T, see wino_ld):
- *   V: 36 * C * ld floats (slot 0), M: 36 * K * ld floats (slot 1), U: 36 * C * K (slot 2). */
+ *   V: 36 * C * ld floats (STFPM_SCRATCH_COLS), M: 36 * K * ld floats (STFPM_SCRATCH_ROWS),
+ *   U: 36 * C * K (STFPM_SCRATCH_AUX). Which convolutions come here: host/conv_algo.c. */
 #include "winograd.h"
+#include "conv_algo.h"
+#include "gemm.h"
 #include "runtime.h"
 
 #include <stdlib.h>
@@ -28,12 +31,8 @@
 #define WINO_CHUNK_BYTES_CPU ((size_t)128 << 20)
 #define WINO_CHUNK_BYTES_GPU ((size_t)256 << 20)
 
-/* Row stride of V and M for T tiles: a multiple of 64 (CLBlast's tile: no padding copies),
- * avoiding multiples of 512 floats (the GEMMK=1 kernel runs at half speed there, host/conv.c). */
-static size_t wino_ld(size_t T) {
-    size_t ld = (T + 63) / 64 * 64;
-    return ld % 512 == 0 ? ld + 64 : ld;
-}
+/* Row stride of V and M for T tiles (conv_algo.h). */
+static size_t wino_ld(size_t T) { return stfpm_conv_row_stride(T); }
 
 /* Stride (floats) between the 36 planes of U, V and M: rows * cols rounded up to the device's
  * sub-buffer alignment, plus that alignment once more. Two reasons:
@@ -77,30 +76,15 @@ static stfpm_status wino_gemms(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, 
     return st;
 }
 
-/* Fewer tiles than this (over the batch) and the GEMMs' columns, padded to 64, waste more than
- * Winograd saves, on top of 36 GEMM calls instead of one: layer3 at 256x256, batch 1 (16
- * tiles) runs faster as im2col + GEMM. */
-#define WINO_MIN_TILES 48
-
-int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo) {
-    const char *e = getenv("STFPM_CONV_ALGO");
-    if (e && strcmp(e, "winograd") == 0) return 1;
-    if (e && (strcmp(e, "im2col") == 0 || strcmp(e, "winograd2") == 0)) return 0;
-    if (cin < 32 || cout < 32) return 0;
-    if (n < 0) return 1;   /* any batch (stfpm_conv2d_prepare) */
-    long min_tiles = WINO_MIN_TILES;
-    const char *mt = getenv("STFPM_WINO_MIN_TILES");
-    if (mt && *mt) min_tiles = atol(mt);
-    return (long)((ho + 3) / 4) * ((wo + 3) / 4) * n >= min_tiles;
-}
-
 static int chunk_count(stfpm_ctx *ctx, size_t per_image, int n) {
-    size_t budget = stfpm_chunk_budget(ctx, WINO_CHUNK_BYTES_CPU, WINO_CHUNK_BYTES_GPU, "STFPM_WINO_CHUNK_BYTES");
+    const stfpm_ctx_options *o = stfpm_ctx_get_options(ctx);
+    size_t budget = stfpm_chunk_budget(ctx, WINO_CHUNK_BYTES_CPU, WINO_CHUNK_BYTES_GPU,
+                                       o->wino_chunk_bytes ? o->wino_chunk_bytes : o->conv_chunk_bytes);
     size_t nbz = budget / per_image;
     return nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
 }
 
-/* The two per-chunk scratch matrices (slots 0 and 1) for chunks of *nb images: forward V (C x ld)
+/* The two per-chunk scratch matrices (COLS and ROWS) for chunks of *nb images: forward V (C x ld)
  * and M (K x ld) planes; wgrad Vt (ld x C) and Z (K x ld). When the device cannot hold them,
  * the chunk is halved until it can (down to one image) before giving up with STFPM_ERR_OOM. */
 static stfpm_status wino_scratch(stfpm_ctx *ctx, int planes, int wgrad, int C, int K, size_t tiles, int *nb,
@@ -108,13 +92,13 @@ static stfpm_status wino_scratch(stfpm_ctx *ctx, int planes, int wgrad, int C, i
     for (;;) {
         size_t ld = wino_ld((size_t)*nb * tiles);
         size_t pa = wgrad ? wino_plane(ctx, ld, (size_t)C) : wino_plane(ctx, (size_t)C, ld);
-        stfpm_status st = stfpm_scratch(ctx, 0, planes * pa * sizeof(float), a);
-        if (st == STFPM_OK) st = stfpm_scratch(ctx, 1, planes * wino_plane(ctx, (size_t)K, ld) * sizeof(float), b);
+        stfpm_status st = stfpm_scratch(ctx, STFPM_SCRATCH_COLS, planes * pa * sizeof(float), a);
+        if (st == STFPM_OK) st = stfpm_scratch(ctx, STFPM_SCRATCH_ROWS, planes * wino_plane(ctx, (size_t)K, ld) * sizeof(float), b);
         if (st == STFPM_ERR_OOM && *nb > 1) {
             /* slots only grow: drop both (contents are undefined anyway) so the smaller
              * request is not refused because of the larger buffer still held */
-            stfpm_scratch_release(ctx, 0);
-            stfpm_scratch_release(ctx, 1);
+            stfpm_scratch_release(ctx, STFPM_SCRATCH_COLS);
+            stfpm_scratch_release(ctx, STFPM_SCRATCH_ROWS);
             *nb = (*nb + 1) / 2;
             continue;
         }
@@ -164,15 +148,6 @@ stfpm_status stfpm_winograd2_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int
     return prepared_weights(ctx, 2, w, w_off, K, C, out);
 }
 
-int stfpm_winograd_tile(int cin, int cout, int n, int ho, int wo) {
-    const char *e = getenv("STFPM_CONV_ALGO");
-    if (e && strcmp(e, "winograd2") == 0) return 2;
-    if (!stfpm_winograd_wanted(cin, cout, -1, 0, 0)) return 0;   /* channels, or =im2col */
-    if (stfpm_winograd_wanted(cin, cout, n, ho, wo)) return 4;
-    if (e && *e) return 0;   /* STFPM_CONV_ALGO=winograd already chose above */
-    return (long)((ho + 1) / 2) * ((wo + 1) / 2) * n >= WINO_MIN_TILES ? 2 : 0;
-}
-
 /* The forward (and, tile 4 with flip, the backward-data) convolution for either tile size:
  * per chunk of images the input transform, one GEMM per plane, the output transform with the
  * epilogue. */
@@ -194,7 +169,7 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
     if (prep) {
         U = prep;
     } else {
-        STFPM_TRY(stfpm_scratch(ctx, 2, planes * pu * sizeof(float), &U));
+        STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_AUX, planes * pu * sizeof(float), &U));
         STFPM_TRY(weight_transform(ctx, tile, w, w_off, K, C, flip, pu, U));
     }
     cl_mem bias = ep ? ep->bias : NULL, res = ep ? ep->res : NULL;
@@ -257,10 +232,10 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
     const size_t tiles = (size_t)TH * TW;
     size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
     int nb = chunk_count(ctx, per_image, n);
-    /* Vt (ld x C per plane, slot 0), Z (K x ld, slot 1), S (K x C, slot 2) */
+    /* Vt (ld x C per plane, COLS), Z (K x ld, ROWS), S (K x C, AUX) */
     const size_t ps = wino_plane(ctx, (size_t)K, (size_t)C);
     cl_mem Vt, Z, S;
-    STFPM_TRY(stfpm_scratch(ctx, 2, 36 * ps * sizeof(float), &S));
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_AUX, 36 * ps * sizeof(float), &S));
     STFPM_TRY(wino_scratch(ctx, 36, 1, C, K, tiles, &nb, &Vt, &Z));
 
     for (int i0 = 0; i0 < n; i0 += nb) {

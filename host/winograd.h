@@ -36,19 +36,9 @@ stfpm_status stfpm_winograd2_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int
                                      cl_mem w, size_t w_off, int pad, cl_mem y, size_t y_off, int K, int Ho,
                                      int Wo, const wino_epilogue *ep);
 stfpm_status stfpm_winograd2_weights(stfpm_ctx *ctx, cl_mem w, size_t w_off, int K, int C, cl_mem *out);
-/* The forward tile of a 3x3 / stride-1 conv: 4 (F(4x4, 3x3), also used by the backward
- * passes), 2 (F(2x2, 3x3): too few 4x4 tiles but enough 2x2 ones, e.g. layer3 at batch 1) or 0
- * (im2col). STFPM_CONV_ALGO=winograd2 forces 2. */
-int stfpm_winograd_tile(int cin, int cout, int n, int ho, int wo);
-
 /* dw (K, C, 3, 3) = the weight gradient of y = conv3x3(x, w, stride 1, padding pad) for
  * x (n, C, H, W) and dy (n, K, Ho, Wo), Ho = H + 2 pad - 2 (overwritten). */
 stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W, cl_mem dy,
                                   size_t dy_off, int K, int Ho, int Wo, int pad, cl_mem dw, size_t dw_off);
-
-/* Whether conv2d uses Winograd for a 3x3 / stride-1 convolution with these channel counts,
- * batch n and output size: STFPM_CONV_ALGO=winograd forces it, =im2col disables it; by default
- * when cin and cout are both >= 32 and the batch has enough 4x4 output tiles (n < 0: any batch). */
-int stfpm_winograd_wanted(int cin, int cout, int n, int ho, int wo);
 
 #endif

@@ -20,6 +20,8 @@
 #include "testutil.h"
 #include "ref_conv.h"
 #include "runtime.h"
+#include "gemm.h"
+#include "tu_options.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -127,11 +129,9 @@ static void run_case(const conv_case *tc, int chunked) {
      * rows (crossing image boundaries when Ho % 3 != 0), the backward on one image per chunk
      * (dW accumulated across chunks), Winograd on one image per chunk */
     if (chunked) {
-        char b[32];
-        snprintf(b, sizeof b, "%zu", (size_t)3 * ((size_t)s->cin * s->kh * s->kw + s->cout) * ref_conv_wo(s) * 4);
-        tu_setenv("STFPM_CONV_CHUNK_BYTES", b);
+        tu_set_conv_chunk_bytes((size_t)3 * ((size_t)s->cin * s->kh * s->kw + s->cout) * ref_conv_wo(s) * 4);
     } else {
-        tu_setenv("STFPM_CONV_CHUNK_BYTES", NULL);
+        tu_set_conv_chunk_bytes(0);
     }
     int wino = g_winograd && s->kh == 3 && s->kw == 3 && s->stride == 1;
     int wino_bwd = wino && g_winograd == 1;
@@ -228,7 +228,7 @@ static void run_case(const conv_case *tc, int chunked) {
         free(dyd);
     }
 
-    if (chunked) tu_setenv("STFPM_CONV_CHUNK_BYTES", NULL);
+    if (chunked) tu_set_conv_chunk_bytes(0);
     free(x); free(w); free(dy);
     free(got_y);
     free(got_dx); free(got_dw); free(got_dx2); free(got_dw2);
@@ -245,14 +245,15 @@ static void run_case(const conv_case *tc, int chunked) {
 START_TEST(test_conv_vs_reference) {
     const conv_case *tc = &k_cases[_i];
     int algos = tc->s.kh == 3 && tc->s.kw == 3 && tc->s.stride == 1 ? 3 : 1;
-    static const char *names[3] = {"im2col", "winograd", "winograd2"};
+    static const stfpm_conv_algo_choice algo[3] = {STFPM_CONV_ALGO_IM2COL, STFPM_CONV_ALGO_WINOGRAD,
+                                                   STFPM_CONV_ALGO_WINOGRAD2};
     for (int a = 0; a < algos; a++) {
         g_winograd = a;
-        tu_setenv("STFPM_CONV_ALGO", names[a]);
+        tu_set_conv_algo(algo[a]);
         run_case(tc, 0);
         if (tc->s.n > 1) run_case(tc, 1);
     }
-    tu_setenv("STFPM_CONV_ALGO", NULL);
+    tu_reset_options();
     g_winograd = 0;
 }
 END_TEST
@@ -329,6 +330,8 @@ START_TEST(test_conv_fused) {
     ref_conv2d_forward(s, x, w, conv);
     int algos = s->kh == 3 && s->kw == 3 && s->stride == 1 ? 3 : 1;
     static const char *names[3] = {"im2col", "winograd", "winograd2"};
+    static const stfpm_conv_algo_choice algo[3] = {STFPM_CONV_ALGO_IM2COL, STFPM_CONV_ALGO_WINOGRAD,
+                                                   STFPM_CONV_ALGO_WINOGRAD2};
     stfpm_tensor px, pw, py, pr, pb;
     stfpm_tensor tx = make_tensor(x, s->n, s->cin, s->h, s->w, 1, &px);
     stfpm_tensor tw = make_tensor(w, s->cout, s->cin, s->kh, s->kw, 0, &pw);
@@ -336,12 +339,12 @@ START_TEST(test_conv_fused) {
     stfpm_tensor tb = make_tensor(bias, 1, s->cout, 1, 1, 0, &pb);
     stfpm_tensor ty = make_tensor(NULL, s->n, s->cout, ho, wo, 1, &py);
     for (int a = 0; a < algos; a++) {
-        tu_setenv("STFPM_CONV_ALGO", names[a]);
+        tu_set_conv_algo(algo[a]);
         double atol = (a >= 1 ? atol_wino : atol_for)((size_t)s->cin * s->kh * s->kw);
         stfpm_conv_prepared *prep = NULL;
-        tu_setenv("STFPM_CONV_ALGO", a == 0 ? "im2col" : "winograd");   /* prepare both tiles */
+        tu_set_conv_algo(a == 0 ? STFPM_CONV_ALGO_IM2COL : STFPM_CONV_ALGO_WINOGRAD);   /* prepare both tiles */
         TU_CHECK_STATUS(stfpm_conv2d_prepare(ctx, &tw, s->stride, s->pad, &prep));
-        tu_setenv("STFPM_CONV_ALGO", names[a]);
+        tu_set_conv_algo(algo[a]);
         ck_assert_msg((prep != NULL) == (a >= 1), "%s: prepared weights only for Winograd", tc->name);
         for (int combo = 0; combo < 8; combo++) {
             int hb = combo & 1, hr = (combo >> 1) & 1, relu = (combo >> 2) & 1;
@@ -369,7 +372,7 @@ START_TEST(test_conv_fused) {
         check_sentinels("fused y view", &py);
         stfpm_conv2d_prepared_free(ctx, prep);
     }
-    tu_setenv("STFPM_CONV_ALGO", NULL);
+    tu_reset_options();
     /* by default, weights of a 3x3 / stride-1 conv with >= 32 channels are prepared (Winograd
      * is chosen for such convs at any batch with enough tiles); other convs need nothing */
     {
@@ -417,13 +420,10 @@ START_TEST(test_conv_winograd_small_device) {
     float *want = malloc(ny * sizeof *want), *want_dw = malloc(nw * sizeof *want_dw);
     ref_conv2d_forward(&s, x, w, want);
     ref_conv2d_backward_weight(&s, x, dy, want_dw);
-    tu_setenv("STFPM_DEVICE_MEM_LIMIT", k_small_dev[_i].limit);
-    tu_setenv("STFPM_WINO_CHUNK_BYTES", "268435456");
-    tu_setenv("STFPM_CONV_ALGO", "winograd");
     stfpm_ctx *ctx = NULL;
-    stfpm_ctx_options o = {0};
+    stfpm_ctx_options o = {.device_mem_limit = (uint64_t)atoll(k_small_dev[_i].limit),
+                           .wino_chunk_bytes = 268435456, .conv_algo = STFPM_CONV_ALGO_WINOGRAD};
     TU_CHECK_STATUS(stfpm_ctx_create(&ctx, &o));
-    TU_CHECK_STATUS(stfpm_clblast_apply_tuning(ctx));
     stfpm_tensor tx, tw, ty, tdy, tdw;
     TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &tx, s.n, s.cin, s.h, s.w));
     TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &tw, s.cout, s.cin, 3, 3));
@@ -445,9 +445,6 @@ START_TEST(test_conv_winograd_small_device) {
     stfpm_tensor *all[] = {&tx, &tw, &ty, &tdy, &tdw};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) stfpm_tensor_free(ctx, all[i]);
     stfpm_ctx_free(ctx);
-    tu_setenv("STFPM_DEVICE_MEM_LIMIT", NULL);
-    tu_setenv("STFPM_WINO_CHUNK_BYTES", NULL);
-    tu_setenv("STFPM_CONV_ALGO", NULL);
     free(x); free(w); free(dy); free(want); free(want_dw); free(got); free(got_dw);
 }
 END_TEST

@@ -72,8 +72,7 @@ START_TEST(test_build_log_reported) {
     fputs("__kernel void fill_f32(__global float *x, int off, int n, float v) {\n"
           "  x[off + get_global_id(0)] = undefined_symbol_here;\n}\n", f);
     fclose(f);
-    setenv("STFPM_CL_DIR", g_tmp, 1);
-    stfpm_ctx_options o = {.cache_dir = ""};
+    stfpm_ctx_options o = {.cache_dir = "", .cl_dir = g_tmp};
     stfpm_ctx *ctx = NULL;
     TU_CHECK_STATUS(stfpm_ctx_create(&ctx, &o));
     stfpm_tensor t;
@@ -83,7 +82,6 @@ START_TEST(test_build_log_reported) {
     ck_assert_msg(strstr(stfpm_last_error(), "undefined_symbol_here") != NULL,
                   "build log should name the bad identifier: %s", stfpm_last_error());
     ck_assert_ptr_nonnull(strstr(stfpm_last_error(), "runtime.cl"));
-    unsetenv("STFPM_CL_DIR");
     stfpm_tensor_free(ctx, &t);
     stfpm_ctx_free(ctx);
 }

@@ -12,6 +12,7 @@
 #include "testutil.h"
 #include "fsutil.h"
 #include "runtime.h"
+#include "gemm.h"
 #include "stfpm/tune.h"
 
 #include <dirent.h>
@@ -36,16 +37,18 @@ static const char *K_SET_C =
     "Xgemm:GEMMK=0,KREG=1,KWG=16,KWI=2,MDIMA=8,MDIMC=8,MWG=32,NDIMB=8,NDIMC=8,NWG=32,SA=0,SB=0,STRM=0,"
     "STRN=0,VWM=1,VWN=2";
 
-static stfpm_ctx *new_ctx(void) {
+/* A context with the test's cache directory and clblast_params (NULL: none given). */
+static stfpm_ctx *new_ctx_params(const char *params) {
     stfpm_ctx *ctx = NULL;
-    stfpm_status s = stfpm_ctx_create(&ctx, NULL);
+    stfpm_ctx_options o = {.cache_dir = g_dir, .clblast_params = params};
+    stfpm_status s = stfpm_ctx_create(&ctx, &o);
     ck_assert_msg(s == STFPM_OK, "creating the OpenCL context: %s", stfpm_last_error());
     return ctx;
 }
 
 static void cache_path(stfpm_ctx *ctx, char *out, size_t n) {
-    TU_CHECK_STATUS(stfpm_clblast_cache_path(stfpm_ctx_device(ctx), NULL, out, n));
-    ck_assert_msg(strncmp(out, g_dir, strlen(g_dir)) == 0, "cache path %s should be under STFPM_CACHE_DIR %s", out,
+    TU_CHECK_STATUS(stfpm_clblast_cache_path(stfpm_ctx_device(ctx), stfpm_ctx_cache_dir(ctx), out, n));
+    ck_assert_msg(strncmp(out, g_dir, strlen(g_dir)) == 0, "cache path %s should be under the cache directory %s", out,
                   g_dir);
 }
 
@@ -148,8 +151,8 @@ END_TEST
 
 /* A tiny tuning run: 2 shapes, 2 measured sets, one invalid, one marked as crashed. */
 START_TEST(test_tune_writes_cache) {
-    setenv("STFPM_CLBLAST_PARAMS", "default", 1);   /* no override before tuning */
-    stfpm_ctx *ctx = new_ctx();
+       /* no override before tuning */
+    stfpm_ctx *ctx = new_ctx_params("default");
     ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), "none");
     ck_assert_int_eq(stfpm_clblast_defaults_intact(ctx), 1);
     char path[1200], journal[1200], bad[1200], applied_c[1100];
@@ -212,15 +215,14 @@ END_TEST
 
 /* A new context applies the tuned file (here written directly with set A). */
 START_TEST(test_new_context_uses_cache) {
-    unsetenv("STFPM_CLBLAST_PARAMS");
-    stfpm_ctx *ctx = new_ctx();
+    stfpm_ctx *ctx = new_ctx_params(NULL);
     char path[1200], spec[1100];
     cache_path(ctx, path, sizeof path);
     snprintf(spec, sizeof spec, "%s;GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=40", K_SET_A);
     TU_CHECK_STATUS(stfpm_clblast_write_cache(path, stfpm_ctx_device(ctx), spec, "written by test_ops_tune\nline 2"));
     stfpm_ctx_free(ctx);
 
-    ctx = new_ctx();
+    ctx = new_ctx_params(NULL);
     ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), "cache");
     ck_assert_str_eq(spec_of(ctx), spec);
     ck_assert_str_eq(note_of(ctx), "");
@@ -231,37 +233,33 @@ END_TEST
 
 /* STFPM_CLBLAST_PARAMS beats the tuned file: "default" (nothing applied) and a spec ("env"). */
 START_TEST(test_env_overrides_cache) {
-    setenv("STFPM_CLBLAST_PARAMS", "default", 1);
-    stfpm_ctx *ctx = new_ctx();
+    stfpm_ctx *ctx = new_ctx_params("default");
     char path[1200], spec[1100];
     cache_path(ctx, path, sizeof path);
     snprintf(spec, sizeof spec, "%s;GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=32", K_SET_A);
     TU_CHECK_STATUS(stfpm_clblast_write_cache(path, stfpm_ctx_device(ctx), spec, NULL));
     stfpm_ctx_free(ctx);
 
-    ctx = new_ctx();   /* the file exists now, the variable still says default */
+    ctx = new_ctx_params("default");   /* the file exists now, the variable still says default */
     ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), "none");
     ck_assert_str_eq(spec_of(ctx), "");
     ck_assert_int_eq(stfpm_clblast_defaults_intact(ctx), 1);
     check_gemms(ctx, "CLBlast defaults");
     stfpm_ctx_free(ctx);
 
-    setenv("STFPM_CLBLAST_PARAMS", K_SET_B, 1);
-    ctx = new_ctx();
+    ctx = new_ctx_params(K_SET_B);
     ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), "env");
     ck_assert_str_eq(spec_of(ctx), K_SET_B);
     check_gemms(ctx, "STFPM_CLBLAST_PARAMS set B");
     stfpm_ctx_free(ctx);
 
     /* "default" after an override in the same process: CLBlast cannot go back; reported */
-    setenv("STFPM_CLBLAST_PARAMS", "default", 1);
-    ctx = new_ctx();
+    ctx = new_ctx_params("default");
     ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), "env");
     ck_assert_msg(strstr(note_of(ctx), "cannot drop"), "note: %s", note_of(ctx));
     stfpm_ctx_free(ctx);
 
-    unsetenv("STFPM_CLBLAST_PARAMS");
-    ctx = new_ctx();
+    ctx = new_ctx_params(NULL);
     ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), "cache");
     ck_assert_str_eq(spec_of(ctx), spec);
     stfpm_ctx_free(ctx);
@@ -271,8 +269,7 @@ END_TEST
 /* Damaged or foreign tuned files are ignored (no crash), reported in the note, and the
  * built-in table (or CLBlast's defaults) is used instead; GEMMs stay right. */
 START_TEST(test_corrupt_cache_ignored) {
-    unsetenv("STFPM_CLBLAST_PARAMS");
-    stfpm_ctx *ctx = new_ctx();
+    stfpm_ctx *ctx = new_ctx_params(NULL);
     char path[1200];
     cache_path(ctx, path, sizeof path);
     const stfpm_device_info *dev = stfpm_ctx_device(ctx);
@@ -295,7 +292,7 @@ START_TEST(test_corrupt_cache_ignored) {
     stfpm_ctx_free(ctx);
     for (int i = 0; i < 7; i++) {
         write_file(path, texts[i], lens[i]);
-        ctx = new_ctx();
+        ctx = new_ctx_params(NULL);
         ck_assert_msg(strcmp(stfpm_clblast_tuning_source(ctx), fallback) == 0, "file %d: source %s, expected %s", i,
                       stfpm_clblast_tuning_source(ctx), fallback);
         ck_assert_msg(strstr(note_of(ctx), "ignored the tuned file") && strstr(note_of(ctx), path),
@@ -310,7 +307,7 @@ START_TEST(test_corrupt_cache_ignored) {
     memset(huge, '#', big);
     write_file(path, huge, big);
     free(huge);
-    ctx = new_ctx();
+    ctx = new_ctx_params(NULL);
     ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), fallback);
     ck_assert_msg(strstr(note_of(ctx), "larger than"), "note: %s", note_of(ctx));
     stfpm_ctx_free(ctx);
@@ -338,7 +335,6 @@ int main(void) {
     const char *tmp = getenv("TMPDIR");
     snprintf(g_dir, sizeof g_dir, "%s/stfpm-tune-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(g_dir)) { perror("mkdtemp"); return EXIT_FAILURE; }
-    setenv("STFPM_CACHE_DIR", g_dir, 1);
     Suite *s = suite_create("tune");
     TCase *tc = tcase_create("tune");
     tcase_set_timeout(tc, 300);

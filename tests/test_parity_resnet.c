@@ -40,6 +40,7 @@
  * A gradient failure of 1e-2 .. 1 confined to the layers below one point (the layers above it
  * matching to 1e-4) is the signature of such a flip, not necessarily of a bug. */
 #include "testutil.h"
+#include "tu_options.h"
 #include "parity_util.h"
 #include "stfpm/pyramid.h"
 #include "stfpm/resnet.h"
@@ -292,15 +293,15 @@ static void run_case(const parity_case *pc, const tolset *T) {
 
     /* Eval forward after training, BN folded into the convolutions (the default; the fold made
      * by the first eval forward above must have been invalidated by the SGD steps and the
-     * train-mode forwards) vs conv, BN, add and ReLU as separate ops (STFPM_NO_FOLD=1). Both are
+     * train-mode forwards) vs conv, BN, add and ReLU as separate ops (the fold_bn option off). Both are
      * float32; they differ by rounding only: max |diff| <= 1e-4 * RMS of the layer. */
     {
         float *folded[3];
         TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
         for (int l = 0; l < 3; l++) folded[l] = tu_read(&sf[l]);
-        tu_setenv("STFPM_NO_FOLD", "1");
+        tu_set_fold_bn(STFPM_SWITCH_OFF);
         TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
-        tu_setenv("STFPM_NO_FOLD", NULL);
+        tu_reset_options();
         for (int l = 0; l < 3; l++) {
             float *plain = tu_read(&sf[l]);
             size_t cnt = stfpm_tensor_numel(&sf[l]);

@@ -63,18 +63,68 @@ stfpm_status stfpm_list_devices(stfpm_device_info *out, int max, int *count);
 
 typedef struct stfpm_ctx stfpm_ctx;
 
+/* Settings of a context. Every engine switch and size is read from here, once: the environment
+ * is consulted only when the context is created (host/options.c), never by the ops.
+ *
+ * stfpm_ctx_create resolves each field in this order: the caller's value when it is set (not
+ * 0 / NULL), else the environment variable named beside it, else the default. The resolved
+ * set is what stfpm_ctx_get_options returns: every field then holds a concrete value. */
+typedef enum stfpm_switch {
+    STFPM_SWITCH_UNSET = 0,   /* environment, else the default */
+    STFPM_SWITCH_ON,
+    STFPM_SWITCH_OFF
+} stfpm_switch;
+
+/* Convolution algorithm (host/conv_algo.c decides per convolution under AUTO). */
+typedef enum stfpm_conv_algo_choice {
+    STFPM_CONV_ALGO_AUTO = 0,     /* by shape and device */
+    STFPM_CONV_ALGO_IM2COL,       /* im2col + GEMM everywhere */
+    STFPM_CONV_ALGO_WINOGRAD,     /* Winograd F(4x4, 3x3) for every 3x3 stride-1 convolution */
+    STFPM_CONV_ALGO_WINOGRAD2     /* Winograd F(2x2, 3x3) for every 3x3 stride-1 forward */
+} stfpm_conv_algo_choice;
+
 typedef struct stfpm_ctx_options {
-    const char *device;   /* selector: NULL/"" = STFPM_DEVICE or default (first GPU, else first
-                             device); a number = global device index; else a case-insensitive
-                             substring of "platform device" */
-    int profile;          /* enable per-kernel event profiling (also STFPM_PROFILE=1) */
-    const char *cache_dir;/* program binary cache; NULL = STFPM_CACHE_DIR, XDG_CACHE_HOME/stfpm,
-                             ~/.cache/stfpm; "" disables the cache */
+    /* fixed when the context is created */
+    const char *device;       /* STFPM_DEVICE; default: the first GPU, else the first device. A
+                                 number = global device index; else a case-insensitive substring
+                                 of "platform device" */
+    stfpm_switch profile;     /* STFPM_PROFILE=1: per-kernel event profiling; default off */
+    const char *cache_dir;    /* program binary / tuning cache: STFPM_CACHE_DIR, else
+                                 $XDG_CACHE_HOME/stfpm, else ~/.cache/stfpm; "" disables it */
+    const char *cl_dir;       /* STFPM_CL_DIR: read cl/<name>.cl from this directory instead of
+                                 the copies built into the library; default none */
+    const char *clblast_params; /* STFPM_CLBLAST_PARAMS: "default" (CLBlast's own parameters) or a
+                                 spec (include/stfpm/tune.h); default: tuned file, built-in table */
+    uint64_t device_mem_limit;/* STFPM_DEVICE_MEM_LIMIT (bytes): treat the device as having at most
+                                 this much memory (tests of out-of-memory paths); default none */
+    /* engine switches; stfpm_ctx_set_options may change these on a live context */
+    stfpm_conv_algo_choice conv_algo; /* STFPM_CONV_ALGO=auto|im2col|winograd|winograd2 */
+    stfpm_switch fold_bn;     /* STFPM_NO_FOLD=1 turns it off: eval-mode networks fold batch norm
+                                 into their convolutions; off runs conv, BN, add, ReLU as
+                                 separate ops (the reference path); default on */
+    stfpm_switch fused_map;   /* STFPM_FUSED_MAP=0 turns it off: the anomaly map in one kernel;
+                                 default on */
+    size_t conv_chunk_bytes;  /* STFPM_CONV_CHUNK_BYTES: im2col scratch per chunk (and Winograd's
+                                 when wino_chunk_bytes is unset); default by device type */
+    size_t wino_chunk_bytes;  /* STFPM_WINO_CHUNK_BYTES: Winograd scratch per chunk */
+    long wino_min_tiles;      /* STFPM_WINO_MIN_TILES: fewest output tiles over the batch for
+                                 Winograd under AUTO; default 48 */
 } stfpm_ctx_options;
+
+/* Defaults + environment for every unset field of *o (call on a zeroed struct for the plain
+ * environment view). STFPM_ERR_ARG naming the variable when a value cannot be parsed. */
+stfpm_status stfpm_ctx_options_resolve(stfpm_ctx_options *o);
 
 stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt);
 void stfpm_ctx_free(stfpm_ctx *ctx);
 const stfpm_device_info *stfpm_ctx_device(const stfpm_ctx *ctx);
+/* The resolved options of ctx (strings owned by ctx). */
+const stfpm_ctx_options *stfpm_ctx_get_options(const stfpm_ctx *ctx);
+/* Change the engine switches of a live context (conv_algo ... wino_min_tiles) to those of *o,
+ * e.g. a copy of stfpm_ctx_get_options with one field changed; waits for the queue. The fields
+ * fixed at creation must be unset or equal (STFPM_ERR_ARG otherwise). Unset switches and
+ * sizes take their defaults (not the environment). */
+stfpm_status stfpm_ctx_set_options(stfpm_ctx *ctx, const stfpm_ctx_options *o);
 /* Directory of the kernel / tuning cache of this context ("" when disabled). */
 const char *stfpm_ctx_cache_dir(const stfpm_ctx *ctx);
 cl_context stfpm_ctx_cl_context(stfpm_ctx *ctx);

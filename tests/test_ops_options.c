@@ -1,0 +1,198 @@
+/* Context options (host/options.c) and the convolution dispatcher (host/conv_algo.c):
+ * - resolution order: the caller's value, else the environment, else the default; bad values
+ *   are refused with a message naming the variable;
+ * - stfpm_ctx_set_options changes the engine switches of a live context and refuses the fields
+ *   fixed at creation;
+ * - the dispatcher's rules per shape and pass, by default and under each forced algorithm. */
+#include "testutil.h"
+#include "conv_algo.h"
+#include "options.h"
+
+#include <stdio.h>
+#include <string.h>
+
+START_TEST(test_defaults) {
+    const char *env[] = {"HOME=/home/u", NULL};
+    stfpm_ctx_options o = {0};
+    TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&o, env));
+    ck_assert_str_eq(o.device, "");
+    ck_assert_int_eq(o.profile, STFPM_SWITCH_OFF);
+    ck_assert_str_eq(o.cache_dir, "/home/u/.cache/stfpm");
+    ck_assert_str_eq(o.cl_dir, "");
+    ck_assert_str_eq(o.clblast_params, "");
+    ck_assert_int_eq(o.conv_algo, STFPM_CONV_ALGO_AUTO);
+    ck_assert_int_eq(o.fold_bn, STFPM_SWITCH_ON);
+    ck_assert_int_eq(o.fused_map, STFPM_SWITCH_ON);
+    ck_assert_uint_eq(o.conv_chunk_bytes, 0);
+    ck_assert_uint_eq(o.wino_chunk_bytes, 0);
+    ck_assert_int_eq(o.wino_min_tiles, STFPM_WINO_MIN_TILES_DEFAULT);
+    ck_assert_uint_eq(o.device_mem_limit, 0);
+
+    const char *xdg[] = {"HOME=/home/u", "XDG_CACHE_HOME=/x", NULL};
+    stfpm_ctx_options p = {0};
+    TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&p, xdg));
+    ck_assert_str_eq(p.cache_dir, "/x/stfpm");
+    const char *off[] = {"HOME=/home/u", "STFPM_CACHE_DIR=", NULL};   /* set and empty: no cache */
+    stfpm_ctx_options q = {0};
+    TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&q, off));
+    ck_assert_str_eq(q.cache_dir, "");
+}
+END_TEST
+
+START_TEST(test_environment_then_caller) {
+    const char *env[] = {"STFPM_DEVICE=pthread", "STFPM_PROFILE=1", "STFPM_CACHE_DIR=/c", "STFPM_CL_DIR=/k",
+                         "STFPM_CLBLAST_PARAMS=default", "STFPM_DEVICE_MEM_LIMIT=123456",
+                         "STFPM_CONV_ALGO=winograd2", "STFPM_NO_FOLD=1", "STFPM_FUSED_MAP=0",
+                         "STFPM_CONV_CHUNK_BYTES=4096", "STFPM_WINO_CHUNK_BYTES=8192",
+                         "STFPM_WINO_MIN_TILES=7", NULL};
+    stfpm_ctx_options o = {0};
+    TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&o, env));
+    ck_assert_str_eq(o.device, "pthread");
+    ck_assert_int_eq(o.profile, STFPM_SWITCH_ON);
+    ck_assert_str_eq(o.cache_dir, "/c");
+    ck_assert_str_eq(o.cl_dir, "/k");
+    ck_assert_str_eq(o.clblast_params, "default");
+    ck_assert_uint_eq(o.device_mem_limit, 123456);
+    ck_assert_int_eq(o.conv_algo, STFPM_CONV_ALGO_WINOGRAD2);
+    ck_assert_int_eq(o.fold_bn, STFPM_SWITCH_OFF);
+    ck_assert_int_eq(o.fused_map, STFPM_SWITCH_OFF);
+    ck_assert_uint_eq(o.conv_chunk_bytes, 4096);
+    ck_assert_uint_eq(o.wino_chunk_bytes, 8192);
+    ck_assert_int_eq(o.wino_min_tiles, 7);
+
+    /* what the caller set wins over the environment */
+    stfpm_ctx_options c = {.device = "0", .cache_dir = "", .conv_algo = STFPM_CONV_ALGO_IM2COL,
+                           .fold_bn = STFPM_SWITCH_ON, .fused_map = STFPM_SWITCH_ON, .conv_chunk_bytes = 1,
+                           .wino_min_tiles = 100};
+    TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&c, env));
+    ck_assert_str_eq(c.device, "0");
+    ck_assert_str_eq(c.cache_dir, "");
+    ck_assert_int_eq(c.conv_algo, STFPM_CONV_ALGO_IM2COL);
+    ck_assert_int_eq(c.fold_bn, STFPM_SWITCH_ON);
+    ck_assert_int_eq(c.fused_map, STFPM_SWITCH_ON);
+    ck_assert_uint_eq(c.conv_chunk_bytes, 1);
+    ck_assert_int_eq(c.wino_min_tiles, 100);
+    ck_assert_str_eq(c.cl_dir, "/k");   /* not set by the caller: the environment's */
+
+    /* switches off in the environment only when set to something other than 0 */
+    const char *zero[] = {"STFPM_NO_FOLD=0", "STFPM_PROFILE=0", "STFPM_FUSED_MAP=1", NULL};
+    stfpm_ctx_options z = {0};
+    TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&z, zero));
+    ck_assert_int_eq(z.fold_bn, STFPM_SWITCH_ON);
+    ck_assert_int_eq(z.profile, STFPM_SWITCH_OFF);
+    ck_assert_int_eq(z.fused_map, STFPM_SWITCH_ON);
+}
+END_TEST
+
+START_TEST(test_bad_values_named) {
+    static const struct { const char *var; } bad[] = {
+        {"STFPM_CONV_ALGO=fast"}, {"STFPM_CONV_CHUNK_BYTES=12k"}, {"STFPM_WINO_CHUNK_BYTES=0"},
+        {"STFPM_WINO_MIN_TILES=-3"}, {"STFPM_DEVICE_MEM_LIMIT=lots"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *env[] = {bad[i].var, NULL};
+        stfpm_ctx_options o = {0};
+        stfpm_status s = stfpm_ctx_options_resolve_env(&o, env);
+        ck_assert_msg(s == STFPM_ERR_ARG, "%s accepted", bad[i].var);
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(bad[i].var, '=') - bad[i].var), bad[i].var);
+        ck_assert_msg(strstr(stfpm_last_error(), name), "%s: message \"%s\" does not name the variable", bad[i].var,
+                      stfpm_last_error());
+    }
+}
+END_TEST
+
+START_TEST(test_set_options_live) {
+    stfpm_ctx *ctx = tu_ctx();
+    const stfpm_ctx_options before = *stfpm_ctx_get_options(ctx);
+    stfpm_ctx_options o = before;
+    o.conv_algo = STFPM_CONV_ALGO_IM2COL;
+    o.fold_bn = STFPM_SWITCH_OFF;
+    o.wino_min_tiles = 5;
+    TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &o));
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->conv_algo, STFPM_CONV_ALGO_IM2COL);
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->fold_bn, STFPM_SWITCH_OFF);
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->wino_min_tiles, 5);
+    /* fields fixed at creation are refused, and nothing changes */
+    stfpm_ctx_options d = *stfpm_ctx_get_options(ctx);
+    d.device = "another device";
+    d.conv_algo = STFPM_CONV_ALGO_WINOGRAD;
+    ck_assert_int_eq(stfpm_ctx_set_options(ctx, &d), STFPM_ERR_ARG);
+    ck_assert_msg(strstr(stfpm_last_error(), "fixed"), "%s", stfpm_last_error());
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->conv_algo, STFPM_CONV_ALGO_IM2COL);
+    /* unset switches go back to their defaults */
+    stfpm_ctx_options u = {0};
+    TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &u));
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->conv_algo, STFPM_CONV_ALGO_AUTO);
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->fold_bn, STFPM_SWITCH_ON);
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->wino_min_tiles, STFPM_WINO_MIN_TILES_DEFAULT);
+    ck_assert_str_eq(stfpm_ctx_get_options(ctx)->device, before.device);
+    TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &before));
+}
+END_TEST
+
+/* The dispatcher's table: ResNet-18's convolutions at 256 x 256 and edge cases. */
+START_TEST(test_conv_dispatch) {
+    stfpm_ctx *ctx = tu_ctx();
+    const stfpm_ctx_options before = *stfpm_ctx_get_options(ctx);
+    enum { F = STFPM_CONV_FORWARD, D = STFPM_CONV_BACKWARD_DATA, W = STFPM_CONV_BACKWARD_WEIGHT, P = STFPM_CONV_PREPARE };
+    enum { I = STFPM_CONV_IM2COL, PW = STFPM_CONV_POINTWISE, W4 = STFPM_CONV_WINOGRAD4, W2 = STFPM_CONV_WINOGRAD2 };
+    static const struct {
+        const char *name;
+        stfpm_conv_algo_choice forced;
+        stfpm_conv_shape s;
+        int want[4];   /* forward, backward-data, backward-weight, prepare */
+    } k[] = {
+        {"conv1 7x7/2", STFPM_CONV_ALGO_AUTO, {8, 3, 64, 7, 7, 2, 3, 128, 128}, {I, I, I, I}},
+        {"layer1 3x3 batch 8", STFPM_CONV_ALGO_AUTO, {8, 64, 64, 3, 3, 1, 1, 64, 64}, {W4, W4, W4, W4}},
+        {"layer2.0 3x3/2", STFPM_CONV_ALGO_AUTO, {8, 64, 128, 3, 3, 2, 1, 32, 32}, {I, I, I, I}},
+        {"layer2.0 1x1/2 downsample", STFPM_CONV_ALGO_AUTO, {8, 64, 128, 1, 1, 2, 0, 32, 32}, {I, I, I, I}},
+        {"1x1 stride 1", STFPM_CONV_ALGO_AUTO, {3, 64, 128, 1, 1, 1, 0, 9, 9}, {PW, PW, I, I}},
+        /* layer3 at batch 1: 16 4x4 tiles (< 48), 64 2x2 tiles: F(2x2) forward, im2col backward */
+        {"layer3 3x3 batch 1", STFPM_CONV_ALGO_AUTO, {1, 256, 256, 3, 3, 1, 1, 16, 16}, {W2, I, I, W4}},
+        {"layer3 3x3 batch 3", STFPM_CONV_ALGO_AUTO, {3, 256, 256, 3, 3, 1, 1, 16, 16}, {W4, W4, W4, W4}},
+        {"few tiles of any size", STFPM_CONV_ALGO_AUTO, {1, 64, 64, 3, 3, 1, 1, 5, 5}, {I, I, I, W4}},
+        {"16 channels", STFPM_CONV_ALGO_AUTO, {8, 16, 64, 3, 3, 1, 1, 64, 64}, {I, I, I, I}},
+        {"forced im2col", STFPM_CONV_ALGO_IM2COL, {8, 64, 64, 3, 3, 1, 1, 64, 64}, {I, I, I, I}},
+        {"forced winograd, 3 channels", STFPM_CONV_ALGO_WINOGRAD, {1, 3, 5, 3, 3, 1, 0, 3, 3}, {W4, W4, W4, W4}},
+        {"forced winograd2", STFPM_CONV_ALGO_WINOGRAD2, {8, 64, 64, 3, 3, 1, 1, 64, 64}, {W2, I, I, I}},
+        {"forced winograd, stride 2", STFPM_CONV_ALGO_WINOGRAD, {8, 64, 128, 3, 3, 2, 1, 32, 32}, {I, I, I, I}},
+        {"forced winograd, 1x1", STFPM_CONV_ALGO_WINOGRAD, {3, 64, 128, 1, 1, 1, 0, 9, 9}, {PW, PW, I, I}},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        stfpm_ctx_options o = before;
+        o.conv_algo = k[i].forced;
+        TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &o));
+        for (int p = 0; p < 4; p++) {
+            stfpm_conv_shape s = k[i].s;
+            if (p == P) s.n = -1;
+            stfpm_conv_algo got = stfpm_conv_choose(ctx, &s, (stfpm_conv_pass)p);
+            ck_assert_msg((int)got == k[i].want[p], "%s, pass %d: %s, want %s", k[i].name, p,
+                          stfpm_conv_algo_label(got), stfpm_conv_algo_label((stfpm_conv_algo)k[i].want[p]));
+        }
+    }
+    /* the tile threshold is an option */
+    stfpm_ctx_options o = before;
+    o.wino_min_tiles = 16;
+    TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &o));
+    const stfpm_conv_shape l3 = {1, 256, 256, 3, 3, 1, 1, 16, 16};
+    ck_assert_int_eq(stfpm_conv_choose(ctx, &l3, STFPM_CONV_FORWARD), STFPM_CONV_WINOGRAD4);
+    TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &before));
+    ck_assert_uint_eq(stfpm_conv_row_stride(1), 64);
+    ck_assert_uint_eq(stfpm_conv_row_stride(448), 448);
+    ck_assert_uint_eq(stfpm_conv_row_stride(512), 576);
+    ck_assert_uint_eq(stfpm_conv_row_stride(1000), 1088);
+    ck_assert_uint_eq(stfpm_conv_row_stride(1025), 1088);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("options");
+    TCase *tc = tcase_create("options");
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_environment_then_caller);
+    tcase_add_test(tc, test_bad_values_named);
+    tcase_add_test(tc, test_set_options_live);
+    tcase_add_test(tc, test_conv_dispatch);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}

@@ -58,7 +58,7 @@ static stfpm_status bn_apply(stfpm_ctx *ctx, const stfpm_tensor *x, stfpm_tensor
                       KARG(s->buf), KARG(soff), KARG(is_var), KARG(eps), KARG(w->buf), KARG(woff),
                       KARG(b->buf), KARG(boff), KARG(N), KARG(C), KARG(HW), KARG(pl.seg), KARG(pl.S)};
     size_t gws[2] = {(size_t)pl.P, (size_t)C};
-    return stfpm_enqueue(ctx, BN_PROG, "bn_apply", 2, gws, NULL, 19, a);
+    return stfpm_enqueue(ctx, BN_PROG, "bn_apply", 2, gws, NULL, KARGS(a));
 }
 
 stfpm_status stfpm_batchnorm_forward_train(stfpm_ctx *ctx, const stfpm_tensor *x,
@@ -95,7 +95,7 @@ stfpm_status stfpm_batchnorm_forward_train(stfpm_ctx *ctx, const stfpm_tensor *x
     stfpm_karg a1[] = {KARG(x->buf), KARG(xoff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg), KARG(pl.S),
                        KARG(P), KARG(part)};
     size_t g1[2] = {(size_t)P, (size_t)C};
-    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_stats_partial", 2, g1, NULL, 9, a1));
+    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_stats_partial", 2, g1, NULL, KARGS(a1)));
 
     /* with no running statistics, pass save_mean as a placeholder buffer (never touched) */
     const stfpm_tensor *rm = update ? running_mean : save_mean, *rv = update ? running_var : save_mean;
@@ -105,7 +105,7 @@ stfpm_status stfpm_batchnorm_forward_train(stfpm_ctx *ctx, const stfpm_tensor *x
                        KARG(rm->buf), KARG(rmoff), KARG(rv->buf), KARG(rvoff), KARG(save_mean->buf),
                        KARG(smoff), KARG(save_invstd->buf), KARG(sioff)};
     size_t g2 = (size_t)C, l2 = 64;
-    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_stats_final", 1, &g2, &l2, 14, a2));
+    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_stats_final", 1, &g2, &l2, KARGS(a2)));
 
     return bn_apply(ctx, x, y, save_mean, save_invstd, 0, eps, weight, bias);
 }
@@ -154,7 +154,7 @@ stfpm_status stfpm_batchnorm_backward(stfpm_ctx *ctx, const stfpm_tensor *x, con
                        KARG(moff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg), KARG(pl.S), KARG(P),
                        KARG(part)};
     size_t g1[2] = {(size_t)P, (size_t)C};
-    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_bwd_partial", 2, g1, NULL, 13, a1));
+    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_bwd_partial", 2, g1, NULL, KARGS(a1)));
 
     cl_int ioff = (cl_int)save_invstd->off, woff = (cl_int)weight->off;
     cl_int has_dw = dweight != NULL, has_db = dbias != NULL;
@@ -164,12 +164,12 @@ stfpm_status stfpm_batchnorm_backward(stfpm_ctx *ctx, const stfpm_tensor *x, con
                        KARG(weight->buf), KARG(woff), KARG(part), KARG(coff), KARG(has_dw), KARG(dwb),
                        KARG(dwoff), KARG(has_db), KARG(dbb), KARG(dboff)};
     size_t g2 = (size_t)C, l2 = 64;
-    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_bwd_final", 1, &g2, &l2, 16, a2));
+    STFPM_TRY(stfpm_enqueue(ctx, BN_PROG, "bn_bwd_final", 1, &g2, &l2, KARGS(a2)));
 
     cl_int dxoff = (cl_int)dx->off;
     stfpm_karg a3[] = {KARG(x->buf), KARG(xoff), KARG(dy->buf), KARG(dyoff), KARG(save_mean->buf),
                        KARG(moff), KARG(part), KARG(coff), KARG(N), KARG(Cc), KARG(HW), KARG(pl.seg),
                        KARG(pl.S), KARG(dx->buf), KARG(dxoff)};
     size_t g3[2] = {(size_t)P, (size_t)C};
-    return stfpm_enqueue(ctx, BN_PROG, "bn_bwd_dx", 2, g3, NULL, 15, a3);
+    return stfpm_enqueue(ctx, BN_PROG, "bn_bwd_dx", 2, g3, NULL, KARGS(a3));
 }

@@ -126,7 +126,7 @@ static stfpm_status im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tenso
     stfpm_karg at[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
                        KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(col)};
     size_t gws[2] = {(size_t)g->wo, (size_t)nb * g->ho};
-    return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, 14, at);
+    return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, KARGS(at));
 }
 
 /* col (K x nr*Wo, row stride ld) of the batch's output rows [r0, r0+nr) (r = image * Ho + oh). */
@@ -137,7 +137,7 @@ static stfpm_status im2col_rows(stfpm_ctx *ctx, const conv_geom *g, const stfpm_
     stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S),
                       KARG(PD), KARG(Ho), KARG(Wo), KARG(R0), KARG(NR), KARG(LD), KARG(col)};
     size_t gws[2] = {(size_t)nr, g->k};
-    return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, 15, a);
+    return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, KARGS(a));
 }
 
 /* Forward as im2col + GEMM over chunks of output rows (a chunk may end inside an image), with
@@ -194,7 +194,7 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
             stfpm_karg a[] = {KARG(yc), KARG(LD), KARG(R0), KARG(NR), KARG(K), KARG(Ho), KARG(Wo), KARG(y->buf),
                               KARG(yo), KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
             size_t gws[2] = {(size_t)nr, (size_t)g->cout};
-            STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows", 2, gws, NULL, 16, a));
+            STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows", 2, gws, NULL, KARGS(a)));
         }
     }
     return STFPM_OK;
@@ -240,7 +240,7 @@ static stfpm_status col2im(stfpm_ctx *ctx, const conv_geom *g, cl_mem col, size_
     stfpm_karg a[] = {KARG(col), KARG(LD), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S),
                       KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(dx->buf), KARG(off)};
     size_t gws[2] = {(size_t)g->h, (size_t)nb * g->cin};
-    return stfpm_enqueue(ctx, "conv", "conv_col2im", 2, gws, NULL, 14, a);
+    return stfpm_enqueue(ctx, "conv", "conv_col2im", 2, gws, NULL, KARGS(a));
 }
 
 /* Images [i0, i0+nb) of t (n, C, P) -> the matrix m (C, nb*P; row stride ld floats). One kernel
@@ -250,7 +250,7 @@ static stfpm_status to_rows(stfpm_ctx *ctx, const stfpm_tensor *t, int i0, int n
     const size_t P = (size_t)t->h * t->w;
     cl_int to = (cl_int)(t->off + (size_t)i0 * t->c * P), K = t->c, Pi = (cl_int)P, NB = nb, LD = (cl_int)ld;
     stfpm_karg a[] = {KARG(t->buf), KARG(to), KARG(K), KARG(Pi), KARG(NB), KARG(LD), KARG(m)};
-    return stfpm_enqueue1d(ctx, "conv", "conv_to_rows", (size_t)nb * t->c, 7, a);
+    return stfpm_enqueue1d(ctx, "conv", "conv_to_rows", (size_t)nb * t->c, KARGS(a));
 }
 
 static stfpm_status epilogue(stfpm_ctx *ctx, const conv_geom *g, cl_mem src, size_t src_off, size_t ks,
@@ -330,7 +330,7 @@ static stfpm_status epilogue(stfpm_ctx *ctx, const conv_geom *g, cl_mem src, siz
     cl_int ro = res ? (cl_int)(res->off + (size_t)i0 * g->cout * g->p) : 0;
     stfpm_karg a[] = {KARG(src), KARG(so), KARG(KS), KARG(IS), KARG(K), KARG(P), KARG(NB), KARG(y->buf), KARG(yo),
                       KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
-    return stfpm_enqueue1d(ctx, "conv", "conv_epilogue", (size_t)nb * g->cout, 16, a);
+    return stfpm_enqueue1d(ctx, "conv", "conv_epilogue", (size_t)nb * g->cout, KARGS(a));
 }
 
 stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
@@ -441,7 +441,7 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
         if (ld > np) {
             cl_int rows = g.cout, ldi = (cl_int)ld, c0 = (cl_int)np;
             stfpm_karg za[] = {KARG(dyc), KARG(rows), KARG(ldi), KARG(c0)};
-            STFPM_TRY(stfpm_enqueue1d(ctx, "conv", "conv_zero_cols", (size_t)g.cout, 4, za));
+            STFPM_TRY(stfpm_enqueue1d(ctx, "conv", "conv_zero_cols", (size_t)g.cout, KARGS(za)));
         }
         if (dw) {
             /* dW (Cout x kp) (+)= dYc (Cout x ld) * colT (ld x kp); colT rows [np, ld) are zero */

@@ -38,7 +38,7 @@ stfpm_status stfpm_relu_forward(stfpm_ctx *ctx, const stfpm_tensor *x, stfpm_ten
     STFPM_TRY(ew_check_same(x, "x", y, "relu_forward", "y"));
     cl_int xoff = (cl_int)x->off, yoff = (cl_int)y->off, n = (cl_int)stfpm_tensor_numel(x);
     stfpm_karg a[] = {KARG(x->buf), KARG(xoff), KARG(y->buf), KARG(yoff), KARG(n)};
-    return ew_launch(ctx, "relu_forward", (size_t)n, 5, a);
+    return ew_launch(ctx, "relu_forward", (size_t)n, KARGS(a));
 }
 
 stfpm_status stfpm_relu_backward(stfpm_ctx *ctx, const stfpm_tensor *y, const stfpm_tensor *dy,
@@ -50,7 +50,7 @@ stfpm_status stfpm_relu_backward(stfpm_ctx *ctx, const stfpm_tensor *y, const st
            n = (cl_int)stfpm_tensor_numel(y);
     stfpm_karg a[] = {KARG(y->buf), KARG(yoff), KARG(dy->buf), KARG(dyoff), KARG(dx->buf), KARG(dxoff),
                       KARG(n)};
-    return ew_launch(ctx, "relu_backward", (size_t)n, 7, a);
+    return ew_launch(ctx, "relu_backward", (size_t)n, KARGS(a));
 }
 
 static stfpm_status ew_binary(stfpm_ctx *ctx, const char *op, const char *kernel, const stfpm_tensor *a,
@@ -62,7 +62,7 @@ static stfpm_status ew_binary(stfpm_ctx *ctx, const char *op, const char *kernel
            n = (cl_int)stfpm_tensor_numel(a);
     stfpm_karg args[] = {KARG(a->buf), KARG(aoff), KARG(b->buf), KARG(boff), KARG(y->buf), KARG(yoff),
                          KARG(n)};
-    return ew_launch(ctx, kernel, (size_t)n, 7, args);
+    return ew_launch(ctx, kernel, (size_t)n, KARGS(args));
 }
 
 stfpm_status stfpm_add(stfpm_ctx *ctx, const stfpm_tensor *a, const stfpm_tensor *b, stfpm_tensor *y) {
@@ -78,12 +78,12 @@ stfpm_status stfpm_axpy(stfpm_ctx *ctx, float alpha, const stfpm_tensor *x, stfp
     STFPM_TRY(ew_check_same(x, "x", y, "axpy", "y"));
     cl_int xoff = (cl_int)x->off, yoff = (cl_int)y->off, n = (cl_int)stfpm_tensor_numel(x);
     stfpm_karg a[] = {KARG(alpha), KARG(x->buf), KARG(xoff), KARG(y->buf), KARG(yoff), KARG(n)};
-    return ew_launch(ctx, "ew_axpy", (size_t)n, 6, a);
+    return ew_launch(ctx, "ew_axpy", (size_t)n, KARGS(a));
 }
 
 stfpm_status stfpm_scale(stfpm_ctx *ctx, float alpha, stfpm_tensor *x) {
     STFPM_TRY(ew_check(x, "scale", "x"));
     cl_int xoff = (cl_int)x->off, n = (cl_int)stfpm_tensor_numel(x);
     stfpm_karg a[] = {KARG(alpha), KARG(x->buf), KARG(xoff), KARG(n)};
-    return ew_launch(ctx, "ew_scale", (size_t)n, 4, a);
+    return ew_launch(ctx, "ew_scale", (size_t)n, KARGS(a));
 }

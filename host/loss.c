@@ -21,7 +21,7 @@ stfpm_status stfpm_fm_distance(stfpm_ctx *ctx, const stfpm_tensor *t, const stfp
     stfpm_karg a[] = {KARG(t->buf), KARG(to), KARG(s->buf), KARG(so), KARG(d->buf), KARG(dof),
                       KARG(N), KARG(C), KARG(HW)};
     size_t g[2] = {((size_t)HW + 15) / 16, (size_t)N};  /* 16 positions per work-item */
-    return stfpm_enqueue(ctx, "loss", "fm_distance_fwd", 2, g, NULL, 9, a);
+    return stfpm_enqueue(ctx, "loss", "fm_distance_fwd", 2, g, NULL, KARGS(a));
 }
 
 stfpm_status stfpm_fm_distance_backward(stfpm_ctx *ctx, const stfpm_tensor *t, const stfpm_tensor *s,
@@ -35,5 +35,5 @@ stfpm_status stfpm_fm_distance_backward(stfpm_ctx *ctx, const stfpm_tensor *t, c
     stfpm_karg a[] = {KARG(t->buf), KARG(to), KARG(s->buf), KARG(so), KARG(ds->buf), KARG(dso),
                       KARG(N), KARG(C), KARG(HW), KARG(scale), KARG(acc)};
     size_t g[2] = {((size_t)HW + 15) / 16, (size_t)N};  /* 16 positions per work-item */
-    return stfpm_enqueue(ctx, "loss", "fm_distance_bwd", 2, g, NULL, 11, a);
+    return stfpm_enqueue(ctx, "loss", "fm_distance_bwd", 2, g, NULL, KARGS(a));
 }

@@ -33,7 +33,7 @@ stfpm_status stfpm_maxpool_forward(stfpm_ctx *ctx, const stfpm_tensor *x, int k,
     stfpm_karg a[] = {KARG(x->buf), KARG(xo), KARG(y->buf), KARG(yo), KARG(planes), KARG(H), KARG(W),
                       KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
     size_t g[2] = {(size_t)Ho, (size_t)planes};           /* one work-item per output row */
-    return stfpm_enqueue(ctx, "pool", "maxpool_fwd", 2, g, NULL, 12, a);
+    return stfpm_enqueue(ctx, "pool", "maxpool_fwd", 2, g, NULL, KARGS(a));
 }
 
 stfpm_status stfpm_maxpool_backward(stfpm_ctx *ctx, const stfpm_tensor *x, int k, int stride, int pad,
@@ -52,9 +52,9 @@ stfpm_status stfpm_maxpool_backward(stfpm_ctx *ctx, const stfpm_tensor *x, int k
     stfpm_karg a1[] = {KARG(x->buf), KARG(xo), KARG(idx), KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo),
                        KARG(K), KARG(S), KARG(P)};
     size_t g1[2] = {(size_t)Ho, (size_t)planes};          /* one work-item per output row */
-    STFPM_TRY(stfpm_enqueue(ctx, "pool", "maxpool_argmax_idx", 2, g1, NULL, 11, a1));
+    STFPM_TRY(stfpm_enqueue(ctx, "pool", "maxpool_argmax_idx", 2, g1, NULL, KARGS(a1)));
     stfpm_karg a[] = {KARG(idx), KARG(dy->buf), KARG(dyo), KARG(dx->buf), KARG(dxo),
                       KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
     size_t g2[2] = {(size_t)H, (size_t)planes};           /* one work-item per input row */
-    return stfpm_enqueue(ctx, "pool", "maxpool_bwd_idx", 2, g2, NULL, 13, a);
+    return stfpm_enqueue(ctx, "pool", "maxpool_bwd_idx", 2, g2, NULL, KARGS(a));
 }

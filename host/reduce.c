@@ -34,14 +34,14 @@ static stfpm_status reduce_rows(stfpm_ctx *ctx, const stfpm_tensor *x, int rows,
     stfpm_karg a1[] = {KARG(x->buf), KARG(xoff), KARG(clen), KARG(chunk), KARG(P), KARG(cop),
                        KARG(part), KLOCAL(lsz * sizeof(float))};
     size_t g1[2] = {(size_t)P * lsz, (size_t)rows}, l1[2] = {lsz, 1};
-    STFPM_TRY(stfpm_enqueue(ctx, RED_PROG, "reduce_partial", 2, g1, l1, 8, a1));
+    STFPM_TRY(stfpm_enqueue(ctx, RED_PROG, "reduce_partial", 2, g1, l1, KARGS(a1)));
 
     cl_int crows = rows, ooff = (cl_int)out->off;
     float div = (float)len;
     stfpm_karg a2[] = {KARG(part), KARG(P), KARG(crows), KARG(cop), KARG(div), KARG(out->buf),
                        KARG(ooff)};
     size_t g2 = (size_t)rows, l2 = 32;
-    return stfpm_enqueue(ctx, RED_PROG, "reduce_final", 1, &g2, &l2, 7, a2);
+    return stfpm_enqueue(ctx, RED_PROG, "reduce_final", 1, &g2, &l2, KARGS(a2));
 }
 
 static stfpm_status reduce_check(const stfpm_tensor *x, const stfpm_tensor *out, int n_out,

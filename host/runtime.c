@@ -640,7 +640,7 @@ stfpm_status stfpm_tensor_read(stfpm_ctx *ctx, const stfpm_tensor *t, float *hos
 stfpm_status stfpm_tensor_fill(stfpm_ctx *ctx, stfpm_tensor *t, float value) {
     cl_int n = (cl_int)stfpm_tensor_numel(t), off = (cl_int)t->off;
     stfpm_karg a[] = {KARG(t->buf), KARG(off), KARG(n), KARG(value)};
-    return stfpm_enqueue1d(ctx, "runtime", "fill_f32", (size_t)n, 4, a);
+    return stfpm_enqueue1d(ctx, "runtime", "fill_f32", (size_t)n, KARGS(a));
 }
 
 stfpm_status stfpm_tensor_copy(stfpm_ctx *ctx, const stfpm_tensor *src, stfpm_tensor *dst) {

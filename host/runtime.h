@@ -12,6 +12,8 @@ stfpm_status stfpm_cl_check(cl_int err, const char *call);
 typedef struct stfpm_karg { size_t size; const void *ptr; } stfpm_karg;
 #define KARG(x) ((stfpm_karg){sizeof(x), &(x)})
 #define KLOCAL(bytes) ((stfpm_karg){(bytes), NULL})
+/* The count and the array of a stfpm_karg array, for the (nargs, args) parameters below. */
+#define KARGS(a) (int)(sizeof(a) / sizeof((a)[0])), (a)
 
 /* Look up kernel `name` in program `program` (the file cl/<program>.cl), building the
  * program on first use (from the binary cache when possible). The returned kernel is owned

@@ -38,5 +38,5 @@ stfpm_status stfpm_sgd_step(stfpm_ctx *ctx, stfpm_tensor *w, const stfpm_tensor 
     size_t l = 256;
     while (l > 1 && l > max) l >>= 1;
     size_t gsz = (size_t)(n ? n : 1);
-    return stfpm_enqueue(ctx, "sgd", "sgd_step", 1, &gsz, &l, 12, a);
+    return stfpm_enqueue(ctx, "sgd", "sgd_step", 1, &gsz, &l, KARGS(a));
 }

@@ -24,9 +24,9 @@ static stfpm_status launch(stfpm_ctx *ctx, const char *kernel, const stfpm_tenso
                       KARG(W), KARG(Ho), KARG(Wo), KARG(sh), KARG(sw)};
     if (!strcmp(kernel, "upsample_bilinear_fwd")) {         /* row form: one item per output row */
         size_t g[2] = {(size_t)Ho, (size_t)planes};
-        return stfpm_enqueue(ctx, "upsample", kernel, 2, g, NULL, 11, a);
+        return stfpm_enqueue(ctx, "upsample", kernel, 2, g, NULL, KARGS(a));
     }
-    return stfpm_enqueue1d(ctx, "upsample", kernel, stfpm_tensor_numel(dst), 11, a);
+    return stfpm_enqueue1d(ctx, "upsample", kernel, stfpm_tensor_numel(dst), KARGS(a));
 }
 
 stfpm_status stfpm_upsample_bilinear_forward(stfpm_ctx *ctx, const stfpm_tensor *x, stfpm_tensor *y) {

@@ -116,13 +116,13 @@ static stfpm_status weight_transform(stfpm_ctx *ctx, int tile, cl_mem w, size_t 
         cl_int Ki = K, Ci = C;
         stfpm_karg a[] = {KARG(w), KARG(wo), KARG(Ki), KARG(Ci), KARG(plane), KARG(U)};
         size_t gws[2] = {(size_t)C, (size_t)K};
-        return stfpm_enqueue(ctx, "winograd", "wino2_weight", 2, gws, NULL, 6, a);
+        return stfpm_enqueue(ctx, "winograd", "wino2_weight", 2, gws, NULL, KARGS(a));
     }
     /* the weight tensor is (Cout, Cin) = (K, C) forward, (C, K) for flip */
     cl_int wcout = flip ? C : K, wcin = flip ? K : C;
     stfpm_karg a[] = {KARG(w), KARG(wo), KARG(wcout), KARG(wcin), KARG(fl), KARG(plane), KARG(U)};
     size_t gws[2] = {flip ? (size_t)wcout : (size_t)wcin, flip ? (size_t)wcin : (size_t)wcout};
-    return stfpm_enqueue(ctx, "winograd", "wino_weight", 2, gws, NULL, 7, a);
+    return stfpm_enqueue(ctx, "winograd", "wino_weight", 2, gws, NULL, KARGS(a));
 }
 
 static int tile_planes(int tile) { return (tile + 2) * (tile + 2); }
@@ -192,7 +192,7 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
         stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
                            KARG(NB), KARG(LD), KARG(PV), KARG(V)};
         size_t gi[2] = {(size_t)TH, (size_t)cnt * C};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", kin, 2, gi, NULL, 12, ai));
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", kin, 2, gi, NULL, KARGS(ai)));
         /* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld); columns beyond T are ignored */
         STFPM_TRY(wino_gemms(ctx, planes, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
         cl_int ro = (cl_int)((ep ? ep->res_off : 0) + (size_t)i0 * K * Ho * Wo);
@@ -200,7 +200,7 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
                            KARG(PM), KARG(y), KARG(yo), KARG(has_bias), KARG(bias), KARG(bias_off),
                            KARG(has_res), KARG(res), KARG(ro), KARG(relu)};
         size_t go[2] = {(size_t)TH, (size_t)cnt * K};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", kout, 2, go, NULL, 18, ao));
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", kout, 2, go, NULL, KARGS(ao)));
     }
     return STFPM_OK;
 }
@@ -248,20 +248,20 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
         stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
                            KARG(NB), KARG(PV), KARG(Vt)};
         size_t gi[2] = {(size_t)TH, (size_t)cnt * C}, li[2] = {1, 16};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input_t", 2, gi, li, 11, ai));
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input_t", 2, gi, li, KARGS(ai)));
         stfpm_karg az[] = {KARG(dy), KARG(dyo), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi),
                            KARG(NB), KARG(LD), KARG(PZ), KARG(Z)};
         size_t gz[2] = {(size_t)TH, (size_t)cnt * K};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_dy", 2, gz, NULL, 11, az));
+        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_dy", 2, gz, NULL, KARGS(az)));
         if (ld > T) {
             /* the padded reduction entries must be 0 in both operands (garbage could be NaN) */
             cl_int rows = K, c0 = (cl_int)T, one = 1, vlen = (cl_int)(ld * C), v0 = (cl_int)(T * C);
             stfpm_karg zz[] = {KARG(Z), KARG(rows), KARG(LD), KARG(c0), KARG(PZ)};
             size_t gzz[2] = {(size_t)K, 36};
-            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzz, NULL, 5, zz));
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzz, NULL, KARGS(zz)));
             stfpm_karg zv[] = {KARG(Vt), KARG(one), KARG(vlen), KARG(v0), KARG(PV)};
             size_t gzv[2] = {1, 36};
-            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzv, NULL, 5, zv));
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzv, NULL, KARGS(zv)));
         }
         /* S[xi] (K x C) (+)= Z[xi] (K x ld) * Vt[xi] (ld x C) */
         STFPM_TRY(wino_gemms(ctx, 36, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));
@@ -269,5 +269,5 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
     cl_int Ki = K, Ci = C, PS = (cl_int)ps, dwo = (cl_int)dw_off;
     stfpm_karg ao[] = {KARG(S), KARG(Ki), KARG(Ci), KARG(PS), KARG(dw), KARG(dwo)};
     size_t go[2] = {(size_t)C, (size_t)K};
-    return stfpm_enqueue(ctx, "winograd", "wino_wgrad_out", 2, go, NULL, 6, ao);
+    return stfpm_enqueue(ctx, "winograd", "wino_wgrad_out", 2, go, NULL, KARGS(ao));
 }

@@ -7,7 +7,7 @@
 #define OP_SUM 0
 #define OP_MAX 1
 
-inline float red_op(int op, float a, float b) {
+static inline float red_op(int op, float a, float b) {
     if (op == OP_SUM) return a + b;
     return (b > a || isnan(b)) && !isnan(a) ? b : a;
 }

@@ -277,13 +277,9 @@ stfpm_status stfpm_clblast_cache_path(const stfpm_device_info *dev, const char *
     if (!dir[0])
         return stfpm_set_error(STFPM_ERR_IO, "no cache directory (STFPM_CACHE_DIR is empty, or neither "
                                "XDG_CACHE_HOME nor HOME is set)");
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = STFPM_FNV1A64_INIT;
     const char *parts[3] = {dev->platform_name, dev->device_name, dev->driver_version};
-    for (int i = 0; i < 3; i++) {
-        for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) { h ^= *p; h *= 1099511628211ULL; }
-        h ^= '\n';
-        h *= 1099511628211ULL;
-    }
+    for (int i = 0; i < 3; i++) h = stfpm_fnv1a64(stfpm_fnv1a64(h, parts[i], strlen(parts[i])), "\n", 1);
     if ((size_t)snprintf(out, n, "%s/clblast-%016llx.txt", dir, (unsigned long long)h) >= n)
         return stfpm_set_error(STFPM_ERR_IO, "cache path too long (%s)", dir);
     return STFPM_OK;

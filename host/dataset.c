@@ -1,6 +1,8 @@
 /* Data set scanning (MVTec AD layout or a plain folder) and the seeded train/val split. */
 #include "stfpm/dataset.h"
 #include "stfpm/image.h"
+#include "fsutil.h"
+#include "rng.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -349,13 +351,6 @@ stfpm_status stfpm_dataset_load_sample(const stfpm_sample *smp, int S, float *ch
 /* ------------------------------------------------------------------------------------------ */
 /* Split                                                                                       */
 
-uint64_t stfpm_splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void stfpm_permutation(int n, uint64_t seed, int *perm) {
     uint64_t st = seed;
     for (int i = 0; i < n; i++) perm[i] = i;
@@ -686,31 +681,6 @@ stfpm_status stfpm_demo_render(const stfpm_demo_options *o, int split, int index
     return STFPM_OK;
 }
 
-static stfpm_status mkdir_p(const char *path) {
-    char *p = strdup(path);
-    if (!p) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
-    for (char *c = p + 1;; c++) {
-        if (*c == '/' || *c == 0) {
-            char save = *c;
-            *c = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                stfpm_status s = stfpm_set_error(STFPM_ERR_IO, "cannot create folder %s: %s", p, strerror(errno));
-                free(p);
-                return s;
-            }
-            if (!is_dir(p)) {
-                stfpm_status s = stfpm_set_error(STFPM_ERR_IO, "cannot create folder %s: a file is in the way", p);
-                free(p);
-                return s;
-            }
-            *c = save;
-            if (!save) break;
-        }
-    }
-    free(p);
-    return STFPM_OK;
-}
-
 /* Remove the .png files of one folder we are about to fill (overwrite mode). */
 static stfpm_status clear_pngs(const char *dir) {
     DIR *d = opendir(dir);
@@ -753,7 +723,7 @@ stfpm_status stfpm_demo_generate(const char *outdir, const stfpm_demo_options *o
         if (i < 2) snprintf(buf, sizeof buf, "%s/%s", outdir, fixed[i]);
         else snprintf(buf, sizeof buf, "%s/%s/%s", outdir, i < 6 ? "test" : "ground_truth", stfpm_demo_defect_names[(i - 2) % 4]);
         if (i >= 2 && (i - 2) % 4 >= o.n_test_bad) continue;   /* no folder for an unused kind */
-        STFPM_TRY(mkdir_p(buf));
+        STFPM_TRY(stfpm_mkdir_p(buf));
         if (o.overwrite) STFPM_TRY(clear_pngs(buf));
     }
     int S = o.size;

@@ -18,6 +18,7 @@ stfpm_status stfpm_set_error(stfpm_status s, const char *fmt, ...) {
 }
 
 stfpm_status stfpm_wrap_error(stfpm_status s, const char *fmt, ...) {
+    if (s == STFPM_OK) return s;   /* nothing to wrap */
     char prefix[1024], old[sizeof g_msg - 1100];
     va_list ap;
     va_start(ap, fmt);

@@ -1,6 +1,7 @@
 /* Image decoding (stb_image), PIL-exact bilinear resize, ToTensor + Normalize, mask
  * binarisation. PNG writers live in png_out.c. See include/stfpm/image.h for the rules. */
 #include "stfpm/image.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -47,42 +48,6 @@ void stfpm_image_free(stfpm_image *img) {
 
 /* ------------------------------------------------------------------------------------------ */
 /* Decoding                                                                                    */
-
-/* Read a whole regular file. Empty files and non-regular files are errors naming the path. */
-static stfpm_status read_file(const char *path, uint8_t **buf, size_t *len) {
-    *buf = NULL;
-    *len = 0;
-    if (!path || !*path) return stfpm_set_error(STFPM_ERR_ARG, "image path is empty");
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return stfpm_set_error(STFPM_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return stfpm_set_error(STFPM_ERR_IO, "cannot read image %s: not a regular file", path);
-    if (st.st_size == 0)
-        return stfpm_set_error(STFPM_ERR_FORMAT, "image %s is empty (0 bytes)", path);
-    if ((uint64_t)st.st_size > (uint64_t)INT_MAX)
-        return stfpm_set_error(STFPM_ERR_FORMAT, "image %s is too large (%lld bytes)", path,
-                               (long long)st.st_size);
-    FILE *f = fopen(path, "rb");
-    if (!f) return stfpm_set_error(STFPM_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
-    size_t n = (size_t)st.st_size;
-    uint8_t *b = malloc(n);
-    if (!b) {
-        fclose(f);
-        return stfpm_set_error(STFPM_ERR_OOM, "out of host memory reading %s (%zu bytes)", path, n);
-    }
-    size_t got = fread(b, 1, n, f);
-    int err = ferror(f) ? errno : 0;
-    fclose(f);
-    if (got != n) {
-        free(b);
-        if (err) return stfpm_set_error(STFPM_ERR_IO, "reading image %s: %s", path, strerror(err));
-        return stfpm_set_error(STFPM_ERR_IO, "reading image %s: file shrank while reading", path);
-    }
-    *buf = b;
-    *len = n;
-    return STFPM_OK;
-}
 
 /* Container formats: SPEC section 1 names PNG, JPEG, BMP and TGA; stb_image also parses
  * GIF, PSD, PIC, PNM and HDR, which are refused here (less parser surface, predictable
@@ -270,10 +235,13 @@ stfpm_status stfpm_image_load_mask_mem(const void *buf, size_t len, const char *
 
 static stfpm_status load_file(const char *path, int want, stfpm_image *out) {
     memset(out, 0, sizeof *out);
-    uint8_t *buf;
+    char *buf;
     size_t len;
-    STFPM_TRY(read_file(path, &buf, &len));
-    stfpm_status s = decode(buf, len, path, want, out);
+    if (!path || !*path) return stfpm_set_error(STFPM_ERR_ARG, "image path is empty");
+    STFPM_TRY(stfpm_read_file(path, &buf, &len));
+    stfpm_status s;
+    if (len > (size_t)INT_MAX) s = stfpm_set_error(STFPM_ERR_FORMAT, "image %s is too large (%zu bytes)", path, len);
+    else s = decode((const uint8_t *)buf, len, path, want, out);
     free(buf);
     return s;
 }

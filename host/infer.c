@@ -30,19 +30,6 @@ static void *prefetch_run(void *arg) {
     return NULL;
 }
 
-void textbuf_add(stfpm_textbuf *b, const char *t) {
-    size_t n = strlen(t);
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->text, cap);
-        if (!p) return;   /* out of memory: the row is dropped (scales.csv is advisory) */
-        b->text = p;
-        b->cap = cap;
-    }
-    memcpy(b->text + b->len, t, n + 1);
-    b->len += n;
-}
-
 /* DIR/scales.csv: value of a raw map pixel = pixel / 65535 * scale. */
 stfpm_status stfpm_write_text_atomic_path_scales(const char *dir, const char *text, size_t len) {
     char path[4200];
@@ -103,8 +90,8 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     pthread_t th;
     int th_running = 0;
     prefetch_job job = {0};
-    stfpm_textbuf scale_rows = {0};
-    textbuf_add(&scale_rows, "file,scale\n");
+    stfpm_strbuf scale_rows = {0};
+    stfpm_strbuf_puts(&scale_rows, "file,scale\n");
     float *maps = malloc(pix * sizeof(float) * (size_t)(n ? n : 1));
     uint8_t *masks = malloc(pix * (size_t)(n ? n : 1));
     float *scores = malloc(sizeof(float) * (size_t)(n ? n : 1));
@@ -154,7 +141,7 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
                 out_stem(&ds.test[i + k], stem, sizeof stem);
                 s = stfpm_write_map_pngs(o->maps_dir, stem, chw + per * k, maps + pix * (i + k), S, sc > 0 ? sc : 1);
                 snprintf(row, sizeof row, "%s_map.png,%.9g\n", stem, sc > 0 ? sc : 1);
-                textbuf_add(&scale_rows, row);
+                stfpm_strbuf_puts(&scale_rows, row);
             }
             if (s != STFPM_OK) goto done;
         }
@@ -196,7 +183,8 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
         if (s != STFPM_OK) goto done;
     }
     if (o->maps_dir) {
-        s = stfpm_write_text_atomic_path_scales(o->maps_dir, scale_rows.text ? scale_rows.text : "", scale_rows.len);
+        s = scale_rows.oom ? stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %s/scales.csv", o->maps_dir)
+                           : stfpm_write_text_atomic_path_scales(o->maps_dir, scale_rows.text, scale_rows.len);
         if (s != STFPM_OK) goto done;
     }
     r->image_auroc = r->pixel_auroc = r->aupro = r->pro_paper = NAN;
@@ -226,7 +214,7 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
         s = stfpm_write_text_atomic(o->json_path, json, (size_t)len);
     }
 done:
-    free(scale_rows.text);
+    stfpm_strbuf_free(&scale_rows);
     if (th_running) pthread_join(th, NULL);
     free(chw_buf[0]); free(chw_buf[1]); free(maps); free(masks); free(scores); free(labels); free(mp); free(kp); free(idx);
     stfpm_model_free(ctx, &m);

@@ -379,8 +379,8 @@ static int cmd_predict(int argc, char **argv) {
     char model_path[4200];
     float *chw = NULL, *maps = NULL, *scores = NULL;
     int n_anom = 0;
-    stfpm_textbuf scale_rows = {0};
-    textbuf_add(&scale_rows, "file,scale\n");
+    stfpm_strbuf scale_rows = {0};
+    stfpm_strbuf_puts(&scale_rows, "file,scale\n");
     if (s == STFPM_OK) s = stfpm_model_resolve_path(model, model_path, sizeof model_path);
     if (s == STFPM_OK && maps_dir) s = stfpm_mkdir_p(maps_dir);
     if (s == STFPM_OK) s = open_ctx(device, &ctx, 0);
@@ -427,14 +427,14 @@ static int cmd_predict(int argc, char **argv) {
                     s = stfpm_write_map_pngs(maps_dir, stem, chw + per * k, maps + pix * k, m.size, scale > 0 ? scale : 1);
                     char row[1200];
                     snprintf(row, sizeof row, "%s_map.png,%.9g\n", stem, scale > 0 ? scale : 1);
-                    textbuf_add(&scale_rows, row);
+                    if (s == STFPM_OK) s = stfpm_strbuf_puts(&scale_rows, row);
                 }
             }
             fflush(stdout);
         }
     }
     if (s == STFPM_OK && maps_dir) s = stfpm_write_text_atomic_path_scales(maps_dir, scale_rows.text, scale_rows.len);
-    free(scale_rows.text);
+    stfpm_strbuf_free(&scale_rows);
     if (s == STFPM_OK && (fflush(stdout) != 0 || ferror(stdout)))
         s = stfpm_set_error(STFPM_ERR_IO, "writing the results to standard output failed: %s", strerror(errno));
     if (s == STFPM_OK && !isnan(threshold))

@@ -4,77 +4,17 @@
  * libstb.so but declared only in stb_image_write.h's implementation section, so it is
  * declared here), CRC-32 computed here. Files are written atomically (tmp + rename). */
 #include "stfpm/image.h"
+#include "fsutil.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 unsigned char *stbi_zlib_compress(unsigned char *data, int data_len, int *out_len, int quality);
-
-/* ------------------------------------------------------------------------------------------ */
-/* Atomic file write                                                                           */
-
-static atomic_uint g_tmp_counter;
-
-static stfpm_status write_all(int fd, const uint8_t *p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return STFPM_ERR_IO;
-        }
-        if (w == 0) {
-            errno = ENOSPC;
-            return STFPM_ERR_IO;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return STFPM_OK;
-}
-
-static stfpm_status write_file_atomic(const char *path, const uint8_t *data, size_t len) {
-    if (!path || !*path) return stfpm_set_error(STFPM_ERR_ARG, "output path is empty");
-    size_t plen = strlen(path) + 48;
-    char *tmp = malloc(plen);
-    if (!tmp) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory writing %s", path);
-    snprintf(tmp, plen, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&g_tmp_counter, 1u));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return stfpm_set_error(STFPM_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    const char *step = "writing";
-    int e = 0;
-    if (write_all(fd, data, len) != STFPM_OK) e = errno;
-    if (!e && fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
-        e = errno;
-        step = "flushing";
-    }
-    if (close(fd) != 0 && !e) {
-        e = errno;
-        step = "closing";
-    }
-    if (!e && rename(tmp, path) != 0) {
-        e = errno;
-        step = "renaming the temporary file onto";
-    }
-    if (e) {
-        unlink(tmp);
-        free(tmp);
-        return stfpm_set_error(STFPM_ERR_IO, "%s %s: %s", step, path, strerror(e));
-    }
-    free(tmp);
-    return STFPM_OK;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* PNG encoder                                                                                 */
@@ -186,7 +126,7 @@ static stfpm_status png_encode(const char *path, int w, int h, int depth, int ct
     put_chunk(png, &pos, "IDAT", z, (uint32_t)zlen);
     put_chunk(png, &pos, "IEND", NULL, 0);
     free(z);
-    stfpm_status s = write_file_atomic(path, png, pos);
+    stfpm_status s = stfpm_write_file_atomic(path, png, pos);
     free(png);
     return s;
 }

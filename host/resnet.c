@@ -4,7 +4,7 @@
  * largest batch seen so far; a smaller batch uses views of them. */
 #include "stfpm/resnet.h"
 #include "stfpm/ops.h"
-#include "stfpm/dataset.h"   /* stfpm_splitmix64 */
+#include "rng.h"
 #include "runtime.h"
 
 #include <math.h>

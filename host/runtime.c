@@ -1,6 +1,7 @@
 /* OpenCL runtime: device selection, context, program build with an on-disk binary cache,
  * kernel lookup and launch, profiling, scratch buffers, memory accounting. */
 #include "runtime.h"
+#include "fsutil.h"
 #include "options.h"
 
 #include <ctype.h>
@@ -277,23 +278,7 @@ stfpm_status stfpm_kernel_source(const char *dir, const char *name, char **text,
     if (dir && *dir) {
         char path[2048];
         snprintf(path, sizeof path, "%s/%s.cl", dir, name);
-        FILE *f = fopen(path, "rb");
-        if (!f) return stfpm_set_error(STFPM_ERR_IO, "cannot open kernel source %s (cl_dir option / STFPM_CL_DIR): %s",
-                                       path, strerror(errno));
-        fseek(f, 0, SEEK_END);
-        long sz = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = malloc((size_t)sz + 1);
-        if (!buf || fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-            fclose(f);
-            free(buf);
-            return stfpm_set_error(STFPM_ERR_IO, "cannot read kernel source %s", path);
-        }
-        fclose(f);
-        buf[sz] = 0;
-        *text = buf;
-        *len = (size_t)sz;
-        return STFPM_OK;
+        return stfpm_wrap_error(stfpm_read_file(path, text, len), "kernel source (cl_dir option / STFPM_CL_DIR)");
     }
     for (const struct stfpm_embedded_source *s = stfpm_embedded_sources; s->name; s++) {
         if (strcmp(s->name, name) == 0) {
@@ -305,21 +290,6 @@ stfpm_status stfpm_kernel_source(const char *dir, const char *name, char **text,
         }
     }
     return stfpm_set_error(STFPM_ERR_INTERNAL, "no embedded kernel source named \"%s\"", name);
-}
-
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ULL; }
-    return h;
-}
-
-static int mkdir_p(const char *path) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
-    }
-    return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
 static stfpm_status build_log_error(stfpm_ctx *ctx, cl_program prog, const char *name, cl_int e) {
@@ -341,41 +311,33 @@ static stfpm_status build_log_error(stfpm_ctx *ctx, cl_program prog, const char 
 /* Build (or load from cache) program `name` from `src` with `options`. */
 static stfpm_status build_program(stfpm_ctx *ctx, const char *name, const char *src, size_t len,
                                   const char *options, cl_program *out) {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv1a(h, ctx->info.platform_name, strlen(ctx->info.platform_name));
-    h = fnv1a(h, ctx->info.device_name, strlen(ctx->info.device_name));
-    h = fnv1a(h, ctx->info.driver_version, strlen(ctx->info.driver_version));
-    h = fnv1a(h, ctx->info.device_version, strlen(ctx->info.device_version));
-    h = fnv1a(h, src, len);
-    h = fnv1a(h, options, strlen(options));
+    uint64_t h = STFPM_FNV1A64_INIT;
+    h = stfpm_fnv1a64(h, ctx->info.platform_name, strlen(ctx->info.platform_name));
+    h = stfpm_fnv1a64(h, ctx->info.device_name, strlen(ctx->info.device_name));
+    h = stfpm_fnv1a64(h, ctx->info.driver_version, strlen(ctx->info.driver_version));
+    h = stfpm_fnv1a64(h, ctx->info.device_version, strlen(ctx->info.device_version));
+    h = stfpm_fnv1a64(h, src, len);
+    h = stfpm_fnv1a64(h, options, strlen(options));
     char path[1200] = {0};
     cl_int e;
     if (ctx->cache_dir[0]) {
         snprintf(path, sizeof path, "%s/%s-%016llx.bin", ctx->cache_dir, name, (unsigned long long)h);
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            fseek(f, 0, SEEK_END);
-            long sz = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            unsigned char *bin = sz > 0 ? malloc((size_t)sz) : NULL;
-            if (bin && fread(bin, 1, (size_t)sz, f) == (size_t)sz) {
-                size_t bsz = (size_t)sz;
-                cl_int bst;
-                const unsigned char *bp = bin;
-                cl_program p = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &bsz, &bp, &bst, &e);
-                if (e == CL_SUCCESS && bst == CL_SUCCESS &&
-                    clBuildProgram(p, 1, &ctx->device, options, NULL, NULL) == CL_SUCCESS) {
-                    free(bin);
-                    fclose(f);
-                    ctx->cache.cache_hits++;
-                    *out = p;
-                    return STFPM_OK;
-                }
-                if (e == CL_SUCCESS) clReleaseProgram(p);
+        char *bin = NULL;
+        size_t bsz = 0;
+        if (stfpm_path_exists(path) && stfpm_read_file(path, &bin, &bsz) == STFPM_OK && bsz > 0) {
+            cl_int bst;
+            const unsigned char *bp = (const unsigned char *)bin;
+            cl_program p = clCreateProgramWithBinary(ctx->context, 1, &ctx->device, &bsz, &bp, &bst, &e);
+            if (e == CL_SUCCESS && bst == CL_SUCCESS &&
+                clBuildProgram(p, 1, &ctx->device, options, NULL, NULL) == CL_SUCCESS) {
+                free(bin);
+                ctx->cache.cache_hits++;
+                *out = p;
+                return STFPM_OK;
             }
-            free(bin);
-            fclose(f); /* unusable cache entry: rebuild and overwrite below */
+            if (e == CL_SUCCESS) clReleaseProgram(p);
         }
+        free(bin); /* unusable cache entry: rebuild and overwrite below */
     }
     cl_program p = clCreateProgramWithSource(ctx->context, 1, &src, &len, &e);
     STFPM_TRY(stfpm_cl_check(e, "clCreateProgramWithSource"));
@@ -386,20 +348,12 @@ static stfpm_status build_program(stfpm_ctx *ctx, const char *name, const char *
         return s;
     }
     ctx->cache.programs_built++;
-    if (path[0] && mkdir_p(ctx->cache_dir) == 0) {
+    if (path[0] && stfpm_mkdir_p(ctx->cache_dir) == STFPM_OK) {
         size_t bsz = 0;
         if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof bsz, &bsz, NULL) == CL_SUCCESS && bsz) {
             unsigned char *bin = malloc(bsz);
             if (bin && clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS) {
-                char tmp[1300];
-                snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-                FILE *f = fopen(tmp, "wb");
-                if (f) {
-                    int ok = fwrite(bin, 1, bsz, f) == bsz;
-                    ok = (fclose(f) == 0) && ok;
-                    if (ok && rename(tmp, path) == 0) ctx->cache.cache_writes++;
-                    else unlink(tmp);
-                }
+                if (stfpm_write_file_atomic(path, bin, bsz) == STFPM_OK) ctx->cache.cache_writes++;
             }
             free(bin);
         }

@@ -9,10 +9,10 @@
  * end - begin, tensors tiling the data area exactly (no overlap, no gap, no trailing bytes),
  * unique names. Every message names the file (label) and the tensor. */
 #include "stfpm/weights.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -595,33 +595,9 @@ stfpm_status stfpm_safetensors_read(const char *path, stfpm_weights *out) {
 /* ------------------------------------------------------------------------------------------ */
 /* writer */
 
-typedef struct st_buf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} st_buf;
+static void st_puts(stfpm_strbuf *b, const char *s) { stfpm_strbuf_puts(b, s); }   /* a failure is kept in b->oom */
 
-static void st_put(st_buf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (b->n + n + 1 > cap) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void st_puts(st_buf *b, const char *s) { st_put(b, s, strlen(s)); }
-
-static void st_put_json_string(st_buf *b, const char *s) {
+static void st_put_json_string(stfpm_strbuf *b, const char *s) {
     st_puts(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -633,21 +609,9 @@ static void st_put_json_string(st_buf *b, const char *s) {
         else if (c < 0x20) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
             st_puts(b, esc);
-        } else st_put(b, (const char *)&c, 1);
+        } else stfpm_strbuf_add(b, (const char *)&c, 1);
     }
     st_puts(b, "\"");
-}
-
-static stfpm_status st_write_all(int fd, const void *p, size_t n, const char *tmp) {
-    const char *c = p;
-    while (n) {
-        ssize_t k = write(fd, c, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return stfpm_set_error(STFPM_ERR_IO, "%s: write failed: %s", tmp, k < 0 ? strerror(errno) : "no progress");
-        c += k;
-        n -= (size_t)k;
-    }
-    return STFPM_OK;
 }
 
 stfpm_status stfpm_safetensors_write(const char *path, const stfpm_weights *w,
@@ -666,7 +630,7 @@ stfpm_status stfpm_safetensors_write(const char *path, const stfpm_weights *w,
         if (!st_utf8_valid((const unsigned char *)w->items[i].name, strlen(w->items[i].name)))
             return stfpm_set_error(STFPM_ERR_ARG, "%s: tensor name %s is not UTF-8", path, w->items[i].name);
 
-    st_buf h = {0};
+    stfpm_strbuf h = {0};
     char num[64];
     st_puts(&h, "{");
     if (n_meta) {
@@ -696,58 +660,25 @@ stfpm_status stfpm_safetensors_write(const char *path, const stfpm_weights *w,
         off += bytes;
     }
     st_puts(&h, "}");
-    while (!h.oom && h.n % 8) st_puts(&h, " ");
+    while (!h.oom && h.len % 8) st_puts(&h, " ");
     if (h.oom) {
-        free(h.p);
+        stfpm_strbuf_free(&h);
         return stfpm_set_error(STFPM_ERR_OOM, "%s: out of host memory (header)", path);
     }
 
-    static _Atomic int counter;
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 64);
-    if (!tmp) {
-        free(h.p);
+    unsigned char lenb[8];
+    for (int k = 0; k < 8; k++) lenb[k] = (unsigned char)((uint64_t)h.len >> (8 * k));
+    stfpm_span *parts = malloc(sizeof *parts * (size_t)(w->count + 2));
+    if (!parts) {
+        stfpm_strbuf_free(&h);
         return stfpm_set_error(STFPM_ERR_OOM, "%s: out of host memory", path);
     }
-    snprintf(tmp, plen + 64, "%s.tmp.%ld.%d", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-    stfpm_status s = STFPM_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        s = stfpm_set_error(STFPM_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        free(h.p);
-        return s;
-    }
-    unsigned char lenb[8];
-    for (int k = 0; k < 8; k++) lenb[k] = (unsigned char)((uint64_t)h.n >> (8 * k));
-    s = st_write_all(fd, lenb, 8, tmp);
-    if (s == STFPM_OK) s = st_write_all(fd, h.p, h.n, tmp);
-    for (int i = 0; s == STFPM_OK && i < w->count; i++)
-        s = st_write_all(fd, w->items[i].data, stfpm_weight_numel(&w->items[i]) * sizeof(float), tmp);
-    if (s == STFPM_OK && fsync(fd) != 0)
-        s = stfpm_set_error(STFPM_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && s == STFPM_OK)
-        s = stfpm_set_error(STFPM_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (s == STFPM_OK && rename(tmp, path) != 0)
-        s = stfpm_set_error(STFPM_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
-    if (s != STFPM_OK) {
-        unlink(tmp);
-        stfpm_wrap_error(s, "writing %s", path);
-    } else {
-        /* make the rename itself durable */
-        char *dir = strdup(path);
-        if (dir) {
-            char *slash = strrchr(dir, '/');
-            const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-            int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                fsync(dfd);
-                close(dfd);
-            }
-            free(dir);
-        }
-    }
-    free(tmp);
-    free(h.p);
+    parts[0] = (stfpm_span){lenb, 8};
+    parts[1] = (stfpm_span){h.text, h.len};
+    for (int i = 0; i < w->count; i++)
+        parts[i + 2] = (stfpm_span){w->items[i].data, stfpm_weight_numel(&w->items[i]) * sizeof(float)};
+    stfpm_status s = stfpm_write_parts_atomic(path, parts, w->count + 2);
+    free(parts);
+    stfpm_strbuf_free(&h);
     return s;
 }

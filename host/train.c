@@ -53,32 +53,17 @@ stfpm_status stfpm_train_config_check(const stfpm_train_config *c) {
     return STFPM_OK;
 }
 
-typedef struct {
-    char *text;
-    size_t len, cap;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s) {
-    size_t n = strlen(s);
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->text = realloc(b->text, b->cap);
-    }
-    memcpy(b->text + b->len, s, n + 1);
-    b->len += n;
-}
-
 static const char *LOG_HEADER = "epoch,train_loss,val_loss,val_map_mean,seconds,images_per_s,best\n";
 
 /* Keep the rows of an existing log whose epoch <= upto (for resume). */
-static void log_restore(strbuf *log, const char *path, int upto) {
+static void log_restore(stfpm_strbuf *log, const char *path, int upto) {
     char *text = NULL;
-    sb_add(log, LOG_HEADER);
+    stfpm_strbuf_puts(log, LOG_HEADER);
     if (stfpm_read_text(path, &text, NULL) != STFPM_OK) return;
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         int e = atoi(line);
-        if (e >= 1 && e <= upto) { sb_add(log, line); sb_add(log, "\n"); }
+        if (e >= 1 && e <= upto) { stfpm_strbuf_puts(log, line); stfpm_strbuf_puts(log, "\n"); }
     }
     free(text);
 }
@@ -98,7 +83,7 @@ static stfpm_status write_config(const stfpm_train_config *c, const char *path, 
                      data, out, tea, c->epochs, c->batch, c->size, c->lr, c->momentum, c->weight_decay,
                      (unsigned long long)c->seed, layers, c->val_split, c->train_fraction,
                      c->select_by_map ? "val_anomaly_map" : "val_loss");
-    return stfpm_write_text_atomic(path, json, (size_t)n);
+    return stfpm_write_file_atomic(path, json, (size_t)n);
 }
 
 /* The options a resumed run must share with the run it continues (--epochs and --lr may change,
@@ -114,24 +99,41 @@ static void epoch_order(int n, uint64_t seed, int epoch, int *perm) {
     stfpm_permutation(n, seed * 0x9E3779B97F4A7C15ULL + (uint64_t)epoch * 0xD1B54A32D192ED03ULL + 1, perm);
 }
 
-/* Remove the temporary files ("<name>.tmp.<pid>[.<n>]") that a training process killed while
- * writing a checkpoint, the log or the config left in the run folder. Files of a process that
- * is still alive are left alone. */
+/* Length of the run of decimal digits at s. */
+static size_t digits(const char *s) {
+    size_t n = 0;
+    while (s[n] >= '0' && s[n] <= '9') n++;
+    return n;
+}
+
+/* 1 when name is a temporary file of stfpm_write_parts_atomic for one of the files a run
+ * writes: "<file>.tmp.<pid>.<n>"; *pid receives the writer's pid. */
+static int run_tmp_name(const char *name, long *pid) {
+    static const char *const ours[] = {"last.safetensors", "best.safetensors", "train_log.csv", "config.json"};
+    for (int i = 0; i < 4; i++) {
+        size_t n = strlen(ours[i]);
+        if (strncmp(name, ours[i], n) != 0 || strncmp(name + n, ".tmp.", 5) != 0) continue;
+        const char *p = name + n + 5;
+        size_t np = digits(p);
+        if (np == 0 || p[np] != '.') return 0;
+        size_t nk = digits(p + np + 1);
+        if (nk == 0 || p[np + 1 + nk] != 0) return 0;
+        *pid = strtol(p, NULL, 10);
+        return *pid > 0;
+    }
+    return 0;
+}
+
+/* Remove the temporary files that a training process killed while writing a checkpoint, the
+ * log or the config left in the run folder. Files of a process that is still alive are left
+ * alone. */
 static void remove_stale_tmp(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        const char *t = strstr(e->d_name, ".tmp.");
-        if (!t) continue;
-        static const char *const ours[] = {"last.safetensors", "best.safetensors", "train_log.csv", "config.json"};
-        int mine = 0;
-        for (int i = 0; i < 4; i++)
-            mine |= (size_t)(t - e->d_name) == strlen(ours[i]) && !strncmp(e->d_name, ours[i], strlen(ours[i]));
-        if (!mine) continue;
-        char *end;
-        long pid = strtol(t + 5, &end, 10);
-        if (end == t + 5 || (*end && *end != '.') || pid <= 0) continue;
+        long pid;
+        if (!run_tmp_name(e->d_name, &pid)) continue;
         if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
@@ -227,7 +229,7 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     image_set tr = {0}, va = {0};
     float *batch_buf = NULL;
     int *perm = NULL;
-    strbuf log = {0};
+    stfpm_strbuf log = {0};
     stfpm_weights ck = {0};
     stfpm_teacher_cache tc_train = {0}, tc_val = {0};
     stfpm_status s = stfpm_split_make(ds.n_train, c->seed, c->val_split, c->train_fraction, &sp);
@@ -325,7 +327,7 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
         stfpm_weights_free(&ck);
         log_restore(&log, path_log, start_epoch - 1);
     } else {
-        sb_add(&log, LOG_HEADER);
+        stfpm_strbuf_puts(&log, LOG_HEADER);
     }
     static _Thread_local char config_json[8192];
     s = write_config(c, path_cfg, teacher, config_json, sizeof config_json);
@@ -427,8 +429,8 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
         snprintf(row, sizeof row, "%d,%.9g,%.9g,%.9g,%.3f,%.3f,%d\n", epoch, loss_sum / batches, val_loss, val_map,
                  es, (tr.n + va.n) / (es > 1e-9 ? es : 1e-9), is_best);
         size_t log_len = log.len;
-        sb_add(&log, row);
-        s = stfpm_write_text_atomic(path_log, log.text, log.len);
+        s = stfpm_strbuf_puts(&log, row);
+        if (s == STFPM_OK) s = stfpm_write_file_atomic(path_log, log.text, log.len);
         if (s != STFPM_OK) goto done;
         {
             char k_resume[512];
@@ -441,9 +443,8 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
                 /* keep the log consistent with last.safetensors (best effort: the disk may be full) */
                 char msg[4096];
                 snprintf(msg, sizeof msg, "%s", stfpm_last_error());
-                log.len = log_len;
-                log.text[log_len] = 0;
-                if (stfpm_write_text_atomic(path_log, log.text, log.len) != STFPM_OK) stfpm_set_error(s, "%s", msg);
+                stfpm_strbuf_truncate(&log, log_len);
+                if (stfpm_write_file_atomic(path_log, log.text, log.len) != STFPM_OK) stfpm_set_error(s, "%s", msg);
                 goto done;
             }
         }
@@ -464,7 +465,7 @@ done:
     stfpm_teacher_cache_free(ctx, &tc_train);
     stfpm_teacher_cache_free(ctx, &tc_val);
     stfpm_weights_free(&ck);
-    free(log.text);
+    stfpm_strbuf_free(&log);
     free(perm);
     free(batch_buf);
     free(tr.chw);

@@ -1,19 +1,14 @@
 /* Host weight dictionary: ordered named float tensors with a name hash index, metadata,
  * shape checks, and the content sniffing loader. File formats live in safetensors.c and pth.c. */
 #include "stfpm/weights.h"
+#include "fsutil.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-static uint64_t wt_hash(const char *s) {
-    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
+static uint64_t wt_hash(const char *s) { return stfpm_fnv1a64(STFPM_FNV1A64_INIT, s, strlen(s)); }
 
 /* Slot of name in the index: either the slot holding it or the empty slot where it goes. */
 static int wt_slot(const stfpm_weights *w, const char *name) {
@@ -222,41 +217,10 @@ float stfpm_bf16_to_float(uint16_t b) {
 }
 
 stfpm_status stfpm_weights_read_file(const char *path, void **buf, size_t *len) {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return stfpm_set_error(STFPM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return stfpm_set_error(STFPM_ERR_IO, "%s: not a regular file", path);
-    }
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return stfpm_set_error(STFPM_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
-    }
-    long size = ftell(f);
-    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return stfpm_set_error(STFPM_ERR_IO, "%s: cannot determine the size: %s", path, strerror(errno));
-    }
-    char *b = malloc((size_t)size + 1);
-    if (!b) {
-        fclose(f);
-        return stfpm_set_error(STFPM_ERR_OOM, "%s: out of host memory (%ld bytes)", path, size);
-    }
-    size_t got = fread(b, 1, (size_t)size, f);
-    int err = ferror(f);
-    fclose(f);
-    if (got != (size_t)size || err) {
-        free(b);
-        return stfpm_set_error(STFPM_ERR_IO, "%s: read %zu of %ld bytes%s%s", path, got, size,
-                               err ? ": " : "", err ? strerror(errno) : "");
-    }
-    b[size] = 0;
-    *buf = b;
-    *len = (size_t)size;
-    return STFPM_OK;
+    char *data;
+    stfpm_status s = stfpm_read_file(path, &data, len);
+    *buf = data;
+    return s;
 }
 
 stfpm_status stfpm_weights_load(const char *path, stfpm_weights *out) {

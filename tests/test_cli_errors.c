@@ -679,8 +679,9 @@ END_TEST
 
 /* Writing last.safetensors fails after the epoch's log row went out: the log is put back, so
  * train_log.csv and last.safetensors still agree (and a resume rewrites nothing twice). The
- * failure: the temporary names the writer will try (<last>.tmp.<pid>.<n>, see
- * host/safetensors.c, created with O_EXCL) already exist. */
+ * failure: the temporary names the writer may use (<last>.tmp.<pid>.<n>, n counts the
+ * process's atomic writes, see stfpm_write_parts_atomic) are folders, so they cannot be
+ * opened for writing. */
 START_TEST(test_last_checkpoint_write_fails) {
     need_run();
     const char *dir = tmpdir_in("lastfail");
@@ -692,14 +693,14 @@ START_TEST(test_last_checkpoint_write_fails) {
                           "--epochs", "2", "--batch", "4", "--resume", NULL};
     cli_opts o = {.gated = 1};
     cli_proc p = cli_start(&o, args);
-    char blockers[4][1400];
-    for (int i = 0; i < 4; i++) {
+    char blockers[32][1400];
+    for (int i = 0; i < 32; i++) {
         snprintf(blockers[i], sizeof blockers[i], "%s/last.safetensors.tmp.%ld.%d", run, (long)p.pid, i);
-        ck_assert_int_eq(cli_write_file(blockers[i], "x", 1), 0);
+        ck_assert_int_eq(mkdir(blockers[i], 0755), 0);
     }
     cli_release(&p);
     cli_result r = cli_finish(&p);
-    for (int i = 0; i < 4; i++) unlink(blockers[i]);
+    for (int i = 0; i < 32; i++) rmdir(blockers[i]);
     cli_expect_fail("train --resume, last.safetensors cannot be written", &r, -1, NEEDLES("last.safetensors"));
     char *x = cli_read_file(P(run, "last.safetensors"), &n2);
     ck_assert_msg(x && n2 == nl && memcmp(x, last, nl) == 0, "last.safetensors changed by the failed write");
@@ -716,9 +717,10 @@ START_TEST(test_last_checkpoint_write_fails) {
 END_TEST
 
 /* Heat maps on a full disk. The map PNGs are small (a few KiB, less than the OpenCL driver
- * writes into its kernel cache), so a file-size limit cannot tell them apart: instead the first
- * map's temporary file name (<map>.tmp.<pid>.0, see host/png_out.c) is made a link to
- * /dev/full before the program runs, so its write fails with ENOSPC like on a full disk. */
+ * writes into its kernel cache), so a file-size limit cannot tell them apart: instead the
+ * temporary file names the first map's write may use (<map>.tmp.<pid>.<n>, n counts the
+ * process's atomic writes, see stfpm_write_parts_atomic) are made links to /dev/full before
+ * the program runs, so its write fails with ENOSPC like on a full disk. */
 START_TEST(test_disk_full_maps) {
     need_run();
     const char *dir = tmpdir_in("fullmaps");
@@ -731,13 +733,15 @@ START_TEST(test_disk_full_maps) {
     const char *args[] = {"test", "--data", g_data, "--model", g_run, "--maps", maps, NULL};
     cli_opts o = {.gated = 1};
     cli_proc p = cli_start(&o, args);
-    char link[1300];
+    char links[32][1300];
     /* test images are processed in sorted order: crack/000.png first */
-    snprintf(link, sizeof link, "%s/crack_000_overlay.png.tmp.%ld.0", maps, (long)p.pid);
-    ck_assert_int_eq(symlink("/dev/full", link), 0);
+    for (int i = 0; i < 32; i++) {
+        snprintf(links[i], sizeof links[i], "%s/crack_000_overlay.png.tmp.%ld.%d", maps, (long)p.pid, i);
+        ck_assert_int_eq(symlink("/dev/full", links[i]), 0);
+    }
     cli_release(&p);
     r = cli_finish(&p);
-    unlink(link);
+    for (int i = 0; i < 32; i++) unlink(links[i]);
     cli_expect_fail("test --maps with the disk full", &r, -1, NEEDLES("crack_000_overlay.png", "No space left"));
     char *after = cli_dir_digest(maps);
     ck_assert_str_eq(before, after);

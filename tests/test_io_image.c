@@ -5,6 +5,7 @@
 #include "testutil.h"
 #include "stfpm/image.h"
 #include "stfpm/dataset.h"
+#include "rng.h"
 #include "ref/image_ref.h"
 
 #include <errno.h>

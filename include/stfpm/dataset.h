@@ -81,8 +81,6 @@ stfpm_status stfpm_split_make(int n, uint64_t seed, double val_fraction, double 
                               stfpm_split *out);
 void stfpm_split_free(stfpm_split *sp);
 
-/* The splitmix64 step used above (state advanced in place), exposed for reuse and tests. */
-uint64_t stfpm_splitmix64(uint64_t *state);
 /* Fisher-Yates permutation of 0..n-1 with the generator above (perm has n entries). */
 void stfpm_permutation(int n, uint64_t seed, int *perm);
 

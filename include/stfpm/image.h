@@ -89,7 +89,7 @@ stfpm_status stfpm_mask_to_binary(const stfpm_image *mask, int S, uint8_t *out);
 stfpm_status stfpm_tensor_to_image(const float *chw, int w, int h, stfpm_image *out);
 
 /* ------------------------------------------------------------------------------------------ */
-/* PNG writers. Every write goes to "<path>.tmp.<pid>" in the same directory and is renamed
+/* PNG writers. Every write goes to "<path>.tmp.<pid>.<n>" in the same directory and is renamed
  * over <path> only after a complete, flushed write: a failed write leaves no partial file.
  * Errors (STFPM_ERR_IO) name the file and the cause (missing directory, permission, disk
  * full). */

@@ -35,7 +35,8 @@ const char *stfpm_status_name(stfpm_status s);
 /* Record an error (printf-style); returns s so callers can `return stfpm_set_error(...)`. */
 stfpm_status stfpm_set_error(stfpm_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Prefix the current message with more context ("loading x.safetensors: ..."). */
+/* Prefix the current message with more context ("loading x.safetensors: ..."); a no-op that
+ * returns STFPM_OK when s is STFPM_OK. */
 stfpm_status stfpm_wrap_error(stfpm_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Name of an OpenCL error code, e.g. "CL_OUT_OF_RESOURCES". */

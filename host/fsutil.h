@@ -63,9 +63,6 @@ void stfpm_strbuf_free(stfpm_strbuf *b);
 #define STFPM_FNV1A64_INIT 1469598103934665603ULL
 uint64_t stfpm_fnv1a64(uint64_t h, const void *data, size_t n);
 
-/* DIR/scales.csv of a heat-map folder (defined with the test pipeline, host/infer.c). */
-stfpm_status stfpm_write_text_atomic_path_scales(const char *dir, const char *text, size_t len);
-
 /* JSON string escaping into out (always NUL-terminated). */
 void stfpm_json_escape(const char *in, char *out, size_t out_len);
 #endif

@@ -1,5 +1,7 @@
-/* Test (SPEC sections 5-6): anomaly maps of the test split, image / pixel metrics, CSV, JSON,
- * heatmaps. */
+/* Scoring images with a trained model: test (SPEC sections 5-6: anomaly maps of the test split,
+ * image / pixel metrics, CSV, JSON, heatmaps) and predict (scores, verdicts and heatmaps of any
+ * images). Both go through one batch loop (score_batches): decoding on the loader's threads,
+ * the next batch decoded while the device scores the current one, heatmaps and scales.csv. */
 #include "stfpm/pipeline.h"
 #include "stfpm/image.h"
 #include "stfpm/metrics.h"
@@ -10,6 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* the batch loop shared by test and predict */
 
 /* Decoding the next batch on a helper thread while the device scores the current one. */
 typedef struct {
@@ -23,33 +30,52 @@ typedef struct {
 
 static void *prefetch_run(void *arg) {
     prefetch_job *j = arg;
-    int idx[4096];
+    int *idx = malloc(sizeof(int) * (size_t)(j->nb > 0 ? j->nb : 1));
+    if (!idx) {
+        j->status = STFPM_ERR_OOM;
+        snprintf(j->msg, sizeof j->msg, "out of host memory");
+        return NULL;
+    }
     for (int k = 0; k < j->nb; k++) idx[k] = j->i0 + k;
     j->status = stfpm_load_samples(j->samples, idx, j->nb, j->S, j->chw, j->masks, 0);
     if (j->status != STFPM_OK) snprintf(j->msg, sizeof j->msg, "%s", stfpm_last_error());
+    free(idx);
     return NULL;
 }
 
-/* DIR/scales.csv: value of a raw map pixel = pixel / 65535 * scale. */
-stfpm_status stfpm_write_text_atomic_path_scales(const char *dir, const char *text, size_t len) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/scales.csv", dir);
-    return stfpm_write_text_atomic(path, text, len);
-}
-
-/* "<defect>_<file stem>" for output names. */
-static void out_stem(const stfpm_sample *s, char *out, size_t n) {
-    const char *base = strrchr(s->path, '/');
-    base = base ? base + 1 : s->path;
-    char stem[1024];
-    snprintf(stem, sizeof stem, "%s", base);
-    char *dot = strrchr(stem, '.');
+/* The file stem of a path, without folders and extension. */
+static void path_stem(const char *path, char *out, size_t n) {
+    const char *base = strrchr(path, '/');
+    snprintf(out, n, "%s", base ? base + 1 : path);
+    char *dot = strrchr(out, '.');
     if (dot) *dot = 0;
-    snprintf(out, n, "%s_%s", s->defect, stem);
 }
 
-stfpm_status stfpm_write_map_pngs(const char *dir, const char *stem, const float *chw, const float *map, int S,
-                                  float scale) {
+/* Heatmap names: "<defect>_<file stem>" for the test split (unique within a data set). */
+static void test_stem(const stfpm_sample *all, int i, char *out, size_t n) {
+    char stem[1024];
+    path_stem(all[i].path, stem, sizeof stem);
+    snprintf(out, n, "%s_%s", all[i].defect, stem);
+}
+
+/* For predict: the file stem, with "_2", "_3", ... when an earlier image has the same stem
+ * (two folders' 000.png must not overwrite each other's maps). */
+static void predict_stem(const stfpm_sample *all, int i, char *out, size_t n) {
+    char stem[1024], other[1024];
+    path_stem(all[i].path, stem, sizeof stem);
+    int dup = 0;
+    for (int q = 0; q < i; q++) {
+        path_stem(all[q].path, other, sizeof other);
+        dup += strcmp(stem, other) == 0;
+    }
+    if (dup) snprintf(out, n, "%s_%d", stem, dup + 1);
+    else snprintf(out, n, "%s", stem);
+}
+
+/* DIR/STEM_overlay.png (the image with the map over it) and DIR/STEM_map.png (the raw map,
+ * 16-bit, pixel / 65535 * scale). */
+static stfpm_status write_map_pngs(const char *dir, const char *stem, const float *chw, const float *map, int S,
+                                   float scale) {
     char path[4600];
     stfpm_image img = {0};
     STFPM_TRY(stfpm_tensor_to_image(chw, S, S, &img));
@@ -70,6 +96,132 @@ stfpm_status stfpm_write_map_pngs(const char *dir, const char *stem, const float
     return s;
 }
 
+#define STEM_MAX 1200
+
+typedef struct score_job {
+    /* in */
+    const stfpm_sample *samples;
+    int n, batch;
+    const char *maps_dir;        /* NULL: no heatmaps */
+    float map_threshold;         /* the heatmaps' scale is 2 x this when > 0, else each map's max */
+    void (*stem)(const stfpm_sample *all, int i, char *out, size_t n);
+    int keep_maps;               /* maps / masks hold all n images (else one batch) */
+    /* after each batch: images [i0, i0 + nb) are scored (j->scores) and their heatmaps written */
+    stfpm_status (*on_batch)(const struct score_job *j, int i0, int nb, char (*stems)[STEM_MAX]);
+    void *user;
+    /* out (allocated by score_batches, freed by score_job_free) */
+    float *scores;               /* n */
+    float *maps;                 /* keep_maps ? n : batch maps of S x S */
+    uint8_t *masks;              /* keep_maps ? n masks : NULL */
+    double t_infer;              /* seconds in stfpm_model_eval */
+} score_job;
+
+static void score_job_free(score_job *j) {
+    free(j->scores);
+    free(j->maps);
+    free(j->masks);
+    j->scores = j->maps = NULL;
+    j->masks = NULL;
+}
+
+/* DIR/scales.csv: value of a raw map pixel = pixel / 65535 * scale. */
+static stfpm_status write_scales(const char *dir, const stfpm_strbuf *rows) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/scales.csv", dir);
+    return stfpm_write_text_atomic(path, rows->text ? rows->text : "", rows->len);
+}
+
+/* Score samples[0..n) in batches with model m: scores (and maps, masks) into j. */
+static stfpm_status score_batches(stfpm_ctx *ctx, stfpm_model *m, score_job *j) {
+    const int S = m->size, n = j->n;
+    int batch = j->batch > 0 ? j->batch : 16;
+    if (n > 0 && batch > n) batch = n;   /* never hold more than the images given */
+    const size_t per = (size_t)3 * S * S, pix = (size_t)S * S, keep = j->keep_maps ? (size_t)n : (size_t)batch;
+    float *chw_buf[2] = {malloc(per * sizeof(float) * (size_t)batch), malloc(per * sizeof(float) * (size_t)batch)};
+    char (*stems)[STEM_MAX] = malloc(sizeof *stems * (size_t)batch);
+    j->scores = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    j->maps = malloc(pix * sizeof(float) * (keep ? keep : 1));
+    j->masks = j->keep_maps ? malloc(pix * (keep ? keep : 1)) : NULL;
+    stfpm_strbuf scale_rows = {0};
+    pthread_t th;
+    int th_running = 0;
+    prefetch_job job = {0};
+    stfpm_status s = STFPM_OK;
+    if (!chw_buf[0] || !chw_buf[1] || !stems || !j->scores || !j->maps || (j->keep_maps && !j->masks)) {
+        s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d images of %dx%d", n, S, S);
+        goto done;
+    }
+    if (j->maps_dir) s = stfpm_strbuf_puts(&scale_rows, "file,scale\n");
+    for (int i = 0; i < n && s == STFPM_OK; i += batch) {
+        const int nb = n - i < batch ? n - i : batch;
+        float *chw = chw_buf[(i / batch) % 2];
+        float *maps = j->maps + pix * (j->keep_maps ? (size_t)i : 0);
+        if (i == 0) {
+            prefetch_job first = {.samples = j->samples, .i0 = 0, .nb = nb, .S = S, .chw = chw, .masks = j->masks};
+            prefetch_run(&first);
+            s = first.status;
+            if (s != STFPM_OK) stfpm_set_error(s, "%s", first.msg);
+        } else {
+            if (th_running) pthread_join(th, NULL);   /* decoded while the previous batch ran */
+            th_running = 0;
+            s = job.status;
+            if (s != STFPM_OK) stfpm_set_error(s, "%s", job.msg);
+        }
+        if (s != STFPM_OK) break;
+        if (i + batch < n) {
+            int i1 = i + batch, nb1 = n - i1 < batch ? n - i1 : batch;
+            job = (prefetch_job){.samples = j->samples, .i0 = i1, .nb = nb1, .S = S, .chw = chw_buf[(i1 / batch) % 2],
+                                 .masks = j->masks ? j->masks + pix * (size_t)i1 : NULL};
+            th_running = pthread_create(&th, NULL, prefetch_run, &job) == 0;
+            if (!th_running) prefetch_run(&job);   /* no thread: decode now, same result */
+        }
+        double ti = stfpm_now();
+        s = stfpm_model_eval(ctx, m, chw, nb, NULL, j->scores + i, maps);
+        j->t_infer += stfpm_now() - ti;
+        for (int k = 0; k < nb && s == STFPM_OK; k++) {
+            j->stem(j->samples, i + k, stems[k], sizeof stems[k]);
+            if (!j->maps_dir) continue;
+            /* raw maps scaled by 2 x the threshold when known (so 0.5 = threshold), else by each
+             * map's max; the scale of every file goes to scales.csv */
+            float sc = isfinite(j->map_threshold) && j->map_threshold > 0 ? 2.0f * j->map_threshold : 0;
+            if (!(sc > 0))
+                for (size_t q = 0; q < pix; q++) sc = fmaxf(sc, maps[pix * k + q]);
+            if (!(sc > 0)) sc = 1;
+            s = write_map_pngs(j->maps_dir, stems[k], chw + per * k, maps + pix * k, S, sc);
+            if (s == STFPM_OK) s = stfpm_strbuf_printf(&scale_rows, "%s_map.png,%.9g\n", stems[k], sc);
+        }
+        if (s == STFPM_OK && j->on_batch) s = j->on_batch(j, i, nb, stems);
+    }
+    if (s == STFPM_OK && j->maps_dir) s = write_scales(j->maps_dir, &scale_rows);
+done:
+    if (th_running) pthread_join(th, NULL);
+    stfpm_strbuf_free(&scale_rows);
+    free(chw_buf[0]);
+    free(chw_buf[1]);
+    free(stems);
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* test */
+
+typedef struct {
+    stfpm_progress pg;
+    stfpm_progress_fn fn;
+    void *user;
+    double t0;
+    int batch;
+} test_progress;
+
+static stfpm_status on_test_batch(const score_job *j, int i0, int nb, char (*stems)[STEM_MAX]) {
+    test_progress *t = j->user;
+    (void)stems;
+    t->pg.batch = i0 / t->batch + 1;
+    t->pg.images_per_s = (i0 + nb) / (stfpm_now() - t->t0);
+    if (t->fn) t->fn(t->user, &t->pg);
+    return STFPM_OK;
+}
+
 stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_result *r,
                         stfpm_progress_fn fn, void *user) {
     memset(r, 0, sizeof *r);
@@ -81,74 +233,29 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     stfpm_model m = {0};
     stfpm_status s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
     if (s != STFPM_OK) { stfpm_dataset_free(&ds); return s; }
-    int S = m.size, n = ds.n_test, batch = o->batch > 0 ? o->batch : 16;
-    if (n > 0 && batch > n) batch = n;   /* never hold more than the test set */
+    const int S = m.size, n = ds.n_test;
+    int batch = o->batch > 0 ? o->batch : 16;
+    if (n > 0 && batch > n) batch = n;
     if (batch > 4096) batch = 4096;
-    size_t per = (size_t)3 * S * S, pix = (size_t)S * S;
-    float *chw_buf[2] = {malloc(per * sizeof(float) * (size_t)batch), malloc(per * sizeof(float) * (size_t)batch)};
-    float *chw = chw_buf[0];
-    pthread_t th;
-    int th_running = 0;
-    prefetch_job job = {0};
-    stfpm_strbuf scale_rows = {0};
-    stfpm_strbuf_puts(&scale_rows, "file,scale\n");
-    float *maps = malloc(pix * sizeof(float) * (size_t)(n ? n : 1));
-    uint8_t *masks = malloc(pix * (size_t)(n ? n : 1));
-    float *scores = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    const size_t pix = (size_t)S * S;
     uint8_t *labels = malloc((size_t)(n ? n : 1));
     const float **mp = malloc(sizeof(float *) * (size_t)(n ? n : 1));
     const uint8_t **kp = malloc(sizeof(uint8_t *) * (size_t)(n ? n : 1));
-    int *idx = malloc(sizeof(int) * (size_t)batch);
-    if (!chw_buf[0] || !chw_buf[1] || !maps || !masks || !scores || !labels || !mp || !kp || !idx) {
+    test_progress tp = {.pg = {.phase = STFPM_PHASE_TRAIN, .epochs = 1, .epoch = 1, .batches = (n + batch - 1) / batch},
+                        .fn = fn, .user = user, .t0 = stfpm_now(), .batch = batch};
+    score_job job = {.samples = ds.test, .n = n, .batch = batch, .maps_dir = o->maps_dir, .map_threshold = m.threshold,
+                     .stem = test_stem, .keep_maps = 1, .on_batch = on_test_batch, .user = &tp};
+    if (!labels || !mp || !kp) {
         s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d test maps of %dx%d", n, S, S);
         goto done;
     }
     if (n == 0) { s = stfpm_set_error(STFPM_ERR_ARG, "%s: no test images", o->data_dir); goto done; }
-    double t0 = stfpm_now(), t_infer = 0;
-    stfpm_progress pg = {.phase = STFPM_PHASE_TRAIN, .epochs = 1, .epoch = 1, .batches = (n + batch - 1) / batch};
-    for (int i = 0; i < n; i += batch) {
-        int nb = n - i < batch ? n - i : batch;
-        chw = chw_buf[(i / batch) % 2];
-        if (i == 0) {
-            for (int k = 0; k < nb; k++) idx[k] = i + k;
-            s = stfpm_load_samples(ds.test, idx, nb, S, chw, masks + pix * i, 0);
-        } else {
-            if (th_running) pthread_join(th, NULL);   /* decoded while the previous batch ran */
-            th_running = 0;
-            s = job.status;
-            if (s != STFPM_OK) stfpm_set_error(s, "%s", job.msg);
-        }
-        if (s != STFPM_OK) goto done;
-        if (i + batch < n) {
-            int i1 = i + batch, nb1 = n - i1 < batch ? n - i1 : batch;
-            job = (prefetch_job){.samples = ds.test, .i0 = i1, .nb = nb1, .S = S, .chw = chw_buf[(i1 / batch) % 2],
-                                 .masks = masks + pix * i1};
-            th_running = pthread_create(&th, NULL, prefetch_run, &job) == 0;
-            if (!th_running) prefetch_run(&job);   /* no thread: decode now, same result */
-        }
-        double ti = stfpm_now();
-        s = stfpm_model_eval(ctx, &m, chw, nb, NULL, scores + i, maps + pix * i);
-        t_infer += stfpm_now() - ti;
-        if (s != STFPM_OK) goto done;
-        if (o->maps_dir) {
-            /* raw maps scaled by 2 x the model's threshold when known (so 0.5 = threshold), else by each
-             * map's max; the scale of every file goes to scales.csv */
-            float scale = isfinite(m.threshold) && m.threshold > 0 ? 2.0f * m.threshold : 0;
-            for (int k = 0; k < nb && s == STFPM_OK; k++) {
-                float sc = scale;
-                if (!(sc > 0)) { sc = 0; for (size_t q = 0; q < pix; q++) sc = fmaxf(sc, maps[pix * (i + k) + q]); }
-                char stem[1200], row[1400];
-                out_stem(&ds.test[i + k], stem, sizeof stem);
-                s = stfpm_write_map_pngs(o->maps_dir, stem, chw + per * k, maps + pix * (i + k), S, sc > 0 ? sc : 1);
-                snprintf(row, sizeof row, "%s_map.png,%.9g\n", stem, sc > 0 ? sc : 1);
-                stfpm_strbuf_puts(&scale_rows, row);
-            }
-            if (s != STFPM_OK) goto done;
-        }
-        pg.batch = i / batch + 1;
-        pg.images_per_s = (i + nb) / (stfpm_now() - t0);
-        if (fn) fn(user, &pg);
-    }
+    const double t0 = tp.t0;
+    s = score_batches(ctx, &m, &job);
+    if (s != STFPM_OK) goto done;
+    const float *maps = job.maps, *scores = job.scores;
+    const uint8_t *masks = job.masks;
+    const double t_infer = job.t_infer;
     for (int i = 0; i < n; i++) {
         labels[i] = (uint8_t)ds.test[i].label;
         mp[i] = maps + pix * i;
@@ -182,11 +289,6 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
         free(csv);
         if (s != STFPM_OK) goto done;
     }
-    if (o->maps_dir) {
-        s = scale_rows.oom ? stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %s/scales.csv", o->maps_dir)
-                           : stfpm_write_text_atomic_path_scales(o->maps_dir, scale_rows.text, scale_rows.len);
-        if (s != STFPM_OK) goto done;
-    }
     r->image_auroc = r->pixel_auroc = r->aupro = r->pro_paper = NAN;
     r->single_class = r->n_normal == 0 || r->n_anomalous == 0;
     if (!r->single_class) {
@@ -214,10 +316,134 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
         s = stfpm_write_text_atomic(o->json_path, json, (size_t)len);
     }
 done:
-    stfpm_strbuf_free(&scale_rows);
-    if (th_running) pthread_join(th, NULL);
-    free(chw_buf[0]); free(chw_buf[1]); free(maps); free(masks); free(scores); free(labels); free(mp); free(kp); free(idx);
+    score_job_free(&job);
+    free(labels); free(mp); free(kp);
     stfpm_model_free(ctx, &m);
     stfpm_dataset_free(&ds);
     return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* predict */
+
+typedef struct {
+    const stfpm_predict_options *o;
+    const stfpm_sample *samples;
+    double threshold;
+    stfpm_prediction_fn fn;
+    void *user;
+    stfpm_predict_summary *sum;
+} predict_state;
+
+static stfpm_status on_predict_batch(const score_job *j, int i0, int nb, char (*stems)[STEM_MAX]) {
+    predict_state *p = j->user;
+    for (int k = 0; k < nb; k++) {
+        const int i = i0 + k;
+        char map[STEM_MAX + 4200], overlay[STEM_MAX + 4200];
+        stfpm_prediction r = {.index = i, .path = p->samples[i].path, .score = j->scores[i],
+                              .threshold = p->threshold, .verdict = STFPM_VERDICT_UNKNOWN};
+        if (!isnan(p->threshold)) {
+            r.verdict = j->scores[i] > p->threshold ? STFPM_VERDICT_ANOMALOUS : STFPM_VERDICT_NORMAL;
+            p->sum->n_anomalous += r.verdict == STFPM_VERDICT_ANOMALOUS;
+        }
+        if (p->o->maps_dir) {
+            snprintf(map, sizeof map, "%s/%s_map.png", p->o->maps_dir, stems[k]);
+            snprintf(overlay, sizeof overlay, "%s/%s_overlay.png", p->o->maps_dir, stems[k]);
+            r.map_path = map;
+            r.overlay_path = overlay;
+        }
+        p->sum->n_images++;
+        if (p->fn) STFPM_TRY(p->fn(p->user, &r));
+    }
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_predict(stfpm_ctx *ctx, const stfpm_predict_options *o, stfpm_prediction_fn fn, void *user,
+                           stfpm_predict_summary *sum) {
+    stfpm_predict_summary dummy;
+    if (!sum) sum = &dummy;
+    memset(sum, 0, sizeof *sum);
+    sum->threshold = NAN;
+    if (!o || !o->model) return stfpm_set_error(STFPM_ERR_ARG, "predict: a model (run folder or file) is required");
+    if (o->n_paths < 1 || !o->paths) return stfpm_set_error(STFPM_ERR_ARG, "predict: no images to score");
+    char model_path[4200];
+    STFPM_TRY(stfpm_model_resolve_path(o->model, model_path, sizeof model_path));
+    if (o->maps_dir) STFPM_TRY(stfpm_mkdir_p(o->maps_dir));
+    stfpm_sample *samples = calloc((size_t)o->n_paths, sizeof *samples);
+    if (!samples) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d image paths", o->n_paths);
+    for (int i = 0; i < o->n_paths; i++) {
+        samples[i].path = (char *)o->paths[i];   /* read only */
+        samples[i].defect = (char *)"";
+    }
+    stfpm_model m = {0};
+    stfpm_status s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
+    score_job job = {0};
+    if (s == STFPM_OK) {
+        sum->threshold = o->threshold_given ? o->threshold : m.threshold;
+        sum->model_has_threshold = !isnan(m.threshold);
+        predict_state ps = {.o = o, .samples = samples, .threshold = sum->threshold, .fn = fn, .user = user, .sum = sum};
+        job = (score_job){.samples = samples, .n = o->n_paths, .batch = o->batch, .maps_dir = o->maps_dir,
+                          .map_threshold = (float)sum->threshold, .stem = predict_stem, .on_batch = on_predict_batch,
+                          .user = &ps};
+        s = score_batches(ctx, &m, &job);
+    }
+    score_job_free(&job);
+    stfpm_model_free(ctx, &m);
+    free(samples);
+    return s;
+}
+
+static stfpm_status list_push(char ***v, int *n, int *cap, const char *s) {
+    if (*n == *cap) {
+        int nc = *cap ? *cap * 2 : 64;
+        char **nv = realloc(*v, sizeof(char *) * (size_t)nc);
+        if (!nv) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory for the image list");
+        *v = nv;
+        *cap = nc;
+    }
+    if (!((*v)[*n] = strdup(s))) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory for the image list");
+    (*n)++;
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_collect_images(const char *const *inputs, int n_inputs, char ***paths, int *n_paths,
+                                  char ***empty_dirs, int *n_empty) {
+    char **v = NULL, **e = NULL;
+    int n = 0, cap = 0, ne = 0, ecap = 0;
+    stfpm_status s = STFPM_OK;
+    *paths = NULL;
+    *n_paths = 0;
+    if (empty_dirs) *empty_dirs = NULL;
+    if (n_empty) *n_empty = 0;
+    for (int i = 0; i < n_inputs && s == STFPM_OK; i++) {
+        struct stat st;
+        if (stat(inputs[i], &st) != 0) {
+            s = stfpm_set_error(STFPM_ERR_IO, "%s: %s", inputs[i], strerror(errno));
+            break;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            s = list_push(&v, &n, &cap, inputs[i]);
+            continue;
+        }
+        char **list = NULL;
+        int k = 0;
+        s = stfpm_dataset_list_images(inputs[i], &list, &k);
+        for (int j = 0; j < k && s == STFPM_OK; j++) s = list_push(&v, &n, &cap, list[j]);
+        if (s == STFPM_OK && k == 0) s = list_push(&e, &ne, &ecap, inputs[i]);
+        if (list) stfpm_dataset_free_list(list, k);
+    }
+    if (s == STFPM_OK && n == 0)
+        s = stfpm_set_error(STFPM_ERR_IO, "no images to score: %s holds no image files (accepted extensions: png "
+                            "jpg jpeg bmp tga)", ne ? e[0] : "the input");
+    if (s != STFPM_OK) {
+        stfpm_dataset_free_list(v, n);
+        stfpm_dataset_free_list(e, ne);
+        return s;
+    }
+    *paths = v;
+    *n_paths = n;
+    if (empty_dirs) *empty_dirs = e;
+    else stfpm_dataset_free_list(e, ne);
+    if (n_empty) *n_empty = ne;
+    return STFPM_OK;
 }

@@ -319,130 +319,59 @@ static const char *PREDICT_HELP =
     "  --batch N        images per device batch (16)\n"
     "  --device SEL     OpenCL device index or name substring\n";
 
-stfpm_status stfpm_write_map_pngs(const char *dir, const char *stem, const float *chw, const float *map, int S,
-                                  float scale);
+static stfpm_status print_prediction(void *user, const stfpm_prediction *p) {
+    int *warned = user;
+    if (!*warned && isnan(p->threshold)) {
+        fprintf(stderr, "stfpm predict: warning: the model stores no threshold (trained without validation "
+                "images); pass --threshold to get verdicts\n");
+        *warned = 1;
+    }
+    const char *verdict = p->verdict == STFPM_VERDICT_ANOMALOUS ? "anomalous"
+                          : p->verdict == STFPM_VERDICT_NORMAL  ? "normal" : "-";
+    printf("%s\t%.6g\t%s\n", p->path, p->score, verdict);
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return stfpm_set_error(STFPM_ERR_IO, "writing the results to standard output failed: %s", strerror(errno));
+    return STFPM_OK;
+}
 
 static int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *maps_dir = NULL, *device = NULL;
+    stfpm_predict_options po = {.batch = 16};
+    const char *device = NULL;
     double threshold = NAN;
-    int batch = 16;
-    char **inputs = calloc((size_t)argc, sizeof(char *));
+    const char **inputs = calloc((size_t)argc, sizeof(char *));
     int n_inputs = 0;
+    if (!inputs) { fprintf(stderr, "stfpm: error: out of host memory\n"); return 1; }
     args_t a = {argc, argv, 1, "predict", 0};
     for (; a.i < argc && !a.bad; a.i++) {
         if (is_opt(&a, "--help") || is_opt(&a, "-h")) { printf("%s", PREDICT_HELP); free(inputs); return 0; }
-        else if (is_opt(&a, "--model")) model = opt_value(&a);
-        else if (is_opt(&a, "--maps")) maps_dir = opt_value(&a);
+        else if (is_opt(&a, "--model")) po.model = opt_value(&a);
+        else if (is_opt(&a, "--maps")) po.maps_dir = opt_value(&a);
         else if (is_opt(&a, "--device")) device = opt_value(&a);
-        else if (is_opt(&a, "--threshold")) parse_float(&a, &threshold);
-        else if (is_opt(&a, "--batch")) { if (parse_int(&a, &batch) && batch < 1) { free(inputs); return usage_error("predict", "--batch must be >= 1, got %s", argv[a.i]); } }
+        else if (is_opt(&a, "--threshold")) { if (parse_float(&a, &threshold)) po.threshold_given = 1; }
+        else if (is_opt(&a, "--batch")) { if (parse_int(&a, &po.batch) && po.batch < 1) { free(inputs); return usage_error("predict", "--batch must be >= 1, got %s", argv[a.i]); } }
         else if (argv[a.i][0] == '-' && argv[a.i][1]) { free(inputs); return usage_error("predict", "unknown option %s", argv[a.i]); }
         else inputs[n_inputs++] = argv[a.i];
     }
     if (a.bad) { free(inputs); return 2; }
-    if (!model) { free(inputs); return usage_error("predict", "%s", "--model RUN|FILE is required"); }
+    if (!po.model) { free(inputs); return usage_error("predict", "%s", "--model RUN|FILE is required"); }
     if (!n_inputs) { free(inputs); return usage_error("predict", "%s", "give at least one IMAGE or DIR"); }
-    /* expand directories */
-    char **paths = NULL;
-    int n = 0, cap = 0;
-    stfpm_status s = STFPM_OK;
-    const char *empty_dir = NULL;
-    for (int i = 0; i < n_inputs && s == STFPM_OK; i++) {
-        struct stat st;
-        if (stat(inputs[i], &st) != 0) { s = stfpm_set_error(STFPM_ERR_IO, "%s: %s", inputs[i], strerror(errno)); break; }
-        char **list = NULL;
-        int k = 0;
-        if (S_ISDIR(st.st_mode)) {
-            s = stfpm_dataset_list_images(inputs[i], &list, &k);
-            if (s == STFPM_OK && k == 0) {
-                fprintf(stderr, "stfpm predict: warning: no images in %s\n", inputs[i]);
-                empty_dir = inputs[i];
-            }
-        } else {
-            list = malloc(sizeof(char *));
-            list[0] = strdup(inputs[i]);
-            k = 1;
-        }
-        for (int j = 0; j < k && s == STFPM_OK; j++) {
-            if (n == cap) { cap = cap ? cap * 2 : 64; paths = realloc(paths, sizeof(char *) * (size_t)cap); }
-            paths[n++] = strdup(list[j]);
-        }
-        if (list) stfpm_dataset_free_list(list, k);
-    }
-    if (s == STFPM_OK && n == 0)
-        s = stfpm_set_error(STFPM_ERR_IO, "no images to score: %s holds no image files (accepted extensions: png "
-                            "jpg jpeg bmp tga)", empty_dir ? empty_dir : "the input");
+    po.threshold = threshold;
+    char **paths = NULL, **empty = NULL;
+    int n = 0, n_empty = 0;
+    stfpm_status s = stfpm_collect_images(inputs, n_inputs, &paths, &n, &empty, &n_empty);
     free(inputs);
-    if (batch > n && n > 0) batch = n;   /* never hold more than the images given */
+    for (int i = 0; i < n_empty; i++) fprintf(stderr, "stfpm predict: warning: no images in %s\n", empty[i]);
+    stfpm_dataset_free_list(empty, n_empty);
     stfpm_ctx *ctx = NULL;
-    stfpm_model m = {0};
-    char model_path[4200];
-    float *chw = NULL, *maps = NULL, *scores = NULL;
-    int n_anom = 0;
-    stfpm_strbuf scale_rows = {0};
-    stfpm_strbuf_puts(&scale_rows, "file,scale\n");
-    if (s == STFPM_OK) s = stfpm_model_resolve_path(model, model_path, sizeof model_path);
-    if (s == STFPM_OK && maps_dir) s = stfpm_mkdir_p(maps_dir);
+    stfpm_predict_summary sum = {0};
+    int warned = 0;
+    po.paths = (const char *const *)paths;
+    po.n_paths = n;
     if (s == STFPM_OK) s = open_ctx(device, &ctx, 0);
-    if (s == STFPM_OK) s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
-    if (s == STFPM_OK) {
-        if (isnan(threshold)) threshold = m.threshold;
-        if (isnan(threshold))
-            fprintf(stderr, "stfpm predict: warning: the model stores no threshold (trained without validation "
-                    "images); pass --threshold to get verdicts\n");
-        size_t per = (size_t)3 * m.size * m.size, pix = (size_t)m.size * m.size;
-        chw = malloc(per * sizeof(float) * (size_t)batch);
-        maps = malloc(pix * sizeof(float) * (size_t)batch);
-        scores = malloc(sizeof(float) * (size_t)batch);
-        if (!chw || !maps || !scores) s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
-        for (int i = 0; i < n && s == STFPM_OK; i += batch) {
-            int nb = n - i < batch ? n - i : batch;
-            for (int k = 0; k < nb && s == STFPM_OK; k++) s = stfpm_image_load_tensor(paths[i + k], m.size, chw + per * k);
-            if (s == STFPM_OK) s = stfpm_model_eval(ctx, &m, chw, nb, NULL, scores, maps_dir ? maps : NULL);
-            for (int k = 0; k < nb && s == STFPM_OK; k++) {
-                const char *verdict = isnan(threshold) ? "-" : scores[k] > threshold ? "anomalous" : "normal";
-                n_anom += scores[k] > threshold;
-                printf("%s\t%.6g\t%s\n", paths[i + k], scores[k], verdict);
-                if (maps_dir) {
-                    const char *base = strrchr(paths[i + k], '/');
-                    char stem[1024];
-                    snprintf(stem, sizeof stem, "%s", base ? base + 1 : paths[i + k]);
-                    char *dot = strrchr(stem, '.');
-                    if (dot) *dot = 0;
-                    /* the same file name from two folders must not overwrite the first one's maps */
-                    int dup = 0;
-                    for (int q = 0; q < i + k; q++) {
-                        const char *b2 = strrchr(paths[q], '/');
-                        b2 = b2 ? b2 + 1 : paths[q];
-                        const char *d2 = strrchr(b2, '.');
-                        size_t l2 = d2 ? (size_t)(d2 - b2) : strlen(b2);
-                        if (l2 == strlen(stem) && strncmp(b2, stem, l2) == 0) dup++;
-                    }
-                    if (dup) {
-                        size_t l = strlen(stem);
-                        snprintf(stem + l, sizeof stem - l, "_%d", dup + 1);
-                    }
-                    float scale = isfinite(threshold) && threshold > 0 ? 2.0f * (float)threshold : 0;
-                    if (!(scale > 0)) for (size_t q = 0; q < pix; q++) scale = fmaxf(scale, maps[pix * k + q]);
-                    s = stfpm_write_map_pngs(maps_dir, stem, chw + per * k, maps + pix * k, m.size, scale > 0 ? scale : 1);
-                    char row[1200];
-                    snprintf(row, sizeof row, "%s_map.png,%.9g\n", stem, scale > 0 ? scale : 1);
-                    if (s == STFPM_OK) s = stfpm_strbuf_puts(&scale_rows, row);
-                }
-            }
-            fflush(stdout);
-        }
-    }
-    if (s == STFPM_OK && maps_dir) s = stfpm_write_text_atomic_path_scales(maps_dir, scale_rows.text, scale_rows.len);
-    stfpm_strbuf_free(&scale_rows);
-    if (s == STFPM_OK && (fflush(stdout) != 0 || ferror(stdout)))
-        s = stfpm_set_error(STFPM_ERR_IO, "writing the results to standard output failed: %s", strerror(errno));
-    if (s == STFPM_OK && !isnan(threshold))
-        fprintf(stderr, "%d image(s), %d anomalous (threshold %.6g)\n", n, n_anom, threshold);
-    free(chw); free(maps); free(scores);
-    for (int i = 0; i < n; i++) free(paths[i]);
-    free(paths);
-    if (m.teacher) stfpm_model_free(ctx, &m);
+    if (s == STFPM_OK) s = stfpm_predict(ctx, &po, print_prediction, &warned, &sum);
+    if (s == STFPM_OK && !isnan(sum.threshold))
+        fprintf(stderr, "%d image(s), %d anomalous (threshold %.6g)\n", sum.n_images, sum.n_anomalous, sum.threshold);
+    stfpm_dataset_free_list(paths, n);
     stfpm_ctx_free(ctx);
     return s == STFPM_OK ? 0 : die(s);
 }
@@ -454,7 +383,7 @@ static const char *DEMO_HELP =
     "usage: stfpm demo [--out DIR] [--teacher FILE] [--epochs N] [--size S] [--device SEL]\n\n"
     "Generates the built-in demo data set (textures with scratches, holes, stains and cracks, in the\n"
     "MVTec AD layout) into DIR/data, trains STFPM on it (DIR/run), tests it and writes heatmaps\n"
-    "(DIR/maps). Default DIR: ./stfpm-demo. Takes a few minutes on a 2-core CPU.\n";
+    "(DIR/maps). Default DIR: ./stfpm-demo. Takes under a minute on a 2-core CPU.\n";
 
 static int cmd_demo(int argc, char **argv) {
     const char *out = "stfpm-demo", *device = NULL, *teacher = NULL;

@@ -70,6 +70,58 @@ typedef struct stfpm_test_options {
 stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_result *r,
                         stfpm_progress_fn fn, void *user);
 
+/* Predict: score any images with a trained model, in batches (decoding on all cores, the next
+ * batch decoded while the device scores the current one), optionally writing heatmaps as the
+ * test does: DIR/<stem>_overlay.png, DIR/<stem>_map.png (16-bit, value = pixel / 65535 *
+ * scale, scale = 2 x the threshold when known, else the map's maximum) and DIR/scales.csv.
+ * Images with the same file stem get "_2", "_3", ... appended to their heatmap names. */
+typedef struct stfpm_predict_options {
+    const char *model;              /* run folder (its best.safetensors) or model file */
+    const char *const *paths;       /* image files, n_paths of them (stfpm_collect_images
+                                       expands folders) */
+    int n_paths;
+    const char *maps_dir;           /* NULL: no heatmaps */
+    int batch;                      /* images per device batch; 0 = 16 */
+    int threshold_given;            /* 1: use threshold below, else the model's stored one */
+    double threshold;
+} stfpm_predict_options;
+
+typedef enum stfpm_verdict {
+    STFPM_VERDICT_UNKNOWN = 0,      /* no threshold: the model stores none and none was given */
+    STFPM_VERDICT_NORMAL,
+    STFPM_VERDICT_ANOMALOUS         /* score > threshold */
+} stfpm_verdict;
+
+typedef struct stfpm_prediction {
+    int index;                      /* into paths */
+    const char *path;
+    float score;
+    double threshold;               /* in use (NaN: none) */
+    stfpm_verdict verdict;
+    const char *map_path, *overlay_path;   /* NULL without maps_dir; valid during the call */
+} stfpm_prediction;
+
+/* Called once per image, in input order, as soon as its batch is scored; a status other than
+ * STFPM_OK stops the run with that status (the callback sets the message). */
+typedef stfpm_status (*stfpm_prediction_fn)(void *user, const stfpm_prediction *p);
+
+typedef struct stfpm_predict_summary {
+    int n_images, n_anomalous;
+    double threshold;               /* in use (NaN: none) */
+    int model_has_threshold;
+} stfpm_predict_summary;
+
+stfpm_status stfpm_predict(stfpm_ctx *ctx, const stfpm_predict_options *o, stfpm_prediction_fn fn, void *user,
+                           stfpm_predict_summary *summary);
+
+/* Expand a list of image files and folders (a folder contributes its images, sorted; see
+ * stfpm_dataset_list_images) into *paths (malloc'd strings; free with
+ * stfpm_dataset_free_list). A missing input is STFPM_ERR_IO naming it. Folders without images
+ * are reported through *empty_dirs (malloc'd list, may be NULL) and counted in *n_empty; no
+ * image at all is STFPM_ERR_IO ("no images to score"). */
+stfpm_status stfpm_collect_images(const char *const *inputs, int n_inputs, char ***paths, int *n_paths,
+                                  char ***empty_dirs, int *n_empty);
+
 /* Rule for the default threshold stored with a model: the maximum image score over the held-out
  * normal validation images (every validation image is classified normal), times 1.0. */
 

@@ -161,7 +161,7 @@ int tu_run_suite(Suite *s) {
         return TU_SKIP_EXIT;
     }
     if (skipped >= ran) {
-        printf("SKIPPED: all %d tests were skipped (reasons above): nothing was checked\n", ran);
+        printf("SKIPPED: every test that ran (%d) was skipped (reasons above): nothing was checked\n", ran);
         return TU_SKIP_EXIT;
     }
     if (skipped || parts)

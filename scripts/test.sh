@@ -3,14 +3,59 @@
 #   scripts/test.sh            all tests (release build)
 #   scripts/test.sh -L ops     a subset by label (ops, parity, metrics, e2e, io, cli)
 # STFPM_SANITIZE=1 also builds with ASan + UBSan and runs the suite there (CI does).
+# Each CTest run ends with a count line, "ctest (<build dir>): P passed, F failed, S skipped",
+# repeated at the very end of the script (also when it fails). Skipped: programs that exit 77
+# because nothing they check could run here (tests/testutil.h).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+summaries=()
+print_summaries() {
+  local line
+  for line in ${summaries[@]+"${summaries[@]}"}; do echo "$line"; done
+}
+trap print_summaries EXIT
+
+# run_ctest DIR ARGS...: ctest ARGS in DIR; its exit status is returned unchanged.
+# Counts come from CTest's own output: "N tests failed out of M" (M includes skipped tests) and
+# one "***Skipped" progress line per skipped test; the passed count is cross-checked against
+# the "Passed" progress lines, and no count line is printed when they disagree.
+run_ctest() {
+  local dir=$1 log rc=0
+  shift
+  log=$(mktemp)
+  (cd "$dir" && ctest "$@") 2>&1 | tee "$log" || rc=$?
+  local progress='^ *[0-9]+/[0-9]+ +Test +#[0-9]+: '
+  local summary failed total skipped passed line names
+  summary=$(grep -Eo '[0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+  skipped=$(grep -cE "$progress"'.*\*\*\*Skipped' "$log" || true)
+  passed=$(grep -cE "$progress"'.* Passed +[0-9.]+ sec' "$log" || true)
+  if [ -n "$summary" ]; then
+    failed=${summary%% *}
+    total=${summary##* }
+    if [ $((passed + failed + skipped)) -eq "$total" ]; then
+      line="ctest ($dir): $passed passed, $failed failed, $skipped skipped"
+      if [ "$skipped" -gt 0 ]; then
+        names=$(grep -E "$progress"'.*\*\*\*Skipped' "$log" | sed -E 's/.*Test +#[0-9]+: ([^ ]+) .*/\1/' | paste -sd ' ' - || true)
+        line="$line: $names"
+      fi
+    else
+      line="ctest ($dir): counts unclear: $summary, but $passed passed and $skipped skipped progress lines (exit status $rc)"
+    fi
+  else
+    line="ctest ($dir): no summary line in CTest's output (exit status $rc)"
+  fi
+  echo "$line"
+  summaries+=("$line")
+  rm -f "$log"
+  return "$rc"
+}
 bash scripts/install-deps.sh
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 export STFPM_CACHE_DIR="${STFPM_CACHE_DIR:-$PWD/build/kernel-cache}"
-(cd build && ctest --output-on-failure --timeout 900 "$@")
+run_ctest build --output-on-failure --timeout 900 "$@"
 # Fuzz harnesses (libFuzzer, clang): a few seconds each over the committed corpus.
 if [ "${STFPM_FUZZ:-1}" = "1" ] && command -v clang >/dev/null 2>&1; then
   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSTFPM_BUILD_FUZZ=ON -DSTFPM_BUILD_BENCH=OFF >/dev/null
@@ -35,5 +80,5 @@ if [ "${STFPM_SANITIZE:-0}" = "1" ]; then
   cmake --build build-asan -j"$jobs"
   export STFPM_CACHE_DIR="$PWD/build-asan/kernel-cache"
   export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-  (cd build-asan && ctest --output-on-failure --timeout 1800 -LE e2e "$@")
+  run_ctest build-asan --output-on-failure --timeout 1800 -LE e2e "$@"
 fi

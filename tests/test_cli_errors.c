@@ -172,10 +172,7 @@ START_TEST(test_non_image_file) {
 END_TEST
 
 START_TEST(test_unreadable_image) {
-    if (geteuid() == 0) {
-        printf("SKIP: unreadable-permission image: running as root, who can read any file\n");
-        return;
-    }
+    if (geteuid() == 0) TU_SKIP("unreadable-permission image: running as root, who can read any file");
     const char *dir = tmpdir_in("perm");
     const char *data = P(dir, "data");
     ck_assert_int_eq(cli_copy_tree(g_data, data), 0);
@@ -486,7 +483,7 @@ START_TEST(test_batch_too_big_for_device) {
     for (int i = 0; i < n && i < 16; i++) max_alloc = d[i].max_alloc > max_alloc ? d[i].max_alloc : max_alloc;
     uint64_t per = 3ull * 2048 * 2048 * 4;
     uint64_t b = max_alloc / per + 2;
-    if (b > 4096) { printf("SKIP: device OOM case: the device allows buffers over 4096 2048x2048 images\n"); return; }
+    if (b > 4096) TU_SKIP("device OOM case: the device allows buffers over 4096 2048x2048 images");
     char batch[32];
     snprintf(batch, sizeof batch, "%llu", (unsigned long long)b);
     const char *dir = tmpdir_in("oom");
@@ -832,9 +829,5 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) tcase_add_test(tc, tests[i]);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

@@ -1,6 +1,6 @@
 /* End to end: generate a small demo data set, train with the real ImageNet teacher, test;
  * resume gives the same weights as an uninterrupted run. Needs ../shared/weights (real
- * teacher): without it the cases print SKIP and pass. */
+ * teacher): without it the cases are skipped (exit 77: "Skipped" in CTest). */
 #include "testutil.h"
 #include "stfpm/pipeline.h"
 #include "stfpm/weights.h"
@@ -50,7 +50,7 @@ static void untrained_metrics(const char *data, const char *model_path, int size
 }
 
 START_TEST(test_train_beats_untrained) {
-    if (!setup()) { printf("SKIP: e2e training needs ../shared/weights (real ImageNet teacher), absent\n"); return; }
+    if (!setup()) TU_SKIP("e2e training needs ../shared/weights (real ImageNet teacher), absent");
     char data[512], run[512], untrained[512], json[600];
     snprintf(data, sizeof data, "%s/data", g_tmp);
     snprintf(run, sizeof run, "%s/run", g_tmp);
@@ -98,7 +98,7 @@ END_TEST
 static void read_student(const char *path, stfpm_weights *w) { TU_CHECK_STATUS(stfpm_weights_load(path, w)); }
 
 START_TEST(test_resume_matches_uninterrupted) {
-    if (!setup()) { printf("SKIP: resume test needs ../shared/weights (real ImageNet teacher), absent\n"); return; }
+    if (!setup()) TU_SKIP("resume test needs ../shared/weights (real ImageNet teacher), absent");
     char data[512], a[512], b[512], pa[600], pb[600];
     snprintf(data, sizeof data, "%s/data", g_tmp);
     snprintf(a, sizeof a, "%s/a", g_tmp);

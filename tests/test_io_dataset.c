@@ -394,10 +394,7 @@ START_TEST(test_bottle) {
     char root[2300];
     snprintf(root, sizeof root, "%s/data/mvtec_ad/bottle", shared ? shared : "../shared");
     struct stat st;
-    if (!shared || stat(root, &st) != 0) {
-        printf("SKIP: MVTec bottle scan because %s is absent\n", root);
-        return;
-    }
+    if (!shared || stat(root, &st) != 0) TU_SKIP("MVTec bottle scan because %s is absent", root);
     stfpm_dataset ds;
     TU_CHECK_STATUS(stfpm_dataset_open(root, STFPM_DATASET_ALL, &ds));
     const char *names[4] = {"broken_large", "broken_small", "contamination", "good"};

@@ -462,8 +462,7 @@ START_TEST(test_png_write_errors) {
         snprintf(out, sizeof out, "%s/x.png", ro);
         assert_error(stfpm_png_write(out, 64, 64, 3, px), STFPM_ERR_IO, out, "Permission denied");
     } else {
-        printf("SKIP: read-only directory case because the test runs as root\n");
-        fflush(stdout);
+        tu_skip_part("read-only directory case because the test runs as root");
     }
     /* "disk full": a file-size limit makes write() fail with EFBIG. The previous file must
      * survive untouched and no temporary may remain. (Check forks each test: the limit stays
@@ -552,10 +551,7 @@ START_TEST(test_bottle_vs_torchvision) {
     const char *shared = tu_shared_dir();
     char path[2300];
     snprintf(path, sizeof path, "%s/data/%s", shared ? shared : "", REF_BOTTLE_FILE);
-    if (!shared || access(path, R_OK) != 0) {
-        printf("SKIP: bottle preprocessing vs torchvision because %s is absent\n", path);
-        return;
-    }
+    if (!shared || access(path, R_OK) != 0) TU_SKIP("bottle preprocessing vs torchvision because %s is absent", path);
     enum { S = 256 };
     float *t = malloc(sizeof(float) * 3 * S * S);
     TU_CHECK_STATUS(stfpm_image_load_tensor(path, S, t));
@@ -570,7 +566,7 @@ START_TEST(test_bottle_vs_torchvision) {
            (3 * S * S + REF_BOTTLE_STEP - 1) / REF_BOTTLE_STEP, sum, ref_bottle_sum);
     free(t);
 #else
-    printf("SKIP: bottle preprocessing vs torchvision because the reference header was generated without it\n");
+    TU_SKIP("bottle preprocessing vs torchvision because the reference header was generated without it");
 #endif
 }
 END_TEST

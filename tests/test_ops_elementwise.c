@@ -1,12 +1,10 @@
-/* Element-wise ops (ReLU forward / backward, add, mul, axpy, scale), reductions
- * (per-sample max / mean, mean over all) and the SGD step on the device vs the CPU
- * reference (tests/ref_ops.c). Views, in-place use, determinism, argument errors.
+/* Element-wise ops (ReLU forward / backward, add, mul, axpy, scale) on the device vs the CPU
+ * reference (tests/ref_ops.c). Views, in-place use, argument errors. The reductions and the SGD
+ * step have their own files (test_ops_reduce.c, test_ops_sgd.c).
  *
  * Tolerances (|got - want| <= atol + rtol * |want|):
- *   relu, relu backward, add, mul, scale, max   exact (one float rounding, same as the reference)
- *   axpy                                         atol 1e-7, rtol 1e-6 (the device may fuse to fma)
- *   mean, mean_all                               atol 1e-6, rtol 1e-5 (float tree sums)
- *   sgd w, v after 3 steps                       atol 1e-6, rtol 1e-5 */
+ *   relu, relu backward, add, mul, scale   exact (one float rounding, same as the reference)
+ *   axpy                                    atol 1e-7, rtol 1e-6 (the device may fuse to fma) */
 #include "testutil.h"
 #include "ref_ops.h"
 
@@ -66,7 +64,8 @@ START_TEST(test_relu) {
 }
 END_TEST
 
-/* relu, add, axpy and reduce on views (off != 0): only the viewed samples change. */
+/* relu, add and axpy on views (off != 0): only the viewed samples change (reductions on views:
+ * test_ops_reduce.c). */
 START_TEST(test_views) {
     stfpm_ctx *ctx = tu_ctx();
     const int N = 4, C = 3, H = 5, W = 7;
@@ -89,20 +88,7 @@ START_TEST(test_views) {
     TU_CHECK_STATUS(stfpm_axpy(ctx, 0.5f, &bv, &av));
     ref_axpy(0.5f, hb + 2 * per, 2 * per, want + per);
     close_t("axpy on views", &a, want, 1e-7, 1e-6);
-    /* per-sample max / mean of the view b[2..3], into samples 2..3 of a (4, 1, 1, 1) tensor */
-    stfpm_tensor out = tu_tensor(NULL, 4, 1, 1, 1), ov = stfpm_tensor_view(&out, 2, 2);
-    float rmax[2], rmean[2];
-    ref_reduce_max(hb + 2 * per, 2, per, rmax);
-    ref_reduce_mean(hb + 2 * per, 2, per, rmean);
-    TU_CHECK_STATUS(stfpm_reduce_max(ctx, &bv, &ov));
-    float got[4];
-    TU_CHECK_STATUS(stfpm_tensor_read(ctx, &out, got));
-    ck_assert(got[0] == 0.0f && got[1] == 0.0f);
-    tu_assert_close("reduce_max on a view", got + 2, rmax, 2, EXACT);
-    TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &bv, &ov));
-    TU_CHECK_STATUS(stfpm_tensor_read(ctx, &out, got));
-    tu_assert_close("reduce_mean on a view", got + 2, rmean, 2, 1e-6, 1e-5);
-    stfpm_tensor_free(ctx, &a); stfpm_tensor_free(ctx, &b); stfpm_tensor_free(ctx, &out);
+    stfpm_tensor_free(ctx, &a); stfpm_tensor_free(ctx, &b);
     free(ha); free(hb); free(want);
 }
 END_TEST
@@ -143,91 +129,10 @@ START_TEST(test_add_mul_axpy_scale) {
 }
 END_TEST
 
-START_TEST(test_reduce) {
-    stfpm_ctx *ctx = tu_ctx();
-    /* the last shape has 65536 values per sample: many chunks per row */
-    static const shape RS[] = {{1, 5, 7, 9}, {3, 17, 13, 11}, {4, 8, 33, 35}, {2, 3, 1, 1},
-                               {1, 1, 1, 1}, {3, 1, 256, 256}};
-    for (int si = 0; si < (int)(sizeof RS / sizeof RS[0]); si++) {
-        const shape *s = &RS[si];
-        size_t n = numel(s), per = n / s->n;
-        for (int sign = 0; sign < 2; sign++) {
-            /* sign 0: mixed values with an offset; sign 1: all negative (max must not be 0) */
-            float *hx = sign ? host_rand(n, 60 + si, -5.0f, -0.5f) : host_rand(n, 70 + si, -1.0f, 3.0f);
-            if (!sign && n > 10) hx[n - 3] = 50.0f;   /* a maximum near the end of the last sample */
-            float *rmax = malloc(s->n * sizeof(float)), *rmean = malloc(s->n * sizeof(float));
-            ref_reduce_max(hx, s->n, per, rmax);
-            ref_reduce_mean(hx, s->n, per, rmean);
-            float rall = ref_reduce_mean_all(hx, n);
-            stfpm_tensor x = tu_tensor(hx, s->n, s->c, s->h, s->w), out = tu_tensor(NULL, s->n, 1, 1, 1);
-            stfpm_tensor all = tu_tensor(NULL, 1, 1, 1, 1);
-            char what[64];
-            TU_CHECK_STATUS(stfpm_reduce_max(ctx, &x, &out));
-            snprintf(what, sizeof what, "shape %d sign %d reduce_max", si, sign);
-            close_t(what, &out, rmax, EXACT);
-            TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x, &out));
-            snprintf(what, sizeof what, "shape %d sign %d reduce_mean", si, sign);
-            close_t(what, &out, rmean, 1e-6, 1e-5);
-            TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x, &all));
-            snprintf(what, sizeof what, "shape %d sign %d reduce_mean_all", si, sign);
-            close_t(what, &all, &rall, 1e-6, 1e-5);
-            /* deterministic: bit-identical on a repeat */
-            float first, second;
-            TU_CHECK_STATUS(stfpm_tensor_read(ctx, &all, &first));
-            TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x, &all));
-            TU_CHECK_STATUS(stfpm_tensor_read(ctx, &all, &second));
-            ck_assert_msg(memcmp(&first, &second, sizeof first) == 0, "reduce_mean_all not deterministic");
-            stfpm_tensor_free(ctx, &x); stfpm_tensor_free(ctx, &out); stfpm_tensor_free(ctx, &all);
-            free(hx); free(rmax); free(rmean);
-        }
-    }
-}
-END_TEST
-
-/* Three steps vs the reference; the first step must ignore v's previous contents. */
-START_TEST(test_sgd) {
-    stfpm_ctx *ctx = tu_ctx();
-    static const shape SS[] = {{64, 3, 7, 7}, {1, 17, 1, 1}, {1, 1, 1, 1}};
-    const float lr = 0.4f, mom = 0.9f, wd = 0.05f;
-    for (int si = 0; si < 3; si++) {
-        const shape *s = &SS[si];
-        size_t n = numel(s);
-        float *hw = host_rand(n, 80 + si, -1.0f, 1.0f), *hv = malloc(n * sizeof(float));
-        for (size_t i = 0; i < n; i++) hv[i] = 123.0f;   /* garbage the first step must overwrite */
-        stfpm_tensor w = tu_tensor(hw, s->n, s->c, s->h, s->w), v = tu_tensor(hv, s->n, s->c, s->h, s->w);
-        stfpm_tensor g = tu_tensor(NULL, s->n, s->c, s->h, s->w);
-        for (int step = 0; step < 3; step++) {
-            float *hg = host_rand(n, 90 + 10 * si + step, -0.5f, 0.5f);
-            TU_CHECK_STATUS(stfpm_tensor_write(ctx, &g, hg));
-            TU_CHECK_STATUS(stfpm_sgd_step(ctx, &w, &g, &v, lr, mom, wd, step == 0));
-            ref_sgd_step(hw, hg, hv, n, lr, mom, wd, step == 0);
-            if (step == 0)
-                for (size_t i = 0; i < n; i++)
-                    ck_assert_msg(fabsf(hv[i]) < 2.0f, "reference first step kept the old v");
-            char what[64];
-            snprintf(what, sizeof what, "shape %d step %d w", si, step);
-            close_t(what, &w, hw, 1e-6, 1e-5);
-            snprintf(what, sizeof what, "shape %d step %d v", si, step);
-            close_t(what, &v, hv, 1e-6, 1e-5);
-            free(hg);
-        }
-        /* momentum 0 without a buffer: plain w -= lr * (g + wd * w) */
-        float *hg = host_rand(n, 99, -0.5f, 0.5f);
-        TU_CHECK_STATUS(stfpm_tensor_write(ctx, &g, hg));
-        TU_CHECK_STATUS(stfpm_sgd_step(ctx, &w, &g, NULL, lr, 0.0f, wd, 0));
-        ref_sgd_step(hw, hg, NULL, n, lr, 0.0f, wd, 0);
-        close_t("sgd without momentum", &w, hw, 1e-6, 1e-5);
-        stfpm_tensor_free(ctx, &w); stfpm_tensor_free(ctx, &v); stfpm_tensor_free(ctx, &g);
-        free(hw); free(hv); free(hg);
-    }
-}
-END_TEST
-
 START_TEST(test_argument_errors) {
     stfpm_ctx *ctx = tu_ctx();
     stfpm_tensor a = tu_tensor(NULL, 2, 3, 4, 5), b = tu_tensor(NULL, 2, 3, 5, 4);
-    stfpm_tensor c = tu_tensor(NULL, 1, 3, 4, 5), o2 = tu_tensor(NULL, 2, 1, 1, 1);
-    stfpm_tensor o3 = tu_tensor(NULL, 3, 1, 1, 1), o21 = tu_tensor(NULL, 2, 2, 1, 1);
+    stfpm_tensor c = tu_tensor(NULL, 1, 3, 4, 5);
     ck_assert_int_eq(stfpm_relu_forward(ctx, &a, &b), STFPM_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(stfpm_last_error(), "relu_forward"));
     ck_assert_int_eq(stfpm_relu_backward(ctx, &a, &b, &a), STFPM_ERR_ARG);
@@ -237,19 +142,11 @@ START_TEST(test_argument_errors) {
     ck_assert_int_eq(stfpm_mul(ctx, &a, &c, &a), STFPM_ERR_ARG);
     ck_assert_int_eq(stfpm_axpy(ctx, 1.0f, &a, &b), STFPM_ERR_ARG);
     ck_assert_int_eq(stfpm_scale(ctx, 1.0f, NULL), STFPM_ERR_ARG);
-    ck_assert_int_eq(stfpm_reduce_max(ctx, &a, &o3), STFPM_ERR_ARG);
-    ck_assert_int_eq(stfpm_reduce_mean(ctx, &a, &o21), STFPM_ERR_ARG);
-    ck_assert_int_eq(stfpm_reduce_mean_all(ctx, &a, &o2), STFPM_ERR_ARG);
-    ck_assert_int_eq(stfpm_sgd_step(ctx, &a, &b, &a, 0.1f, 0.9f, 0.0f, 1), STFPM_ERR_ARG);
-    ck_assert_int_eq(stfpm_sgd_step(ctx, &a, &a, &c, 0.1f, 0.9f, 0.0f, 1), STFPM_ERR_ARG);
-    ck_assert_int_eq(stfpm_sgd_step(ctx, &a, &a, NULL, 0.1f, 0.9f, 0.0f, 1), STFPM_ERR_ARG);
-    ck_assert_ptr_nonnull(strstr(stfpm_last_error(), "momentum"));
-    ck_assert_int_eq(stfpm_sgd_step(ctx, &a, &a, &a, NAN, 0.9f, 0.0f, 1), STFPM_ERR_ARG);
     /* nothing was written by the failed calls */
     float zero[120] = {0};
     close_t("a untouched", &a, zero, EXACT);
-    stfpm_tensor *all[] = {&a, &b, &c, &o2, &o3, &o21};
-    for (int i = 0; i < 6; i++) stfpm_tensor_free(ctx, all[i]);
+    stfpm_tensor *all[] = {&a, &b, &c};
+    for (int i = 0; i < 3; i++) stfpm_tensor_free(ctx, all[i]);
 }
 END_TEST
 
@@ -260,8 +157,6 @@ int main(void) {
     tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_views);
     tcase_add_test(tc, test_add_mul_axpy_scale);
-    tcase_add_test(tc, test_reduce);
-    tcase_add_test(tc, test_sgd);
     tcase_add_test(tc, test_argument_errors);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -13,7 +13,8 @@
  *   layer1..layer3 features: sampled values, sum, sum of squares, error <= 1e-3 of the level's RMS;
  *   the same image as sample 0 of a batch of two (with bottle/test/good/000.png): features equal
  *     to the single-image run within 1e-5 of the level's RMS (no cross-sample leakage).
- * When ../shared (weights or image) is absent the test prints SKIP and passes. */
+ * When ../shared (weights or image) is absent the test is skipped (exit 77: "Skipped" in CTest);
+ * when only the second image is absent the batch-of-two part is reported as skipped. */
 #include "testutil.h"
 #include "parity_util.h"
 #include "stfpm/image.h"
@@ -39,17 +40,12 @@ static int file_exists(const char *path) {
 START_TEST(test_parity_real_teacher) {
     const char *shared = tu_shared_dir();
     char wpath[2048], ipath[2048];
-    if (!shared) {
-        printf("SKIP: parity_real: teacher features vs PyTorch not checked because ../shared is absent\n");
-        return;
-    }
+    if (!shared) TU_SKIP("parity_real: teacher features vs PyTorch not checked because ../shared is absent");
     snprintf(wpath, sizeof wpath, "%s/%s", shared, PARITY_REAL_WEIGHTS);
     snprintf(ipath, sizeof ipath, "%s/%s", shared, PARITY_REAL_IMAGE);
-    if (!file_exists(wpath) || !file_exists(ipath)) {
-        printf("SKIP: parity_real: teacher features vs PyTorch not checked because %s is absent\n",
-               file_exists(wpath) ? ipath : wpath);
-        return;
-    }
+    if (!file_exists(wpath) || !file_exists(ipath))
+        TU_SKIP("parity_real: teacher features vs PyTorch not checked because %s is absent",
+                file_exists(wpath) ? ipath : wpath);
     stfpm_ctx *ctx = tu_ctx();
     double t0 = parity_now();
     const int S = PARITY_REAL_S;
@@ -152,7 +148,7 @@ START_TEST(test_parity_real_teacher) {
         stfpm_tensor_free(ctx, &x2);
         printf("parity_real: batch of two vs single image, max |diff| / RMS %.3g (tol %.0e)\n", batch_err, TOL_BATCH);
     } else {
-        printf("SKIP: parity_real: batch-of-two check not run because %s is absent\n", ipath2);
+        tu_skip_part("parity_real: batch-of-two check not run because %s is absent", ipath2);
     }
     printf("parity_real: teacher forward %.2f s, total %.1f s, max feature error %.3g\n", t_fwd,
            parity_now() - t0, worst);

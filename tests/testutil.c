@@ -1,9 +1,11 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 static stfpm_ctx *g_ctx;
@@ -101,12 +103,69 @@ const char *tu_shared_dir(void) {
     return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? buf : NULL;
 }
 
+/* Skip records, shared between the runner and its forked test processes. */
+typedef struct {
+    int tests;   /* tests that called tu_skip */
+    int parts;   /* tu_skip_part calls */
+} tu_skips;
+static tu_skips *g_skips;
+
+static tu_skips *skips(void) {
+    if (!g_skips) {
+        void *p = mmap(NULL, sizeof(tu_skips), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {   /* also called outside a test, where ck_assert cannot report */
+            perror("mmap of the skip counters");
+            abort();
+        }
+        g_skips = p;
+    }
+    return g_skips;
+}
+
+static void skip_line(const char *prefix, const char *fmt, va_list ap) {
+    printf("%s", prefix);
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+void tu_skip(const char *fmt, ...) {
+    __atomic_add_fetch(&skips()->tests, 1, __ATOMIC_SEQ_CST);
+    va_list ap;
+    va_start(ap, fmt);
+    skip_line("SKIP: ", fmt, ap);
+    va_end(ap);
+}
+
+void tu_skip_part(const char *fmt, ...) {
+    __atomic_add_fetch(&skips()->parts, 1, __ATOMIC_SEQ_CST);
+    va_list ap;
+    va_start(ap, fmt);
+    skip_line("SKIP (part): ", fmt, ap);
+    va_end(ap);
+}
+
 int tu_run_suite(Suite *s) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* forked test children may _exit: keep their printed lines */
+    tu_skips *sk = skips();           /* mapped here, before the runner forks */
+    sk->tests = sk->parts = 0;
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
+    int failed = srunner_ntests_failed(sr), ran = srunner_ntests_run(sr);
     srunner_free(sr);
     tu_ctx_release();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    int skipped = __atomic_load_n(&sk->tests, __ATOMIC_SEQ_CST), parts = __atomic_load_n(&sk->parts, __ATOMIC_SEQ_CST);
+    if (failed) return EXIT_FAILURE;
+    if (ran == 0) {
+        printf("SKIPPED: no test ran\n");
+        return TU_SKIP_EXIT;
+    }
+    if (skipped >= ran) {
+        printf("SKIPPED: every test that ran (%d) was skipped (reasons above): nothing was checked\n", ran);
+        return TU_SKIP_EXIT;
+    }
+    if (skipped || parts)
+        printf("SKIPPED in this program: %d of %d tests, %d part(s) of tests that ran (reasons above); "
+               "the rest ran and passed\n", skipped, ran, parts);
+    return EXIT_SUCCESS;
 }

@@ -22,11 +22,7 @@ static stfpm_status ew_check_same(const stfpm_tensor *ref, const char *refname, 
 /* 1-D launch over n elements with a fixed work-group size (the global size is rounded up). */
 static stfpm_status ew_launch(stfpm_ctx *ctx, const char *name, size_t n, int nargs,
                               const stfpm_karg *args) {
-    cl_kernel k;
-    STFPM_TRY(stfpm_get_kernel(ctx, EW_PROG, name, &k));
-    size_t max = 0;
-    STFPM_CL(clGetKernelWorkGroupInfo(k, stfpm_ctx_cl_device(ctx), CL_KERNEL_WORK_GROUP_SIZE,
-                                      sizeof max, &max, NULL));
+    size_t max = stfpm_kernel_wg_limit(ctx, EW_PROG, name);
     size_t l = EW_LSZ;
     while (l > 1 && l > max) l >>= 1;
     size_t g = n ? n : 1;

@@ -156,7 +156,8 @@ static int cmd_devices(int argc, char **argv) {
             printf("usage: stfpm devices\n\nLists the OpenCL platforms and devices. Select one for other commands\n"
                    "with --device N (the index shown) or --device TEXT (a substring of platform or device\n"
                    "name), or the STFPM_DEVICE environment variable. Default: the first GPU, else the\n"
-                   "first device.\n");
+                   "first device (a simulator such as Oclgrind only when named). \"kernels\" is the kernel\n"
+                   "variant the device gets (STFPM_KERNELS=auto|cpu|gpu; auto: gpu on GPUs).\n");
             return 0;
         }
         return usage_error("devices", "unknown option %s", argv[i]);
@@ -165,12 +166,16 @@ static int cmd_devices(int argc, char **argv) {
     int n = 0;
     stfpm_status s = stfpm_list_devices(d, 64, &n);
     if (s != STFPM_OK) return die(s);
+    stfpm_ctx_options o = {0};
+    s = stfpm_ctx_options_resolve(&o);   /* STFPM_KERNELS, shown per device */
+    if (s != STFPM_OK) return die(s);
     for (int i = 0; i < n && i < 64; i++) {
         const char *type = (d[i].type & CL_DEVICE_TYPE_GPU) ? "GPU" : (d[i].type & CL_DEVICE_TYPE_CPU) ? "CPU" : "other";
-        printf("%d: %s / %s  [%s]  %u compute units, %.0f MiB global memory (max buffer %.0f MiB), %s, driver %s%s\n",
+        printf("%d: %s / %s  [%s]  %u compute units, %.0f MiB global memory (max buffer %.0f MiB), %s, driver %s%s, "
+               "kernels %s\n",
                d[i].global_index, d[i].platform_name, d[i].device_name, type, d[i].compute_units,
                d[i].global_mem / 1048576.0, d[i].max_alloc / 1048576.0, d[i].device_version, d[i].driver_version,
-               d[i].has_fp16 ? ", fp16" : "");
+               d[i].has_fp16 ? ", fp16" : "", stfpm_kernels_name(stfpm_kernels_for_device(o.kernels, d[i].type)));
     }
     return 0;
 }

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>   /* environ */
 
-extern char **environ;
 
 /* Value of NAME in a NULL-terminated "NAME=VALUE" list (NULL when absent). */
 static const char *env_lookup(const char *const *env, const char *name) {
@@ -37,6 +37,23 @@ stfpm_status stfpm_conv_algo_parse(const char *s, stfpm_conv_algo_choice *out) {
     return stfpm_set_error(STFPM_ERR_ARG, "unknown convolution algorithm \"%s\" (auto, im2col, winograd, winograd2)", s);
 }
 
+stfpm_status stfpm_kernels_parse(const char *s, stfpm_kernels *out) {
+    if (strcmp(s, "auto") == 0) *out = STFPM_KERNELS_AUTO;
+    else if (strcmp(s, "cpu") == 0) *out = STFPM_KERNELS_CPU;
+    else if (strcmp(s, "gpu") == 0) *out = STFPM_KERNELS_GPU;
+    else return stfpm_set_error(STFPM_ERR_ARG, "unknown kernel variant \"%s\" (auto, cpu, gpu)", s);
+    return STFPM_OK;
+}
+
+const char *stfpm_kernels_name(stfpm_kernels k) {
+    return k == STFPM_KERNELS_GPU ? "gpu" : k == STFPM_KERNELS_CPU ? "cpu" : "auto";
+}
+
+stfpm_kernels stfpm_kernels_for_device(stfpm_kernels k, cl_device_type type) {
+    if (k != STFPM_KERNELS_AUTO) return k;
+    return type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR) ? STFPM_KERNELS_GPU : STFPM_KERNELS_CPU;
+}
+
 const char *stfpm_conv_algo_name(stfpm_conv_algo_choice a) {
     switch (a) {
     case STFPM_CONV_ALGO_IM2COL: return "im2col";
@@ -51,6 +68,7 @@ const char *stfpm_conv_algo_name(stfpm_conv_algo_choice a) {
  * call on this thread); the context copies every string it keeps. */
 stfpm_status stfpm_ctx_options_resolve_env(stfpm_ctx_options *o, const char *const *env) {
     const char *v;
+    uint64_t x = 0;
     if (!o->device && (v = env_lookup(env, "STFPM_DEVICE")) && *v) o->device = v;
     if (!o->profile) o->profile = env_true(env_lookup(env, "STFPM_PROFILE")) ? STFPM_SWITCH_ON : STFPM_SWITCH_OFF;
     if (!o->cache_dir) {
@@ -72,12 +90,23 @@ stfpm_status stfpm_ctx_options_resolve_env(stfpm_ctx_options *o, const char *con
     if (!o->device_mem_limit && (v = env_lookup(env, "STFPM_DEVICE_MEM_LIMIT")) && *v)
         STFPM_TRY(parse_size("STFPM_DEVICE_MEM_LIMIT", v, &o->device_mem_limit));
 
+    if (!o->kernels && (v = env_lookup(env, "STFPM_KERNELS")) && *v)
+        STFPM_TRY(stfpm_wrap_error(stfpm_kernels_parse(v, &o->kernels), "STFPM_KERNELS"));
+    if (!o->max_work_group && (v = env_lookup(env, "STFPM_MAX_WORK_GROUP")) && *v) {
+        STFPM_TRY(parse_size("STFPM_MAX_WORK_GROUP", v, &x));
+        o->max_work_group = (size_t)x;
+    }
+    if (!o->sub_buffer_align && (v = env_lookup(env, "STFPM_SUB_BUFFER_ALIGN")) && *v) {
+        STFPM_TRY(parse_size("STFPM_SUB_BUFFER_ALIGN", v, &x));
+        if (x & (x - 1) || x > 65536)
+            return stfpm_set_error(STFPM_ERR_ARG, "STFPM_SUB_BUFFER_ALIGN=\"%s\": expected a power of two <= 65536", v);
+        o->sub_buffer_align = (unsigned)x;
+    }
     if (!o->conv_algo && (v = env_lookup(env, "STFPM_CONV_ALGO")) && *v)
         STFPM_TRY(stfpm_wrap_error(stfpm_conv_algo_parse(v, &o->conv_algo), "STFPM_CONV_ALGO"));
     if (!o->fold_bn && env_true(env_lookup(env, "STFPM_NO_FOLD"))) o->fold_bn = STFPM_SWITCH_OFF;
     if (!o->fused_map && (v = env_lookup(env, "STFPM_FUSED_MAP")) && strcmp(v, "0") == 0)
         o->fused_map = STFPM_SWITCH_OFF;
-    uint64_t x = 0;
     if (!o->conv_chunk_bytes && (v = env_lookup(env, "STFPM_CONV_CHUNK_BYTES")) && *v) {
         STFPM_TRY(parse_size("STFPM_CONV_CHUNK_BYTES", v, &x));
         o->conv_chunk_bytes = (size_t)x;

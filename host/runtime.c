@@ -19,7 +19,11 @@
 #define MAX_PROFILE 256
 
 typedef struct { char name[64]; cl_program prog; char *options; } program_entry;
-typedef struct { char prog[64]; char name[64]; cl_kernel k; } kernel_entry;
+typedef struct {
+    char prog[64], name[64];
+    cl_kernel k;
+    size_t wg_max, wg_multiple;   /* CL_KERNEL_WORK_GROUP_SIZE, ..._PREFERRED_WORK_GROUP_SIZE_MULTIPLE */
+} kernel_entry;
 
 struct stfpm_ctx {
     stfpm_device_info info;
@@ -29,6 +33,8 @@ struct stfpm_ctx {
     cl_command_queue queue;
     int profile;
     stfpm_ctx_options opt;        /* resolved; its strings point to the copies below */
+    size_t wg_cap;                /* largest work-group size (device limit, max_work_group option) */
+    size_t sub_align;             /* sub-buffer alignment in bytes (device, sub_buffer_align option) */
     char device_sel[256], cache_dir[1024], cl_dir[1024], clblast_params[2048];
     program_entry programs[MAX_PROGRAMS];
     int n_programs;
@@ -118,6 +124,10 @@ stfpm_status stfpm_list_devices(stfpm_device_info *out, int max, int *count) {
     return STFPM_OK;
 }
 
+int stfpm_device_is_simulator(const stfpm_device_info *d) {
+    return strstr(d->platform_name, "Oclgrind") != NULL || strstr(d->device_name, "Oclgrind") != NULL;
+}
+
 static int ci_contains(const char *hay, const char *needle) {
     size_t nl = strlen(needle);
     for (const char *h = hay; *h; h++) {
@@ -161,8 +171,12 @@ stfpm_status stfpm_runtime_create(stfpm_ctx **out, const stfpm_ctx_options *opt)
                                        "`stfpm devices` to list them)", sel, n);
         }
     } else {
+        /* the first GPU, else the first device; never a simulator (Oclgrind reports itself as a
+         * GPU) unless it is the only device or asked for by name */
         for (int i = 0; i < n && pick < 0; i++)
-            if (recs[i].info.type & CL_DEVICE_TYPE_GPU) pick = i;
+            if ((recs[i].info.type & CL_DEVICE_TYPE_GPU) && !stfpm_device_is_simulator(&recs[i].info)) pick = i;
+        for (int i = 0; i < n && pick < 0; i++)
+            if (!stfpm_device_is_simulator(&recs[i].info)) pick = i;
         if (pick < 0) pick = 0;
     }
     stfpm_ctx *ctx = calloc(1, sizeof *ctx);
@@ -187,6 +201,15 @@ stfpm_status stfpm_runtime_create(stfpm_ctx **out, const stfpm_ctx_options *opt)
     ctx->opt.cl_dir = ctx->cl_dir;
     ctx->opt.clblast_params = ctx->clblast_params;
     ctx->profile = opt->profile == STFPM_SWITCH_ON;
+    ctx->opt.kernels = stfpm_kernels_for_device(opt->kernels, ctx->info.type);
+    size_t dev_wg = 0;
+    cl_uint align_bits = 0;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof dev_wg, &dev_wg, NULL);
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+    ctx->wg_cap = dev_wg ? dev_wg : 256;
+    if (opt->max_work_group && opt->max_work_group < ctx->wg_cap) ctx->wg_cap = opt->max_work_group;
+    ctx->sub_align = align_bits >= 32 * 8 ? align_bits / 8 : 128;
+    if (opt->sub_buffer_align > ctx->sub_align) ctx->sub_align = opt->sub_buffer_align;
 
     cl_int e;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
@@ -370,7 +393,8 @@ static stfpm_status get_program(stfpm_ctx *ctx, const char *name, cl_program *ou
     char *src = NULL;
     size_t len = 0;
     STFPM_TRY(stfpm_kernel_source(ctx->cl_dir, name, &src, &len));
-    const char *options = "-cl-std=CL1.2 -cl-mad-enable";
+    const char *options = ctx->opt.kernels == STFPM_KERNELS_GPU ? "-cl-std=CL1.2 -cl-mad-enable -DSTFPM_GPU=1"
+                                                                : "-cl-std=CL1.2 -cl-mad-enable";
     cl_program p = NULL;
     stfpm_status s = build_program(ctx, name, src, len, options, &p);
     free(src);
@@ -383,10 +407,10 @@ static stfpm_status get_program(stfpm_ctx *ctx, const char *name, cl_program *ou
     return STFPM_OK;
 }
 
-stfpm_status stfpm_get_kernel(stfpm_ctx *ctx, const char *program, const char *name, cl_kernel *out) {
+static stfpm_status find_kernel(stfpm_ctx *ctx, const char *program, const char *name, kernel_entry **out) {
     for (int i = 0; i < ctx->n_kernels; i++) {
         kernel_entry *k = &ctx->kernels[i];
-        if (strcmp(k->name, name) == 0 && strcmp(k->prog, program) == 0) { *out = k->k; return STFPM_OK; }
+        if (strcmp(k->name, name) == 0 && strcmp(k->prog, program) == 0) { *out = k; return STFPM_OK; }
     }
     if (ctx->n_kernels == MAX_KERNELS) return stfpm_set_error(STFPM_ERR_INTERNAL, "too many kernels");
     cl_program p = NULL;
@@ -397,11 +421,58 @@ stfpm_status stfpm_get_kernel(stfpm_ctx *ctx, const char *program, const char *n
         return stfpm_set_error(STFPM_ERR_CL, "clCreateKernel(\"%s\") in cl/%s.cl failed: %s", name,
                                program, stfpm_cl_error_name(e));
     kernel_entry *ke = &ctx->kernels[ctx->n_kernels++];
+    memset(ke, 0, sizeof *ke);
     snprintf(ke->prog, sizeof ke->prog, "%s", program);
     snprintf(ke->name, sizeof ke->name, "%s", name);
     ke->k = k;
-    *out = k;
+    clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof ke->wg_max, &ke->wg_max, NULL);
+    clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE, sizeof ke->wg_multiple,
+                             &ke->wg_multiple, NULL);
+    if (!ke->wg_max) ke->wg_max = 1;
+    if (!ke->wg_multiple) ke->wg_multiple = 1;
+    *out = ke;
     return STFPM_OK;
+}
+
+stfpm_status stfpm_get_kernel(stfpm_ctx *ctx, const char *program, const char *name, cl_kernel *out) {
+    kernel_entry *ke = NULL;
+    STFPM_TRY(find_kernel(ctx, program, name, &ke));
+    *out = ke->k;
+    return STFPM_OK;
+}
+
+size_t stfpm_kernel_wg_limit(stfpm_ctx *ctx, const char *program, const char *name) {
+    kernel_entry *ke = NULL;
+    if (find_kernel(ctx, program, name, &ke) != STFPM_OK) return 1;
+    return ke->wg_max < ctx->wg_cap ? ke->wg_max : ctx->wg_cap;
+}
+
+static size_t pow2_ceil(size_t v) {
+    size_t p = 1;
+    while (p < v) p <<= 1;
+    return p;
+}
+
+/* Local size for a launch without one (GPU variant): at most 256 work-items (and the kernel's
+ * and device's limits), powers of two, the fastest dimension first and covering the global
+ * size, at least the kernel's preferred multiple in dimension 0 so the total is a multiple of
+ * it. */
+static void pick_local(const stfpm_ctx *ctx, const kernel_entry *ke, int dims, const size_t *g, size_t *l) {
+    size_t cap = ke->wg_max < ctx->wg_cap ? ke->wg_max : ctx->wg_cap;
+    if (cap > 256) cap = 256;
+    size_t c2 = 1;
+    while (c2 * 2 <= cap) c2 <<= 1;   /* a power of two */
+    size_t pm = pow2_ceil(ke->wg_multiple);
+    if (pm > c2) pm = c2;
+    l[0] = pow2_ceil(g[0]);
+    if (l[0] < pm) l[0] = pm;
+    if (l[0] > c2) l[0] = c2;
+    size_t left = c2 / l[0];
+    for (int d = 1; d < dims; d++) {
+        l[d] = pow2_ceil(g[d]);
+        if (l[d] > left) l[d] = left;
+        left /= l[d];
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -456,21 +527,36 @@ void stfpm_ctx_profile_reset(stfpm_ctx *ctx) {
 
 stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name, int dims,
                            const size_t *gws, const size_t *lws, int nargs, const stfpm_karg *args) {
-    cl_kernel k;
-    STFPM_TRY(stfpm_get_kernel(ctx, program, name, &k));
+    kernel_entry *ke = NULL;
+    STFPM_TRY(find_kernel(ctx, program, name, &ke));
+    cl_kernel k = ke->k;
     for (int i = 0; i < nargs; i++) {
         cl_int e = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].ptr);
         if (e != CL_SUCCESS)
             return stfpm_set_error(STFPM_ERR_CL, "clSetKernelArg(%s, arg %d) failed: %s", name, i,
                                    stfpm_cl_error_name(e));
     }
-    size_t g[3];
-    for (int d = 0; d < dims; d++) {
-        g[d] = gws[d] ? gws[d] : 1;
-        if (lws) g[d] = (g[d] + lws[d] - 1) / lws[d] * lws[d];
+    size_t g[3], l[3];
+    for (int d = 0; d < dims; d++) g[d] = gws[d] ? gws[d] : 1;
+    /* The GPU variant always launches with an explicit local size. The CPU variant leaves it
+     * to the runtime unless the caller gives one: its kernels do a row or more per work-item,
+     * and PoCL's own choice measured as fast or faster there. */
+    const size_t *use = lws;
+    if (!use && ctx->opt.kernels == STFPM_KERNELS_GPU) {
+        pick_local(ctx, ke, dims, g, l);
+        use = l;
+    }
+    if (use) {
+        size_t total = 1;
+        for (int d = 0; d < dims; d++) total *= use[d];
+        size_t cap = ke->wg_max < ctx->wg_cap ? ke->wg_max : ctx->wg_cap;
+        if (total > cap)
+            return stfpm_set_error(STFPM_ERR_CL, "kernel %s: work-group of %zu work-items, the limit is %zu (device "
+                                   "%s, kernel or max_work_group option)", name, total, cap, ctx->info.device_name);
+        for (int d = 0; d < dims; d++) g[d] = (g[d] + use[d] - 1) / use[d] * use[d];
     }
     cl_event ev = NULL;
-    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, lws, 0, NULL,
+    cl_int e = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, use, 0, NULL,
                                       ctx->profile ? &ev : NULL);
     if (e != CL_SUCCESS) {
         stfpm_status s = stfpm_cl_check(e, "clEnqueueNDRangeKernel");
@@ -479,6 +565,9 @@ stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name
     if (ev) stfpm_profile_event(ctx, name, ev);
     return STFPM_OK;
 }
+
+int stfpm_gpu_kernels(const stfpm_ctx *ctx) { return ctx->opt.kernels == STFPM_KERNELS_GPU; }
+size_t stfpm_sub_buffer_align(const stfpm_ctx *ctx) { return ctx->sub_align; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* memory */

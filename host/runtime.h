@@ -20,8 +20,11 @@ typedef struct stfpm_karg { size_t size; const void *ptr; } stfpm_karg;
  * by the context. */
 stfpm_status stfpm_get_kernel(stfpm_ctx *ctx, const char *program, const char *name, cl_kernel *out);
 
-/* Set the arguments and enqueue. gws are rounded up to a multiple of lws when lws != NULL;
- * kernels must bounds-check. With profiling on, the time is added to the kernel's entry. */
+/* Set the arguments and enqueue. gws are rounded up to a multiple of the local size; kernels
+ * must bounds-check. lws NULL: the GPU variant picks a local size (powers of two, at most 256
+ * and the kernel's / device's / max_work_group limits, dimension 0 at least the kernel's
+ * preferred multiple); the CPU variant leaves it to the runtime. A given lws over the limits
+ * is refused (STFPM_ERR_CL). With profiling on, the time is added to the kernel's entry. */
 stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name, int dims,
                            const size_t *gws, const size_t *lws, int nargs, const stfpm_karg *args);
 static inline stfpm_status stfpm_enqueue1d(stfpm_ctx *ctx, const char *program, const char *name,
@@ -29,6 +32,14 @@ static inline stfpm_status stfpm_enqueue1d(stfpm_ctx *ctx, const char *program, 
     size_t g = n ? n : 1;
     return stfpm_enqueue(ctx, program, name, 1, &g, NULL, nargs, args);
 }
+/* 1 when ctx runs the GPU variant of the kernels (the kernels option, resolved). */
+int stfpm_gpu_kernels(const stfpm_ctx *ctx);
+/* Largest work-group size a launch of this kernel may use (kernel, device, max_work_group). */
+size_t stfpm_kernel_wg_limit(stfpm_ctx *ctx, const char *program, const char *name);
+/* Alignment (bytes) of sub-buffer origins: the device's, or more with the sub_buffer_align option. */
+size_t stfpm_sub_buffer_align(const stfpm_ctx *ctx);
+/* 1 for a simulator device (Oclgrind): never chosen by default. */
+int stfpm_device_is_simulator(const stfpm_device_info *d);
 /* Record an event's duration under `name` when profiling is on (used for CLBlast calls). */
 void stfpm_profile_event(stfpm_ctx *ctx, const char *name, cl_event ev);
 int stfpm_profiling(const stfpm_ctx *ctx);

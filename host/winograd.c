@@ -44,11 +44,7 @@ static size_t wino_ld(size_t T) { return stfpm_conv_row_stride(T); }
  *   take the padded stride, returns wrong results when it copies: seen with any padding on
  *   PoCL with the tuned table, host/gemm.c). */
 static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
-    cl_uint bits = 0;
-    if (clGetDeviceInfo(stfpm_ctx_cl_device(ctx), CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL) !=
-            CL_SUCCESS || bits < 32 * 8)
-        bits = 128 * 8;
-    size_t a = bits / 8 / sizeof(float);
+    size_t a = stfpm_sub_buffer_align(ctx) / sizeof(float);
     return (rows * cols + a - 1) / a * a + a;
 }
 

@@ -7,6 +7,9 @@
 #include "testutil.h"
 #include "conv_algo.h"
 #include "options.h"
+#include "runtime.h"
+
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -44,7 +47,8 @@ START_TEST(test_environment_then_caller) {
                          "STFPM_CLBLAST_PARAMS=default", "STFPM_DEVICE_MEM_LIMIT=123456",
                          "STFPM_CONV_ALGO=winograd2", "STFPM_NO_FOLD=1", "STFPM_FUSED_MAP=0",
                          "STFPM_CONV_CHUNK_BYTES=4096", "STFPM_WINO_CHUNK_BYTES=8192",
-                         "STFPM_WINO_MIN_TILES=7", NULL};
+                         "STFPM_WINO_MIN_TILES=7", "STFPM_KERNELS=gpu", "STFPM_MAX_WORK_GROUP=64",
+                         "STFPM_SUB_BUFFER_ALIGN=512", NULL};
     stfpm_ctx_options o = {0};
     TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&o, env));
     ck_assert_str_eq(o.device, "pthread");
@@ -59,6 +63,9 @@ START_TEST(test_environment_then_caller) {
     ck_assert_uint_eq(o.conv_chunk_bytes, 4096);
     ck_assert_uint_eq(o.wino_chunk_bytes, 8192);
     ck_assert_int_eq(o.wino_min_tiles, 7);
+    ck_assert_int_eq(o.kernels, STFPM_KERNELS_GPU);
+    ck_assert_uint_eq(o.max_work_group, 64);
+    ck_assert_uint_eq(o.sub_buffer_align, 512);
 
     /* what the caller set wins over the environment */
     stfpm_ctx_options c = {.device = "0", .cache_dir = "", .conv_algo = STFPM_CONV_ALGO_IM2COL,
@@ -87,7 +94,8 @@ END_TEST
 START_TEST(test_bad_values_named) {
     static const struct { const char *var; } bad[] = {
         {"STFPM_CONV_ALGO=fast"}, {"STFPM_CONV_CHUNK_BYTES=12k"}, {"STFPM_WINO_CHUNK_BYTES=0"},
-        {"STFPM_WINO_MIN_TILES=-3"}, {"STFPM_DEVICE_MEM_LIMIT=lots"}};
+        {"STFPM_WINO_MIN_TILES=-3"}, {"STFPM_DEVICE_MEM_LIMIT=lots"}, {"STFPM_KERNELS=fpga"},
+        {"STFPM_SUB_BUFFER_ALIGN=500"}, {"STFPM_MAX_WORK_GROUP=none"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *env[] = {bad[i].var, NULL};
         stfpm_ctx_options o = {0};
@@ -185,6 +193,56 @@ START_TEST(test_conv_dispatch) {
 }
 END_TEST
 
+/* The GPU variant's launches: explicit local sizes within a small work-group limit, global
+ * sizes rounded up (kernels bounds-check); a caller's local size over the limit is refused. */
+START_TEST(test_gpu_launch_limits) {
+    stfpm_ctx *ctx = NULL;
+    stfpm_ctx_options o = {.kernels = STFPM_KERNELS_GPU, .max_work_group = 64, .sub_buffer_align = 512};
+    TU_CHECK_STATUS(stfpm_ctx_create(&ctx, &o));
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->kernels, STFPM_KERNELS_GPU);
+    ck_assert(stfpm_gpu_kernels(ctx));
+    ck_assert_uint_ge(stfpm_sub_buffer_align(ctx), 512);
+    ck_assert_uint_le(stfpm_kernel_wg_limit(ctx, "runtime", "fill_f32"), 64);
+    static const int sizes[] = {1, 63, 64, 65, 1000, 4099};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        stfpm_tensor t;
+        TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &t, 1, 1, 1, sizes[i] + 7));
+        TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &t, -1.0f));
+        stfpm_tensor v = t;
+        v.w = sizes[i];
+        v.off = 3;   /* a view: 3 in front, 4 behind stay -1 */
+        TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &v, 2.5f));
+        float *h = malloc(sizeof(float) * (size_t)(sizes[i] + 7));
+        TU_CHECK_STATUS(stfpm_tensor_read(ctx, &t, h));
+        for (int j = 0; j < sizes[i] + 7; j++)
+            ck_assert_msg(h[j] == (j >= 3 && j < 3 + sizes[i] ? 2.5f : -1.0f), "fill of %d: [%d] = %g", sizes[i], j, h[j]);
+        free(h);
+        stfpm_tensor_free(ctx, &t);
+    }
+    stfpm_tensor t;
+    TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &t, 1, 1, 1, 256));
+    cl_int off = 0, n = 256;
+    float val = 1.0f;
+    stfpm_karg a[] = {KARG(t.buf), KARG(off), KARG(n), KARG(val)};
+    size_t g = 256, l = 128;
+    ck_assert_int_eq(stfpm_enqueue(ctx, "runtime", "fill_f32", 1, &g, &l, KARGS(a)), STFPM_ERR_CL);
+    ck_assert_msg(strstr(stfpm_last_error(), "limit is 64"), "%s", stfpm_last_error());
+    l = 64;
+    TU_CHECK_STATUS(stfpm_enqueue(ctx, "runtime", "fill_f32", 1, &g, &l, KARGS(a)));
+    stfpm_tensor_free(ctx, &t);
+    stfpm_ctx_free(ctx);
+
+    stfpm_device_info sim = {0}, real = {0};
+    snprintf(sim.platform_name, sizeof sim.platform_name, "Oclgrind");
+    snprintf(real.platform_name, sizeof real.platform_name, "Portable Computing Language");
+    ck_assert(stfpm_device_is_simulator(&sim));
+    ck_assert(!stfpm_device_is_simulator(&real));
+    ck_assert_int_eq(stfpm_kernels_for_device(STFPM_KERNELS_AUTO, CL_DEVICE_TYPE_GPU), STFPM_KERNELS_GPU);
+    ck_assert_int_eq(stfpm_kernels_for_device(STFPM_KERNELS_AUTO, CL_DEVICE_TYPE_CPU), STFPM_KERNELS_CPU);
+    ck_assert_int_eq(stfpm_kernels_for_device(STFPM_KERNELS_CPU, CL_DEVICE_TYPE_GPU), STFPM_KERNELS_CPU);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("options");
     TCase *tc = tcase_create("options");
@@ -193,6 +251,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_values_named);
     tcase_add_test(tc, test_set_options_live);
     tcase_add_test(tc, test_conv_dispatch);
+    tcase_add_test(tc, test_gpu_launch_limits);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -84,6 +84,14 @@ typedef enum stfpm_conv_algo_choice {
     STFPM_CONV_ALGO_WINOGRAD2     /* Winograd F(2x2, 3x3) for every 3x3 stride-1 forward */
 } stfpm_conv_algo_choice;
 
+/* Shape of the OpenCL kernels (the cl/ sources are built with -DSTFPM_GPU=1 for the GPU variant). */
+typedef enum stfpm_kernels {
+    STFPM_KERNELS_AUTO = 0,   /* by CL_DEVICE_TYPE: GPU / accelerator -> GPU, else CPU */
+    STFPM_KERNELS_CPU,        /* row-form kernels tuned for CPU runtimes (PoCL) */
+    STFPM_KERNELS_GPU         /* one output element / tile per work-item, coalesced, local-memory
+                                 tree reductions, explicit work-group sizes */
+} stfpm_kernels;
+
 typedef struct stfpm_ctx_options {
     /* fixed when the context is created */
     const char *device;       /* STFPM_DEVICE; default: the first GPU, else the first device. A
@@ -98,6 +106,12 @@ typedef struct stfpm_ctx_options {
                                  spec (include/stfpm/tune.h); default: tuned file, built-in table */
     uint64_t device_mem_limit;/* STFPM_DEVICE_MEM_LIMIT (bytes): treat the device as having at most
                                  this much memory (tests of out-of-memory paths); default none */
+    stfpm_kernels kernels;    /* STFPM_KERNELS=auto|cpu|gpu; resolved to CPU or GPU */
+    size_t max_work_group;    /* STFPM_MAX_WORK_GROUP: cap on the work-group sizes the library
+                                 chooses (tests emulate small GPUs with 64 or 256); default: the
+                                 device's and kernel's limits */
+    unsigned sub_buffer_align;/* STFPM_SUB_BUFFER_ALIGN (bytes): align sub-buffers to at least this
+                                 (tests emulate NVIDIA's 512 on PoCL); default: the device's */
     /* engine switches; stfpm_ctx_set_options may change these on a live context */
     stfpm_conv_algo_choice conv_algo; /* STFPM_CONV_ALGO=auto|im2col|winograd|winograd2 */
     stfpm_switch fold_bn;     /* STFPM_NO_FOLD=1 turns it off: eval-mode networks fold batch norm
@@ -115,6 +129,9 @@ typedef struct stfpm_ctx_options {
 /* Defaults + environment for every unset field of *o (call on a zeroed struct for the plain
  * environment view). STFPM_ERR_ARG naming the variable when a value cannot be parsed. */
 stfpm_status stfpm_ctx_options_resolve(stfpm_ctx_options *o);
+/* "auto", "cpu", "gpu"; and the variant AUTO resolves to on a device of this type. */
+const char *stfpm_kernels_name(stfpm_kernels k);
+stfpm_kernels stfpm_kernels_for_device(stfpm_kernels k, cl_device_type type);
 
 stfpm_status stfpm_ctx_create(stfpm_ctx **out, const stfpm_ctx_options *opt);
 void stfpm_ctx_free(stfpm_ctx *ctx);

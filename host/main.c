@@ -1,6 +1,7 @@
 /* stfpm: the command-line program. Subcommands: devices, train, test, predict, demo. */
 #include "stfpm/stfpm.h"
 #include "stfpm/pipeline.h"
+#include "stfpm/demo_data.h"
 #include "stfpm/image.h"
 #include "stfpm/tune.h"
 #include "fsutil.h"

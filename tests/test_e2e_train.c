@@ -3,6 +3,7 @@
  * teacher): without it the cases print SKIP and pass. */
 #include "testutil.h"
 #include "stfpm/pipeline.h"
+#include "stfpm/demo_data.h"
 #include "stfpm/weights.h"
 
 #include <math.h>

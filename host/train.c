@@ -1,6 +1,7 @@
 /* Training (SPEC sections 3-4), in the order stfpm_train runs it:
- *   1. the run folder: RUN/ is created once the data set was found and cleaned of what killed
- *      runs left; --resume reads RUN/last.safetensors (once) and checks it fits this run;
+ *   1. the run folder: RUN/ is created once the data set was found, locked for this process
+ *      (RUN/.lock) and cleaned of what killed runs left; --resume reads RUN/last.safetensors
+ *      (once) and checks it fits this run;
  *   2. data: the seeded 80/20 split of the training images, every image preprocessed once;
  *   3. models: the frozen teacher and the student (Kaiming init, or the checkpoint's state);
  *   4. the teacher cache: the teacher's features of every image, computed once when they fit;
@@ -12,11 +13,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 void stfpm_train_config_default(stfpm_train_config *c) {
@@ -126,10 +129,46 @@ static void remove_stale_tmp(const char *dir) {
     closedir(d);
 }
 
+/* One writer per run folder: an exclusive flock on RUN/.lock, held until the run ends. The
+ * kernel drops it when the process dies, so a crashed run never blocks the next one. The file
+ * holds the holder's pid, for the message of a run that is refused. */
+static stfpm_status lock_run_dir(const char *dir, int *fd_out) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return stfpm_set_error(STFPM_ERR_IO, "cannot create the lock file %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        long pid = 0;
+        /* the holder writes its pid right after taking the lock: give it a moment */
+        for (int tries = 0; e == EWOULDBLOCK && pid <= 0 && tries < 50; tries++) {
+            char text[32] = {0};
+            if (pread(fd, text, sizeof text - 1, 0) > 0) pid = strtol(text, NULL, 10);
+            if (pid <= 0) usleep(2000);
+        }
+        close(fd);
+        if (e != EWOULDBLOCK) return stfpm_set_error(STFPM_ERR_IO, "cannot lock %s: %s", path, strerror(e));
+        if (pid > 0)
+            return stfpm_set_error(STFPM_ERR_IO, "%s is in use by another training process (pid %ld holds %s): "
+                                   "wait for it to end, or choose another --out", dir, pid, path);
+        return stfpm_set_error(STFPM_ERR_IO, "%s is in use by another training process (it holds %s): wait for "
+                               "it to end, or choose another --out", dir, path);
+    }
+    char text[32];
+    int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    int wrote = ftruncate(fd, 0) == 0 && pwrite(fd, text, (size_t)n, 0) == n;
+    (void)wrote;   /* the pid only informs a refused run: this one goes on without it */
+    *fd_out = fd;
+    return STFPM_OK;
+}
+
 /* Create the run folder (only once the data set was found: no empty folder is left behind for
- * a typo in --data) and clean it of what killed runs left. */
-static stfpm_status prepare_run_dir(const stfpm_train_config *c) {
+ * a typo in --data), take its lock before anything in it is written, check what it holds again
+ * (another run may have written it meanwhile) and clean it of what killed runs left. */
+static stfpm_status prepare_run_dir(const stfpm_train_config *c, const run_files *f, int *lock_fd) {
     STFPM_TRY(stfpm_mkdir_p(c->out_dir));
+    STFPM_TRY(lock_run_dir(c->out_dir, lock_fd));
+    STFPM_TRY(check_run_state(c, f));
     remove_stale_tmp(c->out_dir);
     return STFPM_OK;
 }
@@ -320,6 +359,7 @@ typedef struct train_run {
     stfpm_progress pg;
     stfpm_progress_fn fn;
     void *user;
+    int lock_fd;               /* RUN/.lock, -1 before it is taken */
 } train_run;
 
 static void report(train_run *r, stfpm_phase phase) {
@@ -508,6 +548,7 @@ static void train_run_free(stfpm_ctx *ctx, train_run *r) {
     if (r->m.teacher) stfpm_model_free(ctx, &r->m);
     stfpm_split_free(&r->sp);
     stfpm_dataset_free(&r->ds);
+    if (r->lock_fd >= 0) close(r->lock_fd);   /* releases the lock */
 }
 
 static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
@@ -517,7 +558,7 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
     STFPM_TRY(check_run_state(c, &r->f));
     STFPM_TRY(stfpm_find_teacher(c->teacher, r->teacher, sizeof r->teacher));
     STFPM_TRY(stfpm_dataset_open(c->data_dir, STFPM_DATASET_TRAIN, &r->ds));
-    STFPM_TRY(prepare_run_dir(c));
+    STFPM_TRY(prepare_run_dir(c, &r->f, &r->lock_fd));
     r->st = (train_state){.start_epoch = 1, .best = INFINITY, .threshold = NAN};
     if (c->resume) STFPM_TRY(resume_read(c, r->f.last, &r->ck, &r->st));
 
@@ -562,6 +603,7 @@ stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_prog
     r->c = c;
     r->fn = fn;
     r->user = user;
+    r->lock_fd = -1;
     stfpm_status s = train(ctx, r);
     train_run_free(ctx, r);
     free(r);

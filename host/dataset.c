@@ -125,7 +125,6 @@ static void free_samples(stfpm_sample *v, int n) {
 
 void stfpm_dataset_free(stfpm_dataset *ds) {
     if (!ds) return;
-    free(ds->root);
     free_samples(ds->train, ds->n_train);
     free_samples(ds->test, ds->n_test);
     stfpm_dataset_free_list(ds->defects, ds->n_defects);
@@ -303,7 +302,7 @@ done:
     return s;
 }
 
-stfpm_status stfpm_dataset_open(const char *root, int parts, stfpm_dataset *out) {
+stfpm_status stfpm_dataset_open(const char *root, stfpm_dataset_parts parts, stfpm_dataset *out) {
     memset(out, 0, sizeof *out);
     if (!root || !*root) return stfpm_set_error(STFPM_ERR_ARG, "no data set folder given");
     if (!(parts & STFPM_DATASET_ALL))
@@ -312,8 +311,6 @@ stfpm_status stfpm_dataset_open(const char *root, int parts, stfpm_dataset *out)
     if (stat(root, &st) != 0)
         return stfpm_set_error(STFPM_ERR_IO, "data set folder %s: %s", root, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return stfpm_set_error(STFPM_ERR_IO, "data set path %s is not a folder", root);
-    out->root = strdup(root);
-    if (!out->root) return OOM();
     stfpm_status s = STFPM_OK;
     if (parts & STFPM_DATASET_TRAIN) s = scan_train(root, out);
     if (s == STFPM_OK && (parts & STFPM_DATASET_TEST)) s = scan_test(root, out);

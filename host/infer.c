@@ -79,7 +79,7 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     stfpm_dataset ds;
     STFPM_TRY(stfpm_dataset_open(o->data_dir, STFPM_DATASET_TEST, &ds));
     stfpm_model m = {0};
-    stfpm_status s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
+    stfpm_status s = stfpm_model_load(ctx, &m, model_path, STFPM_MODEL_INFER, NULL);
     if (s != STFPM_OK) { stfpm_dataset_free(&ds); return s; }
     int S = m.size, n = ds.n_test, batch = o->batch > 0 ? o->batch : 16;
     if (n > 0 && batch > n) batch = n;   /* never hold more than the test set */

@@ -216,11 +216,11 @@ static int cmd_train(int argc, char **argv) {
         else if (is_opt(&a, "--weight-decay")) { if (parse_float(&a, &f)) c.weight_decay = (float)f; }
         else if (is_opt(&a, "--val-split")) { if (parse_float(&a, &f)) c.val_split = f; }
         else if (is_opt(&a, "--train-fraction")) { if (parse_float(&a, &f)) c.train_fraction = f; }
-        else if (is_opt(&a, "--resume")) c.resume = 1;
-        else if (is_opt(&a, "--no-teacher-cache")) c.teacher_cache = 0;
+        else if (is_opt(&a, "--resume")) c.start = STFPM_TRAIN_RESUME;
+        else if (is_opt(&a, "--no-teacher-cache")) c.teacher_cache = STFPM_TEACHER_CACHE_OFF;
         else if (is_opt(&a, "--checkpoint-by")) {
             const char *m = opt_value(&a);
-            if (m && !strcmp(m, "map")) c.select_by_map = 1;
+            if (m && !strcmp(m, "map")) c.checkpoint_by = STFPM_SELECT_BY_VAL_MAP;
             else if (m && strcmp(m, "loss")) return usage_error("train", "--checkpoint-by: expected loss or map, got %s", m);
         } else if (is_opt(&a, "--layers")) {
             const char *l = opt_value(&a);
@@ -381,7 +381,7 @@ static int cmd_predict(int argc, char **argv) {
     if (s == STFPM_OK) s = stfpm_model_resolve_path(model, model_path, sizeof model_path);
     if (s == STFPM_OK && maps_dir) s = stfpm_mkdir_p(maps_dir);
     if (s == STFPM_OK) s = open_ctx(device, &ctx, 0);
-    if (s == STFPM_OK) s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
+    if (s == STFPM_OK) s = stfpm_model_load(ctx, &m, model_path, STFPM_MODEL_INFER, NULL);
     if (s == STFPM_OK) {
         if (isnan(threshold)) threshold = m.threshold;
         if (isnan(threshold))

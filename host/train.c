@@ -35,7 +35,7 @@ void stfpm_train_config_default(stfpm_train_config *c) {
     c->n_layers = 3;
     c->val_split = 0.2;
     c->train_fraction = 1.0;
-    c->teacher_cache = 1;
+    c->teacher_cache = STFPM_TEACHER_CACHE_ON;
 }
 
 stfpm_status stfpm_train_config_check(const stfpm_train_config *c) {
@@ -78,10 +78,10 @@ static void run_files_make(const char *dir, run_files *f) {
 
 /* A new run needs a folder without a run in it; --resume needs the run's last checkpoint. */
 static stfpm_status check_run_state(const stfpm_train_config *c, const run_files *f) {
-    if (!c->resume && stfpm_path_exists(f->last))
+    if (c->start == STFPM_TRAIN_NEW && stfpm_path_exists(f->last))
         return stfpm_set_error(STFPM_ERR_ARG, "%s already holds a training run (%s exists): pass --resume to "
                                "continue it, or choose another --out", c->out_dir, f->last);
-    if (c->resume && !stfpm_path_exists(f->last))
+    if (c->start == STFPM_TRAIN_RESUME && !stfpm_path_exists(f->last))
         return stfpm_set_error(STFPM_ERR_IO, "--resume: %s not found (nothing to resume in %s)", f->last, c->out_dir);
     return STFPM_OK;
 }
@@ -190,7 +190,7 @@ static stfpm_status write_config(const stfpm_train_config *c, const char *path, 
                      "  \"train_fraction\": %.9g,\n  \"checkpoint_by\": \"%s\"\n}\n",
                      data, out, tea, c->epochs, c->batch, c->size, c->lr, c->momentum, c->weight_decay,
                      (unsigned long long)c->seed, layers, c->val_split, c->train_fraction,
-                     c->select_by_map ? "val_anomaly_map" : "val_loss");
+                     c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP ? "val_anomaly_map" : "val_loss");
     return stfpm_write_file_atomic(path, json, (size_t)n);
 }
 
@@ -199,7 +199,7 @@ static stfpm_status write_config(const stfpm_train_config *c, const char *path, 
 static void resume_key(const stfpm_train_config *c, char *out, size_t n) {
     snprintf(out, n, "--batch %d --momentum %.9g --weight-decay %.9g --val-split %.9g --train-fraction %.9g "
              "--checkpoint-by %s", c->batch, c->momentum, c->weight_decay, c->val_split, c->train_fraction,
-             c->select_by_map ? "map" : "loss");
+             c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP ? "map" : "loss");
 }
 
 static const char *LOG_HEADER = "epoch,train_loss,val_loss,val_map_mean,seconds,images_per_s,best\n";
@@ -303,7 +303,7 @@ static stfpm_status load_images(const stfpm_train_config *c, const stfpm_dataset
  * --resume the checkpoint's weights, BN statistics and SGD momentum. */
 static stfpm_status build_models(stfpm_ctx *ctx, const stfpm_train_config *c, const char *teacher,
                                  const stfpm_weights *ck, const char *ck_path, stfpm_model *m) {
-    STFPM_TRY(stfpm_model_init(ctx, m, c->size, c->layers, c->n_layers, 1));
+    STFPM_TRY(stfpm_model_init(ctx, m, c->size, c->layers, c->n_layers, STFPM_MODEL_TRAIN));
     if (ck) {
         STFPM_TRY(stfpm_resnet_load_prefixed(ctx, m->teacher, ck, ck_path, "teacher."));
         STFPM_TRY(stfpm_resnet_load_prefixed(ctx, m->student, ck, ck_path, "student."));
@@ -385,10 +385,9 @@ static stfpm_status train_epoch(stfpm_ctx *ctx, train_run *r, int epoch, double 
         for (int k = 0; k < nb; k++) memcpy(r->batch_buf + per * k, r->tr.chw + per * r->perm[i0 + k], per * sizeof(float));
         int first = r->st.global_step == 0;
         float loss = 0;
-        stfpm_status s = r->tc_train.n
-            ? stfpm_model_train_step_cached(ctx, &r->m, r->batch_buf, &r->tc_train, r->perm + i0, nb, c->lr,
-                                            c->momentum, c->weight_decay, first, &loss)
-            : stfpm_model_train_step(ctx, &r->m, r->batch_buf, nb, c->lr, c->momentum, c->weight_decay, first, &loss);
+        const stfpm_teacher_cache *tc = r->tc_train.n ? &r->tc_train : NULL;
+        stfpm_status s = stfpm_model_train_step(ctx, &r->m, r->batch_buf, tc, r->perm + i0, nb, c->lr, c->momentum,
+                                                c->weight_decay, first, &loss);
         if (s == STFPM_ERR_OOM && r->tc_train.n && b == 0 && epoch == r->st.start_epoch) {
             /* The cache fit, but then the student's activations did not: the network allocates
              * them before running anything, so drop the cache and run the teacher per batch. */
@@ -396,7 +395,8 @@ static stfpm_status train_epoch(stfpm_ctx *ctx, train_run *r, int epoch, double 
             stfpm_teacher_cache_free(ctx, &r->tc_val);
             r->pg.teacher_cached = 0;
             report(r, STFPM_PHASE_CACHE);
-            s = stfpm_model_train_step(ctx, &r->m, r->batch_buf, nb, c->lr, c->momentum, c->weight_decay, first, &loss);
+            s = stfpm_model_train_step(ctx, &r->m, r->batch_buf, NULL, NULL, nb, c->lr, c->momentum, c->weight_decay,
+                                       first, &loss);
         }
         if (s != STFPM_OK) return stfpm_wrap_error(s, "epoch %d, batch %d/%d", epoch, b + 1, batches);
         if (!isfinite(loss)) {
@@ -468,7 +468,7 @@ static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *va
  * anomaly map (--checkpoint-by map) and the highest image score (the default threshold). */
 static stfpm_status validate_epoch(stfpm_ctx *ctx, train_run *r, int epoch, float *val_loss, float *val_map,
                                    float *max_score) {
-    stfpm_status s = validate(ctx, &r->m, &r->va, &r->tc_val, r->c->batch, r->c->select_by_map, val_loss, val_map,
+    stfpm_status s = validate(ctx, &r->m, &r->va, &r->tc_val, r->c->batch, r->c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP, val_loss, val_map,
                               max_score);
     if (s != STFPM_OK) return stfpm_wrap_error(s, "validation after epoch %d", epoch);
     if (!isfinite(*val_loss))
@@ -485,7 +485,7 @@ static stfpm_status write_checkpoints(stfpm_ctx *ctx, train_run *r, int epoch, d
                                       float val_map, float max_score, double t0) {
     const stfpm_train_config *c = r->c;
     train_state *st = &r->st;
-    float metric = c->select_by_map ? val_map : val_loss;
+    float metric = c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP ? val_map : val_loss;
     int is_best = r->va.n == 0 || metric < st->best;
     char k_epoch[32], k_val[64], k_best[64], k_bepoch[32], k_step[32], k_seed[32], k_map[64], k_resume[512];
     snprintf(k_epoch, sizeof k_epoch, "%d", epoch);
@@ -497,7 +497,7 @@ static stfpm_status write_checkpoints(stfpm_ctx *ctx, train_run *r, int epoch, d
         snprintf(k_map, sizeof k_map, "%.9g", val_map);
         const char *keys[] = {"epoch", "val_loss", "val_map_mean", "teacher_file", "config"};
         const char *vals[] = {k_epoch, k_val, k_map, r->teacher, r->config_json};
-        STFPM_TRY(stfpm_model_save(ctx, &r->m, r->f.best, 0, keys, vals, 5));
+        STFPM_TRY(stfpm_model_save(ctx, &r->m, r->f.best, STFPM_SAVE_WEIGHTS, keys, vals, 5));
     }
     /* The log row goes out before last.safetensors: a run killed between the two resumes from
      * the previous epoch and rewrites the row (log_start keeps rows up to that epoch); in the
@@ -515,7 +515,7 @@ static stfpm_status write_checkpoints(stfpm_ctx *ctx, train_run *r, int epoch, d
     const char *keys[] = {"epoch", "val_loss", "best_val", "best_epoch", "global_step", "seed", "teacher_file",
                           "config", "resume_key"};
     const char *vals[] = {k_epoch, k_val, k_best, k_bepoch, k_step, k_seed, r->teacher, r->config_json, k_resume};
-    stfpm_status s = stfpm_model_save(ctx, &r->m, r->f.last, 1, keys, vals, 9);
+    stfpm_status s = stfpm_model_save(ctx, &r->m, r->f.last, STFPM_SAVE_WITH_MOMENTUM, keys, vals, 9);
     if (s != STFPM_OK) {
         /* keep the log consistent with last.safetensors (best effort: the disk may be full) */
         char msg[4096];
@@ -560,7 +560,7 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
     STFPM_TRY(stfpm_dataset_open(c->data_dir, STFPM_DATASET_TRAIN, &r->ds));
     STFPM_TRY(prepare_run_dir(c, &r->f, &r->lock_fd));
     r->st = (train_state){.start_epoch = 1, .best = INFINITY, .threshold = NAN};
-    if (c->resume) STFPM_TRY(resume_read(c, r->f.last, &r->ck, &r->st));
+    if (c->start == STFPM_TRAIN_RESUME) STFPM_TRY(resume_read(c, r->f.last, &r->ck, &r->st));
 
     /* 2. data: the seeded 80/20 split (SPEC section 4), every image preprocessed once */
     STFPM_TRY(stfpm_split_make(r->ds.n_train, c->seed, c->val_split, c->train_fraction, &r->sp));
@@ -569,12 +569,12 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
     STFPM_TRY(load_images(c, &r->ds, &r->sp, &r->tr, &r->va, &r->batch_buf, &r->perm));
 
     /* 3. teacher and student */
-    STFPM_TRY(build_models(ctx, c, r->teacher, c->resume ? &r->ck : NULL, r->f.last, &r->m));
+    STFPM_TRY(build_models(ctx, c, r->teacher, c->start == STFPM_TRAIN_RESUME ? &r->ck : NULL, r->f.last, &r->m));
     r->m.threshold = r->st.threshold;
     stfpm_weights_free(&r->ck);
 
     /* 4. the teacher cache */
-    if (c->teacher_cache) {
+    if (c->teacher_cache == STFPM_TEACHER_CACHE_ON) {
         STFPM_TRY(build_teacher_cache(ctx, &r->m, &r->tr, &r->va, c->batch, &r->tc_train, &r->tc_val, &r->pg));
         report(r, STFPM_PHASE_CACHE);
     }

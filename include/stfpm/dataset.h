@@ -30,7 +30,6 @@ typedef struct stfpm_sample {
 } stfpm_sample;
 
 typedef struct stfpm_dataset {
-    char *root;
     stfpm_sample *train;
     int n_train;
     stfpm_sample *test;       /* test folders in sorted order ("good" sorts among the defect
@@ -40,14 +39,15 @@ typedef struct stfpm_dataset {
     int n_defects;
 } stfpm_dataset;
 
-enum {
+/* The parts of a data set to scan (flags, combined with |). */
+typedef enum stfpm_dataset_parts {
     STFPM_DATASET_TRAIN = 1,  /* scan train/good (or a plain folder of images) */
     STFPM_DATASET_TEST = 2,   /* scan test/ and ground_truth/, check masks */
     STFPM_DATASET_ALL = 3
-};
+} stfpm_dataset_parts;
 
 /* Scan `root` for the requested parts. On failure *out is zeroed. */
-stfpm_status stfpm_dataset_open(const char *root, int parts, stfpm_dataset *out);
+stfpm_status stfpm_dataset_open(const char *root, stfpm_dataset_parts parts, stfpm_dataset *out);
 void stfpm_dataset_free(stfpm_dataset *ds);
 
 /* Sorted list of the image files directly inside `dir` (full paths, malloc'd; free with

@@ -156,7 +156,9 @@ static stfpm_status lock_run_dir(const char *dir, int *fd_out) {
     }
     char text[32];
     int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
-    int wrote = ftruncate(fd, 0) == 0 && pwrite(fd, text, (size_t)n, 0) == n;
+    /* the new pid first, then the rest of an older, longer one cut off: a reader never sees an
+     * empty file */
+    int wrote = pwrite(fd, text, (size_t)n, 0) == n && ftruncate(fd, n) == 0;
     (void)wrote;   /* the pid only informs a refused run: this one goes on without it */
     *fd_out = fd;
     return STFPM_OK;

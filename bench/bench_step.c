@@ -46,20 +46,20 @@ int main(int argc, char **argv) {
     int layers[3] = {1, 2, 3};
     float *x = malloc(sizeof(float) * 3 * size * size * batch);
     for (size_t i = 0; i < (size_t)3 * size * size * batch; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    stfpm_status s = stfpm_model_init(ctx, &m, size, layers, 3, 1);
+    stfpm_status s = stfpm_model_init(ctx, &m, size, layers, 3, STFPM_MODEL_TRAIN);
     if (!s) s = stfpm_resnet_init_kaiming(ctx, m.teacher, 1);
     if (!s) s = stfpm_resnet_init_kaiming(ctx, m.student, 2);
     float loss;
     float *scores = malloc(sizeof(float) * batch);
     /* warm-up (kernel builds) */
     if (!s) s = infer ? stfpm_model_eval(ctx, &m, x, batch, NULL, scores, NULL)
-                      : stfpm_model_train_step(ctx, &m, x, batch, 0.01f, 0.9f, 1e-4f, 1, &loss);
+                      : stfpm_model_train_step(ctx, &m, x, NULL, NULL, batch, 0.01f, 0.9f, 1e-4f, 1, &loss);
     if (!s) s = stfpm_finish(ctx);
     stfpm_ctx_profile_reset(ctx);
     double t0 = stfpm_now(), c0 = cpu_now();
     for (int k = 0; k < steps && !s; k++)
         s = infer ? stfpm_model_eval(ctx, &m, x, batch, NULL, scores, NULL)
-                  : stfpm_model_train_step(ctx, &m, x, batch, 0.01f, 0.9f, 1e-4f, 0, &loss);
+                  : stfpm_model_train_step(ctx, &m, x, NULL, NULL, batch, 0.01f, 0.9f, 1e-4f, 0, &loss);
     if (!s) s = stfpm_finish(ctx);
     double dt = stfpm_now() - t0, dc = cpu_now() - c0;
     if (s) { fprintf(stderr, "error: %s\n", stfpm_last_error()); return 1; }

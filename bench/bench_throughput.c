@@ -74,9 +74,9 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static stfpm_status make_model(stfpm_ctx *ctx, stfpm_model *m, const opts *o, int trainable) {
+static stfpm_status make_model(stfpm_ctx *ctx, stfpm_model *m, const opts *o, stfpm_model_mode mode) {
     int layers[3] = {1, 2, 3};
-    STFPM_TRY(stfpm_model_init(ctx, m, o->size, layers, 3, trainable));
+    STFPM_TRY(stfpm_model_init(ctx, m, o->size, layers, 3, mode));
     if (o->teacher) STFPM_TRY(stfpm_model_load_teacher(ctx, m, o->teacher));
     else STFPM_TRY(stfpm_resnet_init_kaiming(ctx, m->teacher, 1));
     return stfpm_resnet_init_kaiming(ctx, m->student, 2);
@@ -97,19 +97,19 @@ static stfpm_status phase_train(const opts *o, results *r) {
     stfpm_teacher_cache tc = {0};
     int n = o->batch, *idx = malloc(sizeof(int) * n);
     float *x = make_images(n, o->size, 0), loss = 0;
-    stfpm_status s = (x && idx) ? make_model(ctx, &m, o, 1) : stfpm_set_error(STFPM_ERR_OOM, "host images");
+    stfpm_status s = (x && idx) ? make_model(ctx, &m, o, STFPM_MODEL_TRAIN) : stfpm_set_error(STFPM_ERR_OOM, "host images");
     for (int k = 0; idx && k < n; k++) idx[k] = k;
 
     /* teacher forward every step; the very first step (first_step = 1) is the warm-up */
     double t0 = stfpm_now();
-    if (!s) s = stfpm_model_train_step(ctx, &m, x, n, LR, MOMENTUM, WD, 1, &loss);
+    if (!s) s = stfpm_model_train_step(ctx, &m, x, NULL, NULL, n, LR, MOMENTUM, WD, 1, &loss);
     if (!s) s = stfpm_finish(ctx);
     r->warmup_train_s = stfpm_now() - t0;
     r->train_loss_first = loss;
     fprintf(stderr, "bench_throughput: train warm-up %.2f s (loss %.4f)\n", r->warmup_train_s, loss);
     t0 = stfpm_now();
     for (int k = 0; k < o->train_steps && !s; k++)
-        s = stfpm_model_train_step(ctx, &m, x, n, LR, MOMENTUM, WD, 0, &loss);
+        s = stfpm_model_train_step(ctx, &m, x, NULL, NULL, n, LR, MOMENTUM, WD, 0, &loss);
     if (!s) s = stfpm_finish(ctx);
     r->train_uncached_step_s = (stfpm_now() - t0) / o->train_steps;
     if (!s) fprintf(stderr, "bench_throughput: train uncached %.3f s/step\n", r->train_uncached_step_s);
@@ -119,11 +119,11 @@ static stfpm_status phase_train(const opts *o, results *r) {
         s = stfpm_teacher_cache_build(ctx, &m, x, n, n, 0, &tc);
         r->cache_build_s = stfpm_now() - t0;
         /* warm-up of the cached path (the gather copies), not timed */
-        if (!s) s = stfpm_model_train_step_cached(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, 0, &loss);
+        if (!s) s = stfpm_model_train_step(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, 0, &loss);
         if (!s) s = stfpm_finish(ctx);
         t0 = stfpm_now();
         for (int k = 0; k < o->train_steps && !s; k++)
-            s = stfpm_model_train_step_cached(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, 0, &loss);
+            s = stfpm_model_train_step(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, 0, &loss);
         if (!s) s = stfpm_finish(ctx);
         r->train_cached_step_s = (stfpm_now() - t0) / o->train_steps;
         if (!s) fprintf(stderr, "bench_throughput: train cached %.3f s/step\n", r->train_cached_step_s);
@@ -148,7 +148,7 @@ static stfpm_status phase_infer(const opts *o, results *r) {
     float *x = make_images(n, S, 7);
     float *maps = malloc(sizeof(float) * (size_t)n * S * S), *scores = malloc(sizeof(float) * n);
     double *lat = malloc(sizeof(double) * (o->latency_reps > 0 ? o->latency_reps : 1));
-    stfpm_status s = (x && maps && scores && lat) ? make_model(ctx, &m, o, 0)
+    stfpm_status s = (x && maps && scores && lat) ? make_model(ctx, &m, o, STFPM_MODEL_INFER)
                                                   : stfpm_set_error(STFPM_ERR_OOM, "host buffers");
     /* warm-up at the inference batch (kernel builds), then timed batches */
     double t0 = stfpm_now();

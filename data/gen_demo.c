@@ -5,8 +5,8 @@
  *                   [--texture metal|fabric|stone] [--force]
  *
  * The images are a pure function of the options (same seed, same files). The generator itself
- * lives in the library (stfpm_demo_generate, include/stfpm/dataset.h) so tests can call it. */
-#include "stfpm/dataset.h"
+ * lives in the library (stfpm_demo_generate, include/stfpm/demo_data.h) so tests can call it. */
+#include "stfpm/demo_data.h"
 
 #include <errno.h>
 #include <stdio.h>

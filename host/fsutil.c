@@ -165,6 +165,11 @@ int stfpm_path_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+int stfpm_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 double stfpm_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -38,6 +38,8 @@ static inline stfpm_status stfpm_read_text(const char *path, char **text, size_t
 }
 
 int stfpm_path_exists(const char *path);
+/* 1 when path is a directory (links followed). */
+int stfpm_is_dir(const char *path);
 /* Monotonic clock in seconds. */
 double stfpm_now(void);
 

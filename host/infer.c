@@ -231,7 +231,7 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     stfpm_dataset ds;
     STFPM_TRY(stfpm_dataset_open(o->data_dir, STFPM_DATASET_TEST, &ds));
     stfpm_model m = {0};
-    stfpm_status s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
+    stfpm_status s = stfpm_model_load(ctx, &m, model_path, STFPM_MODEL_INFER, NULL);
     if (s != STFPM_OK) { stfpm_dataset_free(&ds); return s; }
     const int S = m.size, n = ds.n_test;
     int batch = o->batch > 0 ? o->batch : 16;
@@ -376,7 +376,7 @@ stfpm_status stfpm_predict(stfpm_ctx *ctx, const stfpm_predict_options *o, stfpm
         samples[i].defect = (char *)"";
     }
     stfpm_model m = {0};
-    stfpm_status s = stfpm_model_load(ctx, &m, model_path, 0, NULL);
+    stfpm_status s = stfpm_model_load(ctx, &m, model_path, STFPM_MODEL_INFER, NULL);
     score_job job = {0};
     if (s == STFPM_OK) {
         sum->threshold = o->threshold_given ? o->threshold : m.threshold;

@@ -1,6 +1,7 @@
 /* stfpm: the command-line program. Subcommands: devices, train, test, predict, demo. */
 #include "stfpm/stfpm.h"
 #include "stfpm/pipeline.h"
+#include "stfpm/demo_data.h"
 #include "stfpm/image.h"
 #include "stfpm/tune.h"
 #include "fsutil.h"
@@ -224,11 +225,11 @@ static int cmd_train(int argc, char **argv) {
         else if (is_opt(&a, "--weight-decay")) { if (parse_float(&a, &f)) c.weight_decay = (float)f; }
         else if (is_opt(&a, "--val-split")) { if (parse_float(&a, &f)) c.val_split = f; }
         else if (is_opt(&a, "--train-fraction")) { if (parse_float(&a, &f)) c.train_fraction = f; }
-        else if (is_opt(&a, "--resume")) c.resume = 1;
-        else if (is_opt(&a, "--no-teacher-cache")) c.teacher_cache = 0;
+        else if (is_opt(&a, "--resume")) c.start = STFPM_TRAIN_RESUME;
+        else if (is_opt(&a, "--no-teacher-cache")) c.teacher_cache = STFPM_TEACHER_CACHE_OFF;
         else if (is_opt(&a, "--checkpoint-by")) {
             const char *m = opt_value(&a);
-            if (m && !strcmp(m, "map")) c.select_by_map = 1;
+            if (m && !strcmp(m, "map")) c.checkpoint_by = STFPM_SELECT_BY_VAL_MAP;
             else if (m && strcmp(m, "loss")) return usage_error("train", "--checkpoint-by: expected loss or map, got %s", m);
         } else if (is_opt(&a, "--layers")) {
             const char *l = opt_value(&a);

@@ -41,7 +41,7 @@ void stfpm_format_layers(const int *layers, int n, char *out, size_t out_len) {
 }
 
 stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const int *layers, int n_layers,
-                              int trainable) {
+                              stfpm_model_mode mode) {
     memset(m, 0, sizeof *m);
     m->threshold = NAN;
     if (size < 32 || size % 32 != 0)
@@ -53,7 +53,7 @@ stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const in
     for (int i = 0; i < n_layers; i++) m->layers[i] = layers[i];
     m->depth = layers[n_layers - 1];
     stfpm_status s = stfpm_resnet_create(ctx, m->depth, 0, &m->teacher);
-    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, m->depth, trainable, &m->student);
+    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, m->depth, mode == STFPM_MODEL_TRAIN, &m->student);
     if (s == STFPM_OK) s = stfpm_pyramid_create(ctx, &m->pyr);
     if (s != STFPM_OK) stfpm_model_free(ctx, m);
     return s;
@@ -117,12 +117,12 @@ stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char
     return s;
 }
 
-stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, int with_momentum,
+stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_save_content content,
                               const char *const *meta_keys, const char *const *meta_values, int n_meta) {
     stfpm_weights w = {0};
     stfpm_status s = stfpm_resnet_export_prefixed(ctx, m->teacher, &w, "teacher.");
     if (s == STFPM_OK) s = stfpm_resnet_export_prefixed(ctx, m->student, &w, "student.");
-    if (s == STFPM_OK && with_momentum) s = stfpm_resnet_export_momentum(ctx, m->student, &w, "student.");
+    if (s == STFPM_OK && content == STFPM_SAVE_WITH_MOMENTUM) s = stfpm_resnet_export_momentum(ctx, m->student, &w, "student.");
     if (s == STFPM_OK) {
         const char *keys[64], *vals[64];
         char size[32], layers[32], thr[64];
@@ -155,7 +155,7 @@ stfpm_status stfpm_model_resolve_path(const char *p, char *out, size_t out_len) 
     return STFPM_OK;
 }
 
-stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, int trainable,
+stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_model_mode mode,
                               stfpm_weights *w_out) {
     stfpm_weights w = {0};
     STFPM_TRY(stfpm_weights_load(path, &w));
@@ -168,7 +168,7 @@ stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, 
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s is not an stfpm-cl model file (metadata format/size/layers "
                             "missing); train one with `stfpm train`", path);
     if (s == STFPM_OK) s = stfpm_parse_layers(layers, L, &nl);
-    if (s == STFPM_OK) s = stfpm_model_init(ctx, m, atoi(size), L, nl, trainable);
+    if (s == STFPM_OK) s = stfpm_model_init(ctx, m, atoi(size), L, nl, mode);
     if (s == STFPM_OK) s = stfpm_resnet_load_prefixed(ctx, m->teacher, &w, path, "teacher.");
     if (s == STFPM_OK) s = stfpm_resnet_load_prefixed(ctx, m->student, &w, path, "student.");
     if (s == STFPM_OK) {
@@ -282,9 +282,9 @@ static stfpm_status forward_pair(stfpm_ctx *ctx, stfpm_model *m, const float *ch
     return STFPM_OK;
 }
 
-static stfpm_status train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const stfpm_teacher_cache *tc,
-                               const int *idx, int n, float lr, float momentum, float weight_decay, int first_step,
-                               float *loss) {
+stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const stfpm_teacher_cache *tc,
+                                    const int *idx, int n, float lr, float momentum, float weight_decay,
+                                    int first_step, float *loss) {
     stfpm_tensor tl[4], sl[4];
     STFPM_TRY(forward_pair(ctx, m, chw, n, 1, tc, idx, tl, sl));
     STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, 1, loss, NULL));
@@ -313,17 +313,6 @@ static stfpm_status eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const
         if (maps) STFPM_TRY(stfpm_tensor_read(ctx, &map, maps));
     }
     return STFPM_OK;
-}
-
-stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float lr,
-                                    float momentum, float weight_decay, int first_step, float *loss) {
-    return train_step(ctx, m, chw, NULL, NULL, n, lr, momentum, weight_decay, first_step, loss);
-}
-
-stfpm_status stfpm_model_train_step_cached(stfpm_ctx *ctx, stfpm_model *m, const float *chw,
-                                           const stfpm_teacher_cache *tc, const int *idx, int n, float lr,
-                                           float momentum, float weight_decay, int first_step, float *loss) {
-    return train_step(ctx, m, chw, tc, idx, n, lr, momentum, weight_decay, first_step, loss);
 }
 
 stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,

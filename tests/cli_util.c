@@ -1,6 +1,7 @@
 #include "cli_util.h"
 #include "testutil.h"
 #include "stfpm/dataset.h"
+#include "stfpm/demo_data.h"
 #include "stfpm/resnet.h"
 #include "stfpm/weights.h"
 

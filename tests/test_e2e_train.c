@@ -3,6 +3,7 @@
  * teacher): without it the cases are skipped (exit 77: "Skipped" in CTest). */
 #include "testutil.h"
 #include "stfpm/pipeline.h"
+#include "stfpm/demo_data.h"
 #include "stfpm/weights.h"
 
 #include <math.h>
@@ -40,10 +41,10 @@ static void untrained_metrics(const char *data, const char *model_path, int size
     stfpm_ctx *ctx = tu_ctx();
     stfpm_model m;
     int layers[3] = {1, 2, 3};
-    TU_CHECK_STATUS(stfpm_model_init(ctx, &m, size, layers, 3, 0));
+    TU_CHECK_STATUS(stfpm_model_init(ctx, &m, size, layers, 3, STFPM_MODEL_INFER));
     TU_CHECK_STATUS(stfpm_model_load_teacher(ctx, &m, g_teacher));
     TU_CHECK_STATUS(stfpm_resnet_init_kaiming(ctx, m.student, 0));
-    TU_CHECK_STATUS(stfpm_model_save(ctx, &m, model_path, 0, NULL, NULL, 0));
+    TU_CHECK_STATUS(stfpm_model_save(ctx, &m, model_path, STFPM_SAVE_WEIGHTS, NULL, NULL, 0));
     stfpm_model_free(ctx, &m);
     stfpm_test_options o = {.data_dir = data, .model = model_path, .batch = 8};
     TU_CHECK_STATUS(stfpm_test(ctx, &o, r, NULL, NULL));
@@ -120,7 +121,7 @@ START_TEST(test_resume_matches_uninterrupted) {
     c.epochs = 2;
     ck_assert_int_eq(stfpm_train(tu_ctx(), &c, NULL, NULL), STFPM_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(stfpm_last_error(), "--resume"));
-    c.resume = 1;
+    c.start = STFPM_TRAIN_RESUME;
     TU_CHECK_STATUS(stfpm_train(tu_ctx(), &c, NULL, NULL));
     snprintf(pa, sizeof pa, "%s/last.safetensors", a);
     snprintf(pb, sizeof pb, "%s/last.safetensors", b);

@@ -3,6 +3,7 @@
  * Host only: no OpenCL device is used. */
 #include "testutil.h"
 #include "stfpm/dataset.h"
+#include "stfpm/demo_data.h"
 #include "rng.h"
 #include "stfpm/image.h"
 

@@ -37,9 +37,15 @@ typedef struct stfpm_teacher_cache {
 stfpm_status stfpm_parse_layers(const char *text, int layers[4], int *n_layers);
 void stfpm_format_layers(const int *layers, int n, char *out, size_t out_len);
 
-/* Build teacher (eval, frozen) and student (trainable if trainable != 0) with zero weights. */
+/* What the student is built for: inference only, or training (gradients, SGD momentum). */
+typedef enum stfpm_model_mode {
+    STFPM_MODEL_INFER = 0,
+    STFPM_MODEL_TRAIN = 1
+} stfpm_model_mode;
+
+/* Build teacher (eval, frozen) and student (trainable in STFPM_MODEL_TRAIN) with zero weights. */
 stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const int *layers, int n_layers,
-                              int trainable);
+                              stfpm_model_mode mode);
 void stfpm_model_free(stfpm_ctx *ctx, stfpm_model *m);
 
 /* Find the teacher weights: explicit path, else $STFPM_TEACHER, else the torch hub cache
@@ -48,23 +54,33 @@ stfpm_status stfpm_find_teacher(const char *explicit_path, char *out, size_t out
 /* Load teacher weights (torchvision names, no prefix) from a .pth / .safetensors file. */
 stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char *path);
 
-/* Write teacher + student (+ momentum when with_momentum) and metadata atomically. */
-stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, int with_momentum,
+/* What a model file holds besides teacher and student: nothing (a model for inference and the
+ * best checkpoint), or the student's SGD momentum too (a checkpoint to resume from). */
+typedef enum stfpm_save_content {
+    STFPM_SAVE_WEIGHTS = 0,
+    STFPM_SAVE_WITH_MOMENTUM = 1
+} stfpm_save_content;
+
+/* Write teacher + student (+ momentum) and metadata atomically. */
+stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_save_content content,
                               const char *const *meta_keys, const char *const *meta_values, int n_meta);
 /* Resolve a model path: a run directory (uses DIR/best.safetensors) or a file. */
 stfpm_status stfpm_model_resolve_path(const char *path_or_dir, char *out, size_t out_len);
 /* Load a saved model for inference (size, layers and threshold from its metadata). The weight
  * dictionary is returned in *w_out when not NULL (for metadata / momentum), else freed. */
-stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, int trainable,
+stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_model_mode mode,
                               stfpm_weights *w_out);
 
 /* Make the batch buffers hold at least n images. */
 stfpm_status stfpm_model_reserve(stfpm_ctx *ctx, stfpm_model *m, int n);
 
-/* One SGD step on n preprocessed images (3 x S x S floats each, host). *loss (host) receives
- * the batch loss of SPEC section 3 (before the step). */
-stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float lr,
-                                    float momentum, float weight_decay, int first_step, float *loss);
+/* One SGD step on n preprocessed images (3 x S x S floats each, host). The teacher features of
+ * image k come from cache entry idx[k] when tc is not NULL (see below), else from a teacher
+ * forward (idx unused, may be NULL). first_step != 0 starts the momentum (v = g). *loss (host)
+ * receives the batch loss of SPEC section 3 (before the step). */
+stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const stfpm_teacher_cache *tc,
+                                    const int *idx, int n, float lr, float momentum, float weight_decay,
+                                    int first_step, float *loss);
 /* Eval mode: the batch loss (mean over the n images) and, when scores != NULL, each image's score
  * (max of its anomaly map); maps (n * S * S floats, host) may be NULL. */
 stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,
@@ -78,11 +94,8 @@ stfpm_status stfpm_teacher_cache_build(stfpm_ctx *ctx, stfpm_model *m, const flo
                                        uint64_t max_bytes, stfpm_teacher_cache *tc);
 uint64_t stfpm_teacher_cache_bytes(const stfpm_model *m, int n);
 void stfpm_teacher_cache_free(stfpm_ctx *ctx, stfpm_teacher_cache *tc);
-/* As stfpm_model_train_step / stfpm_model_eval, but the teacher features of image k of the
- * batch are cache entry idx[k] (no teacher forward). */
-stfpm_status stfpm_model_train_step_cached(stfpm_ctx *ctx, stfpm_model *m, const float *chw,
-                                           const stfpm_teacher_cache *tc, const int *idx, int n, float lr,
-                                           float momentum, float weight_decay, int first_step, float *loss);
+/* As stfpm_model_eval, but the teacher features of image k of the batch are cache entry idx[k]
+ * (no teacher forward). */
 stfpm_status stfpm_model_eval_cached(stfpm_ctx *ctx, stfpm_model *m, const float *chw,
                                      const stfpm_teacher_cache *tc, const int *idx, int n, float *loss,
                                      float *scores, float *maps);

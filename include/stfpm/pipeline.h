@@ -16,6 +16,24 @@ extern "C" {
 stfpm_status stfpm_load_samples(const stfpm_sample *samples, const int *index, int n, int S, float *chw,
                                 uint8_t *masks, int threads);
 
+/* A new run into an empty --out, or the continuation of the run in it (RUN/last.safetensors). */
+typedef enum stfpm_train_start {
+    STFPM_TRAIN_NEW = 0,
+    STFPM_TRAIN_RESUME = 1
+} stfpm_train_start;
+
+/* The validation value whose lowest epoch is kept as RUN/best.safetensors. */
+typedef enum stfpm_checkpoint_rule {
+    STFPM_SELECT_BY_VAL_LOSS = 0,   /* the mean validation loss (the paper) */
+    STFPM_SELECT_BY_VAL_MAP = 1     /* the mean validation anomaly map (the authors' code) */
+} stfpm_checkpoint_rule;
+
+typedef enum stfpm_teacher_cache_mode {
+    STFPM_TEACHER_CACHE_OFF = 0,    /* a teacher forward per batch */
+    STFPM_TEACHER_CACHE_ON = 1      /* the teacher's features of every image computed once and kept on
+                                       the device when they fit in half its memory (default) */
+} stfpm_teacher_cache_mode;
+
 typedef struct stfpm_train_config {
     const char *data_dir, *out_dir, *teacher;
     int epochs, batch, size;
@@ -23,10 +41,9 @@ typedef struct stfpm_train_config {
     uint64_t seed;
     int layers[4], n_layers;
     double val_split, train_fraction;
-    int resume;
-    int select_by_map;        /* 0: lowest validation loss (paper); 1: lowest mean val anomaly map (authors' code) */
-    int teacher_cache;        /* 1 (default): compute teacher features once per image and keep them on
-                                 the device when they fit in half its memory; 0: teacher forward per batch */
+    stfpm_train_start start;
+    stfpm_checkpoint_rule checkpoint_by;
+    stfpm_teacher_cache_mode teacher_cache;
 } stfpm_train_config;
 
 void stfpm_train_config_default(stfpm_train_config *c);
@@ -51,7 +68,10 @@ typedef void (*stfpm_progress_fn)(void *user, const stfpm_progress *p);
 
 /* Train; writes RUN/config.json, RUN/train_log.csv, RUN/last.safetensors each epoch and
  * RUN/best.safetensors at each new best. A NaN/Inf loss stops with STFPM_ERR_NAN (naming
- * epoch and batch) and leaves the last good checkpoints in place. */
+ * epoch and batch) and leaves the last good checkpoints in place. One process at a time
+ * trains into a folder: the run holds an exclusive lock on RUN/.lock (which records its pid)
+ * from before its first write to its end; a second run into the same folder fails with
+ * STFPM_ERR_IO naming the folder and the holder's pid. */
 stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_progress_fn fn, void *user);
 
 typedef struct stfpm_test_result {

@@ -64,7 +64,8 @@ stfpm_status stfpm_pth_read_mem(const void *buf, size_t len, const char *label,
                                 stfpm_weights *out);
 
 /* Write every tensor as F32 plus n_meta string pairs in __metadata__, atomically: a temporary
- * file next to path, fflush + fsync, rename over path. On failure path is untouched. */
+ * file next to path ("<path>.tmp.<pid>.<n>"), fsync, rename over path, fsync of the folder.
+ * On failure path is untouched and the temporary file removed. */
 stfpm_status stfpm_safetensors_write(const char *path, const stfpm_weights *w,
                                      const char *const *meta_keys,
                                      const char *const *meta_values, int n_meta);

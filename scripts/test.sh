@@ -79,6 +79,6 @@ if [ "${STFPM_SANITIZE:-0}" = "1" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSTFPM_SANITIZE=ON -DSTFPM_BUILD_BENCH=OFF >/dev/null
   cmake --build build-asan -j"$jobs"
   export STFPM_CACHE_DIR="$PWD/build-asan/kernel-cache"
-  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}" LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp}" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   run_ctest build-asan --output-on-failure --timeout 1800 -LE e2e "$@"
 fi

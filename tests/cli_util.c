@@ -348,7 +348,7 @@ char *cli_dir_digest(const char *dir) {
         names[n++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof(char *), cmp_str);
+    if (n) qsort(names, (size_t)n, sizeof(char *), cmp_str);   /* names is NULL for an empty folder */
     size_t out_cap = 64 + (size_t)n * 320, out_len = 0;
     char *out = malloc(out_cap);
     out[0] = 0;

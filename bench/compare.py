@@ -6,10 +6,12 @@ alternating: for each round, ours-train, torch-train, ours-infer, torch-infer (e
 own process, so the peak-RSS figure belongs to that phase). Prints a table of the medians over
 the rounds, then every round's raw values, and the load average seen during the runs.
 
-  /opt/refenv/bin/python bench/compare.py --size 256 --batch 8 --infer-batch 32 --rounds 2 --steps 2
+  bench/setup_env.sh      # once: .venv-bench with torch, torchvision (bench/requirements.txt)
+  .venv-bench/bin/python bench/compare.py --size 256 --batch 8 --infer-batch 32 --rounds 2 --steps 2
 
-The PyTorch side runs with channels_last (--no-channels-last to turn it off), os.cpu_count()
-threads and OMP_WAIT_POLICY=PASSIVE (see bench/README.md for why).
+The PyTorch side runs under the interpreter that runs compare.py (--python to choose another),
+with channels_last (--no-channels-last to turn it off), os.cpu_count() threads and
+OMP_WAIT_POLICY=PASSIVE (see bench/README.md for why).
 
 Build the C side first:
   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release && cmake --build build-bench -j2 --target bench_throughput
@@ -110,6 +112,16 @@ def main():
     if a.rounds < 1:
         ap.error("--rounds must be >= 1")
 
+    try:   # before anything runs: the PyTorch side needs torch and torchvision
+        probe = subprocess.run([a.python, "-c", "import torch, torchvision"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        why = (probe.stderr.strip().splitlines() or ["exit %d" % probe.returncode])[-1] if probe.returncode else None
+    except OSError as e:
+        why = str(e)
+    if why:
+        raise SystemExit(f"compare.py: {a.python} cannot import torch and torchvision ({why}); create the "
+                         f"environment with\n  {os.path.join(HERE, 'setup_env.sh')}\nand run "
+                         f"{os.path.join(ROOT, '.venv-bench', 'bin', 'python')} {os.path.join(HERE, 'compare.py')} ...")
     exe = os.path.join(a.build_dir, "bench_throughput")
     if not os.access(exe, os.X_OK):
         raise SystemExit(f"compare.py: {exe} not found; build it with\n  cmake -S {ROOT} -B {a.build_dir} "

@@ -10,11 +10,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target stfpm_cli
 if [ -z "${STFPM_TEACHER:-}" ]; then
   hub="${TORCH_HOME:-$HOME/.cache/torch}/hub/checkpoints"
-  if ls "$hub"/resnet18-*.pth >/dev/null 2>&1; then
-    :   # stfpm finds it there by itself
-  elif [ -f ../shared/weights/resnet18_imagenet_l3_bnfolded.safetensors ]; then
-    export STFPM_TEACHER="$PWD/../shared/weights/resnet18_imagenet_l3_bnfolded.safetensors"
-  else
+  if ! ls "$hub"/resnet18-*.pth >/dev/null 2>&1; then   # else stfpm finds it there by itself
     echo "demo: fetching torchvision's ResNet-18 weights (46 MB) into $hub"
     sh data/fetch_weights.sh
   fi

@@ -23,7 +23,8 @@ Weights are random (torchvision's init: kaiming normal fan_out for convs, BN 1/0
 --channels-last converts models and inputs to torch.channels_last (off by default; see README).
 OMP_WAIT_POLICY=PASSIVE is set unless --omp-default (see the comment at the imports).
 
-  /opt/refenv/bin/python bench/reference/stfpm_torch.py --size 256 --batch 8 --infer-batch 32 --json out.json
+  .venv-bench/bin/python bench/reference/stfpm_torch.py --size 256 --batch 8 --infer-batch 32 --json out.json
+(.venv-bench: the environment of bench/setup_env.sh.)
 """
 import argparse
 import json

@@ -14,7 +14,8 @@ and the values of each metric computed by a direct Python transcription of its d
 - Paper PRO: the STFPM authors' evaluate.py pro() (gdwang08/STFPM), scipy labels instead of
   skimage (same 8-connectivity), the FPR cut taken from the same limit.
 
-Run:  /opt/refenv/bin/python tests/ref/gen_metrics_ref.py   (numpy, scipy, scikit-learn)
+Run:  .venv-bench/bin/python tests/ref/gen_metrics_ref.py   (numpy, scipy, scikit-learn; the
+      environment of bench/setup_env.sh)
 """
 import os
 from bisect import bisect

@@ -3,7 +3,8 @@
 STFPM distance on small fixed inputs, used by tests/test_ops_{pool,upsample,loss}.c to check the
 device ops against torch itself (not only against the C references).
 
-Run:  /opt/refenv/bin/python tests/ref/gen_ops_torch.py   (from the repository root)
+Run:  .venv-bench/bin/python tests/ref/gen_ops_torch.py   (from the repository root, with the
+      environment of bench/setup_env.sh)
 Needs torch; the output is committed, so building and testing never need Python."""
 import os
 import sys

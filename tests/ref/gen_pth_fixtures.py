@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Write the small weight-file fixtures of tests/test_io_pth.c and tests/test_io_safetensors.c.
 
-Run with /opt/refenv/bin/python (torch, safetensors) from anywhere:
-    /opt/refenv/bin/python tests/ref/gen_pth_fixtures.py
+Run with a Python that has torch and safetensors (the environment of bench/setup_env.sh), from
+any directory:
+    .venv-bench/bin/python tests/ref/gen_pth_fixtures.py
 Files go to tests/data/weights/. Every float value follows one formula so the C tests can
 recompute it without a reference file:
     value(j) = base + (start + j - 7) * 0.125      (j = flat index inside the tensor)

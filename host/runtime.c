@@ -18,7 +18,7 @@
 #define MAX_KERNELS 256
 #define MAX_PROFILE 256
 
-typedef struct { char name[64]; cl_program prog; char *options; } program_entry;
+typedef struct { char name[64]; cl_program prog; } program_entry;
 typedef struct {
     char prog[64], name[64];
     cl_kernel k;
@@ -266,10 +266,7 @@ void stfpm_ctx_free(stfpm_ctx *ctx) {
     for (int i = 0; i < STFPM_SCRATCH_SLOTS; i++)
         if (ctx->scratch[i]) clReleaseMemObject(ctx->scratch[i]);
     for (int i = 0; i < ctx->n_kernels; i++) clReleaseKernel(ctx->kernels[i].k);
-    for (int i = 0; i < ctx->n_programs; i++) {
-        clReleaseProgram(ctx->programs[i].prog);
-        free(ctx->programs[i].options);
-    }
+    for (int i = 0; i < ctx->n_programs; i++) clReleaseProgram(ctx->programs[i].prog);
     if (ctx->queue) clReleaseCommandQueue(ctx->queue);
     if (ctx->context) clReleaseContext(ctx->context);
     free(ctx);
@@ -402,7 +399,6 @@ static stfpm_status get_program(stfpm_ctx *ctx, const char *name, cl_program *ou
     program_entry *pe = &ctx->programs[ctx->n_programs++];
     snprintf(pe->name, sizeof pe->name, "%s", name);
     pe->prog = p;
-    pe->options = NULL;
     *out = p;
     return STFPM_OK;
 }

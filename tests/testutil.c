@@ -10,15 +10,6 @@
 
 static stfpm_ctx *g_ctx;
 
-/* setenv / unsetenv are not thread-safe against getenv in other threads, and PoCL's worker
- * threads call getenv while they launch kernels: let the shared context's queue drain first
- * (seen as an ASan SEGV in getenv inside libpocl when a test switched STFPM_CONV_ALGO right
- * after enqueueing a kernel). */
-void tu_setenv(const char *name, const char *value) {
-    if (g_ctx) stfpm_finish(g_ctx);
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-}
 
 stfpm_ctx *tu_ctx(void) {
     if (!g_ctx) {

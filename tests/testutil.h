@@ -8,8 +8,6 @@
 
 /* One context per test process (created on first use, device from STFPM_DEVICE). */
 stfpm_ctx *tu_ctx(void);
-/* setenv(name, value) (value NULL: unsetenv) after the shared context's queue has drained. */
-void tu_setenv(const char *name, const char *value);
 void tu_ctx_release(void);
 /* Deterministic pseudo-random floats in [lo, hi). */
 void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);

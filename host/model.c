@@ -52,8 +52,8 @@ stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const in
     m->n_layers = n_layers;
     for (int i = 0; i < n_layers; i++) m->layers[i] = layers[i];
     m->depth = layers[n_layers - 1];
-    stfpm_status s = stfpm_resnet_create(ctx, m->depth, 0, &m->teacher);
-    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, m->depth, mode == STFPM_MODEL_TRAIN, &m->student);
+    stfpm_status s = stfpm_resnet_create(ctx, m->depth, STFPM_NET_FROZEN, &m->teacher);
+    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, m->depth, mode == STFPM_MODEL_TRAIN ? STFPM_NET_TRAINABLE : STFPM_NET_FROZEN, &m->student);
     if (s == STFPM_OK) s = stfpm_pyramid_create(ctx, &m->pyr);
     if (s != STFPM_OK) stfpm_model_free(ctx, m);
     return s;
@@ -112,7 +112,7 @@ stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char
     if (m->depth == 4 && !stfpm_resnet_weights_have_layer(&w, "", 4))
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s: --layers includes 4 but this teacher file has no layer4 "
                             "weights (use a full torchvision resnet18 file)", path);
-    if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path);
+    if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path, NULL);
     stfpm_weights_free(&w);
     return s;
 }
@@ -120,8 +120,8 @@ stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char
 stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_save_content content,
                               const char *const *meta_keys, const char *const *meta_values, int n_meta) {
     stfpm_weights w = {0};
-    stfpm_status s = stfpm_resnet_export_prefixed(ctx, m->teacher, &w, "teacher.");
-    if (s == STFPM_OK) s = stfpm_resnet_export_prefixed(ctx, m->student, &w, "student.");
+    stfpm_status s = stfpm_resnet_export(ctx, m->teacher, &w, "teacher.");
+    if (s == STFPM_OK) s = stfpm_resnet_export(ctx, m->student, &w, "student.");
     if (s == STFPM_OK && content == STFPM_SAVE_WITH_MOMENTUM) s = stfpm_resnet_export_momentum(ctx, m->student, &w, "student.");
     if (s == STFPM_OK) {
         const char *keys[64], *vals[64];
@@ -169,8 +169,8 @@ stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, 
                             "missing); train one with `stfpm train`", path);
     if (s == STFPM_OK) s = stfpm_parse_layers(layers, L, &nl);
     if (s == STFPM_OK) s = stfpm_model_init(ctx, m, atoi(size), L, nl, mode);
-    if (s == STFPM_OK) s = stfpm_resnet_load_prefixed(ctx, m->teacher, &w, path, "teacher.");
-    if (s == STFPM_OK) s = stfpm_resnet_load_prefixed(ctx, m->student, &w, path, "student.");
+    if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path, "teacher.");
+    if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->student, &w, path, "student.");
     if (s == STFPM_OK) {
         const char *thr = stfpm_weights_meta(&w, "threshold");
         m->threshold = thr ? strtof(thr, NULL) : NAN;
@@ -236,7 +236,7 @@ stfpm_status stfpm_teacher_cache_build(stfpm_ctx *ctx, stfpm_model *m, const flo
         int nb = n - i0 < batch ? n - i0 : batch;
         stfpm_tensor x = stfpm_tensor_view(&m->x, 0, nb), tf[4];
         s = stfpm_tensor_write(ctx, &x, chw + per * i0);
-        if (s == STFPM_OK) s = stfpm_resnet_forward(ctx, m->teacher, &x, 0, m->depth, tf);
+        if (s == STFPM_OK) s = stfpm_resnet_forward(ctx, m->teacher, &x, STFPM_BN_EVAL, m->depth, tf);
         for (int i = 0; i < m->n_layers && s == STFPM_OK; i++) {
             stfpm_tensor dst = stfpm_tensor_view(&tc->level[i], i0, nb);
             s = stfpm_tensor_copy(ctx, &tf[m->layers[i] - 1], &dst);
@@ -274,10 +274,10 @@ static stfpm_status forward_pair(stfpm_ctx *ctx, stfpm_model *m, const float *ch
         for (int i = 0; i < m->n_layers; i++) sl[i] = sf[m->layers[i] - 1];
         return STFPM_OK;
     } else {
-        STFPM_TRY(stfpm_resnet_forward(ctx, m->teacher, &x, 0, m->depth, tf));
+        STFPM_TRY(stfpm_resnet_forward(ctx, m->teacher, &x, STFPM_BN_EVAL, m->depth, tf));
         for (int i = 0; i < m->n_layers; i++) tl[i] = tf[m->layers[i] - 1];
     }
-    STFPM_TRY(stfpm_resnet_forward(ctx, m->student, &x, train, m->depth, sf));
+    STFPM_TRY(stfpm_resnet_forward(ctx, m->student, &x, train ? STFPM_BN_TRAIN : STFPM_BN_EVAL, m->depth, sf));
     for (int i = 0; i < m->n_layers; i++) sl[i] = sf[m->layers[i] - 1];
     return STFPM_OK;
 }
@@ -287,7 +287,7 @@ stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float 
                                     int first_step, float *loss) {
     stfpm_tensor tl[4], sl[4];
     STFPM_TRY(forward_pair(ctx, m, chw, n, 1, tc, idx, tl, sl));
-    STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, 1, loss, NULL));
+    STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, STFPM_LOSS_WITH_GRAD, loss, NULL));
     /* the pyramid's gradient buffers keep the largest batch seen: view the first n images
      * (a smaller last batch of an epoch) */
     const stfpm_tensor *df[4] = {NULL, NULL, NULL, NULL};
@@ -297,7 +297,7 @@ stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float 
         df[m->layers[i] - 1] = &dv[i];
     }
     STFPM_TRY(stfpm_resnet_backward(ctx, m->student, df));
-    STFPM_TRY(stfpm_resnet_sgd_step(ctx, m->student, lr, momentum, weight_decay, first_step));
+    STFPM_TRY(stfpm_resnet_sgd_step(ctx, m->student, lr, momentum, weight_decay, first_step ? STFPM_SGD_FIRST_STEP : STFPM_SGD_CONTINUE));
     return STFPM_OK;
 }
 
@@ -305,7 +305,7 @@ static stfpm_status eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const
                          const int *idx, int n, float *loss, float *scores, float *maps) {
     stfpm_tensor tl[4], sl[4];
     STFPM_TRY(forward_pair(ctx, m, chw, n, 0, tc, idx, tl, sl));
-    if (loss) STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, 0, loss, NULL));
+    if (loss) STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, STFPM_LOSS_VALUE_ONLY, loss, NULL));
     if (scores || maps) {
         stfpm_tensor map = stfpm_tensor_view(&m->map, 0, n), score = stfpm_tensor_view(&m->score, 0, n);
         STFPM_TRY(stfpm_pyramid_anomaly_map(ctx, m->pyr, m->n_layers, tl, sl, &map, &score));

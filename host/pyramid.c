@@ -52,7 +52,8 @@ static stfpm_status ensure(stfpm_ctx *ctx, stfpm_tensor *t, int n, int c, int h,
 }
 
 stfpm_status stfpm_pyramid_loss(stfpm_ctx *ctx, stfpm_pyramid *p, int n_levels, const stfpm_tensor *t,
-                                const stfpm_tensor *s, int want_grad, float *loss, float *per_level) {
+                                const stfpm_tensor *s, stfpm_loss_grad grad, float *loss, float *per_level) {
+    const int want_grad = grad == STFPM_LOSS_WITH_GRAD;
     if (n_levels < 1 || n_levels > STFPM_MAX_LEVELS)
         return stfpm_set_error(STFPM_ERR_ARG, "pyramid loss: %d levels (1..%d)", n_levels, STFPM_MAX_LEVELS);
     for (int l = 0; l < n_levels; l++) {

@@ -110,7 +110,8 @@ static stfpm_status add_unit(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, const c
     return STFPM_OK;
 }
 
-stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, int trainable, stfpm_resnet **out) {
+stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, stfpm_net_params params, stfpm_resnet **out) {
+    const int trainable = params == STFPM_NET_TRAINABLE;
     *out = NULL;
     if (depth < 1 || depth > 4)
         return stfpm_set_error(STFPM_ERR_ARG, "ResNet depth must be 1..4 (layer1..layer4), got %d", depth);
@@ -253,8 +254,8 @@ stfpm_status stfpm_resnet_init_kaiming(stfpm_ctx *ctx, stfpm_resnet *net, uint64
     return STFPM_OK;
 }
 
-stfpm_status stfpm_resnet_load_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
-                                        const char *file_label, const char *prefix) {
+stfpm_status stfpm_resnet_load(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
+                               const char *file_label, const char *prefix) {
     if (!prefix) prefix = "";
     net->folded = 0;
     for (int i = 0; i < net->n_params; i++) {
@@ -268,11 +269,6 @@ stfpm_status stfpm_resnet_load_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, const
         STFPM_TRY(stfpm_tensor_write(ctx, &p->value, t->data));
     }
     return STFPM_OK;
-}
-
-stfpm_status stfpm_resnet_load(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
-                               const char *file_label) {
-    return stfpm_resnet_load_prefixed(ctx, net, w, file_label, NULL);
 }
 
 int stfpm_resnet_weights_have_layer(const stfpm_weights *w, const char *prefix, int layer) {
@@ -297,18 +293,14 @@ static stfpm_status export_tensor(stfpm_ctx *ctx, const stfpm_param *p, const st
     return s;
 }
 
-stfpm_status stfpm_resnet_export_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
-                                          const char *prefix) {
+stfpm_status stfpm_resnet_export(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
+                                 const char *prefix) {
     for (int i = 0; i < net->n_params; i++) {
         char name[160];
         snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", net->params[i].name);
         STFPM_TRY(export_tensor(ctx, &net->params[i], &net->params[i].value, name, out));
     }
     return STFPM_OK;
-}
-
-stfpm_status stfpm_resnet_export(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out) {
-    return stfpm_resnet_export_prefixed(ctx, net, out, NULL);
 }
 
 stfpm_status stfpm_resnet_export_momentum(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
@@ -520,8 +512,8 @@ static stfpm_status begin_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
 stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stfpm_resnet *b, const stfpm_tensor *x,
                                             int max_layer, stfpm_tensor feats_a[4], stfpm_tensor feats_b[4]) {
     if (!fold_enabled(ctx)) {
-        STFPM_TRY(stfpm_resnet_forward(ctx, a, x, 0, max_layer, feats_a));
-        return stfpm_resnet_forward(ctx, b, x, 0, max_layer, feats_b);
+        STFPM_TRY(stfpm_resnet_forward(ctx, a, x, STFPM_BN_EVAL, max_layer, feats_a));
+        return stfpm_resnet_forward(ctx, b, x, STFPM_BN_EVAL, max_layer, feats_b);
     }
     stfpm_resnet *nets[2] = {a, b};
     const stfpm_tensor *ws[2], *bs[2];
@@ -544,7 +536,8 @@ stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stf
 }
 
 stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,
-                                  int train, int max_layer, stfpm_tensor feats[4]) {
+                                  stfpm_bn_mode mode, int max_layer, stfpm_tensor feats[4]) {
+    const int train = mode == STFPM_BN_TRAIN;
     STFPM_TRY(begin_forward(ctx, net, x, train, max_layer));
     int n = x->n;
     if (train) net->folded = 0;   /* running statistics change */
@@ -632,7 +625,8 @@ stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfp
 }
 
 stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, float momentum,
-                                   float weight_decay, int first_step) {
+                                   float weight_decay, stfpm_sgd_step_kind step) {
+    const int first_step = step == STFPM_SGD_FIRST_STEP;
     net->folded = 0;
     for (int i = 0; i < net->n_params; i++) {
         stfpm_param *p = &net->params[i];

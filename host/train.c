@@ -307,8 +307,8 @@ static stfpm_status build_models(stfpm_ctx *ctx, const stfpm_train_config *c, co
                                  const stfpm_weights *ck, const char *ck_path, stfpm_model *m) {
     STFPM_TRY(stfpm_model_init(ctx, m, c->size, c->layers, c->n_layers, STFPM_MODEL_TRAIN));
     if (ck) {
-        STFPM_TRY(stfpm_resnet_load_prefixed(ctx, m->teacher, ck, ck_path, "teacher."));
-        STFPM_TRY(stfpm_resnet_load_prefixed(ctx, m->student, ck, ck_path, "student."));
+        STFPM_TRY(stfpm_resnet_load(ctx, m->teacher, ck, ck_path, "teacher."));
+        STFPM_TRY(stfpm_resnet_load(ctx, m->student, ck, ck_path, "student."));
         STFPM_TRY(stfpm_resnet_load_momentum(ctx, m->student, ck, ck_path, "student."));
     } else {
         STFPM_TRY(stfpm_model_load_teacher(ctx, m, teacher));

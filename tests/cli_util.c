@@ -50,9 +50,9 @@ int cli_write_random_teacher(const char *path) {
         stfpm_resnet *net = NULL;
         stfpm_weights w = {0};
         stfpm_status s = stfpm_ctx_create(&ctx, NULL);
-        if (s == STFPM_OK) s = stfpm_resnet_create(ctx, 3, 0, &net);
+        if (s == STFPM_OK) s = stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &net);
         if (s == STFPM_OK) s = stfpm_resnet_init_kaiming(ctx, net, 99);
-        if (s == STFPM_OK) s = stfpm_resnet_export(ctx, net, &w);
+        if (s == STFPM_OK) s = stfpm_resnet_export(ctx, net, &w, NULL);
         if (s == STFPM_OK) s = stfpm_safetensors_write(path, &w, NULL, NULL, 0);
         if (s != STFPM_OK) fprintf(stderr, "random teacher: %s\n", stfpm_last_error());
         stfpm_weights_free(&w);

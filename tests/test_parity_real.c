@@ -54,8 +54,8 @@ START_TEST(test_parity_real_teacher) {
     stfpm_weights w = {0};
     TU_CHECK_STATUS(stfpm_weights_load(wpath, &w));
     stfpm_resnet *teacher = NULL;
-    TU_CHECK_STATUS(stfpm_resnet_create(ctx, 3, 0, &teacher));
-    TU_CHECK_STATUS(stfpm_resnet_load(ctx, teacher, &w, wpath));
+    TU_CHECK_STATUS(stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &teacher));
+    TU_CHECK_STATUS(stfpm_resnet_load(ctx, teacher, &w, wpath, NULL));
     stfpm_weights_free(&w);
 
     /* image through the library's loader and preprocessing */
@@ -96,7 +96,7 @@ START_TEST(test_parity_real_teacher) {
     stfpm_tensor x = tu_tensor(chw, 1, 3, S, S);
     stfpm_tensor f[4];
     double tf0 = parity_now();
-    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, teacher, &x, 0, 3, f));
+    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, teacher, &x, STFPM_BN_EVAL, 3, f));
     TU_CHECK_STATUS(stfpm_finish(ctx));
     double t_fwd = parity_now() - tf0;
     double worst = 0;
@@ -131,7 +131,7 @@ START_TEST(test_parity_real_teacher) {
         memcpy(chw2, chw, (size_t)3 * S * S * sizeof *chw2);
         TU_CHECK_STATUS(stfpm_image_load_tensor(ipath2, S, chw2 + (size_t)3 * S * S));
         stfpm_tensor x2 = tu_tensor(chw2, 2, 3, S, S);
-        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, teacher, &x2, 0, 3, f));
+        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, teacher, &x2, STFPM_BN_EVAL, 3, f));
         for (int l = 0; l < 3; l++) {
             float *both = tu_read(&f[l]);
             size_t n1 = stfpm_tensor_numel(&f[l]) / 2;

@@ -172,8 +172,8 @@ static void run_case(const parity_case *pc, const tolset *T) {
 
     stfpm_resnet *teacher = NULL, *student = NULL;
     stfpm_pyramid *pyr = NULL;
-    TU_CHECK_STATUS(stfpm_resnet_create(ctx, 3, 0, &teacher));
-    TU_CHECK_STATUS(stfpm_resnet_create(ctx, 3, 1, &student));
+    TU_CHECK_STATUS(stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &teacher));
+    TU_CHECK_STATUS(stfpm_resnet_create(ctx, 3, STFPM_NET_TRAINABLE, &student));
     TU_CHECK_STATUS(stfpm_pyramid_create(ctx, &pyr));
     TU_CHECK_STATUS(parity_fill_net(ctx, teacher, "teacher"));
     TU_CHECK_STATUS(parity_fill_net(ctx, student, "student"));
@@ -196,12 +196,12 @@ static void run_case(const parity_case *pc, const tolset *T) {
     double t1 = parity_now();
     stfpm_tensor tf[4], sf[4];
     char name[160];
-    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, teacher, &x, 0, 3, tf));
+    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, teacher, &x, STFPM_BN_EVAL, 3, tf));
     for (int l = 0; l < 3; l++) {
         snprintf(name, sizeof name, "teacher_eval.layer%d", l + 1);
         check_rec(pc, &G[G_FEAT], name, &tf[l], NULL);
     }
-    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
+    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_EVAL, 3, sf));
     for (int l = 0; l < 3; l++) {
         snprintf(name, sizeof name, "student_eval.layer%d", l + 1);
         check_rec(pc, &G[G_FEAT], name, &sf[l], NULL);
@@ -235,8 +235,8 @@ static void run_case(const parity_case *pc, const tolset *T) {
     for (int step = 0; step < pc->n_steps; step++) {
         double ts = parity_now();
         float loss = 0, per[3] = {0};
-        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 1, 3, sf));
-        TU_CHECK_STATUS(stfpm_pyramid_loss(ctx, pyr, 3, tf, sf, 1, &loss, per));
+        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_TRAIN, 3, sf));
+        TU_CHECK_STATUS(stfpm_pyramid_loss(ctx, pyr, 3, tf, sf, STFPM_LOSS_WITH_GRAD, &loss, per));
         const stfpm_tensor *df[4] = {stfpm_pyramid_grad(pyr, 0), stfpm_pyramid_grad(pyr, 1),
                                      stfpm_pyramid_grad(pyr, 2), NULL};
         TU_CHECK_STATUS(stfpm_resnet_backward(ctx, student, df));
@@ -274,7 +274,8 @@ static void run_case(const parity_case *pc, const tolset *T) {
         }
         read_params(student, hp, 1);
         ts = parity_now();
-        TU_CHECK_STATUS(stfpm_resnet_sgd_step(ctx, student, PARITY_LR, PARITY_MOMENTUM, PARITY_WD, step == 0));
+        TU_CHECK_STATUS(stfpm_resnet_sgd_step(ctx, student, PARITY_LR, PARITY_MOMENTUM, PARITY_WD,
+                                              step == 0 ? STFPM_SGD_FIRST_STEP : STFPM_SGD_CONTINUE));
         TU_CHECK_STATUS(stfpm_finish(ctx));
         t_train += parity_now() - ts;
         double se = check_sgd(student, hp, step == 0);
@@ -297,10 +298,10 @@ static void run_case(const parity_case *pc, const tolset *T) {
      * float32; they differ by rounding only: max |diff| <= 1e-4 * RMS of the layer. */
     {
         float *folded[3];
-        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
+        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_EVAL, 3, sf));
         for (int l = 0; l < 3; l++) folded[l] = tu_read(&sf[l]);
         tu_set_fold_bn(STFPM_SWITCH_OFF);
-        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, 0, 3, sf));
+        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_EVAL, 3, sf));
         tu_reset_options();
         for (int l = 0; l < 3; l++) {
             float *plain = tu_read(&sf[l]);

@@ -31,9 +31,28 @@ typedef struct stfpm_param {
 
 typedef struct stfpm_resnet stfpm_resnet;
 
-/* depth: highest layer built (3 = conv1..layer3, 4 = with layer4). trainable: allocate
- * gradients and momentum buffers. Parameters start as zeros: call init_kaiming or load. */
-stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, int trainable, stfpm_resnet **out);
+/* Whether a network gets gradients and SGD momentum buffers (the student) or not (the teacher). */
+typedef enum stfpm_net_params {
+    STFPM_NET_FROZEN = 0,
+    STFPM_NET_TRAINABLE = 1
+} stfpm_net_params;
+
+/* Batch norm in a forward pass: running statistics (eval) or batch statistics, updating the
+ * running ones (train). */
+typedef enum stfpm_bn_mode {
+    STFPM_BN_EVAL = 0,
+    STFPM_BN_TRAIN = 1
+} stfpm_bn_mode;
+
+/* An SGD step that starts the momentum buffers (PyTorch's first step: buf = grad) or continues them. */
+typedef enum stfpm_sgd_step_kind {
+    STFPM_SGD_CONTINUE = 0,
+    STFPM_SGD_FIRST_STEP = 1
+} stfpm_sgd_step_kind;
+
+/* depth: highest layer built (3 = conv1..layer3, 4 = with layer4). STFPM_NET_TRAINABLE:
+ * allocate gradients and momentum buffers. Parameters start as zeros: call init_kaiming or load. */
+stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, stfpm_net_params params, stfpm_resnet **out);
 void stfpm_resnet_free(stfpm_ctx *ctx, stfpm_resnet *net);
 int stfpm_resnet_depth(const stfpm_resnet *net);
 
@@ -47,22 +66,18 @@ stfpm_param *stfpm_resnet_find(stfpm_resnet *net, const char *name);
  * every device. */
 stfpm_status stfpm_resnet_init_kaiming(stfpm_ctx *ctx, stfpm_resnet *net, uint64_t seed);
 
-/* Load every parameter and BN statistic from a weight dictionary (torchvision names; extra
- * tensors such as fc.*, layer4.* for a depth-3 net and num_batches_tracked are ignored).
- * A missing tensor, a wrong shape or a NaN/Inf value is an error naming tensor and file. */
+/* Load every parameter and BN statistic from a weight dictionary, each read as
+ * "<prefix><torchvision name>" (prefix NULL or "": plain names; extra tensors such as fc.*,
+ * layer4.* for a depth-3 net and num_batches_tracked are ignored). A missing tensor, a wrong
+ * shape or a NaN/Inf value is an error naming tensor and file (file_label). */
 stfpm_status stfpm_resnet_load(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
-                               const char *file_label);
-/* Same, reading "<prefix><name>" (prefix may be NULL or ""). */
-stfpm_status stfpm_resnet_load_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_weights *w,
-                                        const char *file_label, const char *prefix);
+                               const char *file_label, const char *prefix);
 /* 1 when w holds every parameter of layer `layer` (1..4) under prefix (to detect layer4). */
 int stfpm_resnet_weights_have_layer(const stfpm_weights *w, const char *prefix, int layer);
 /* Copy every parameter and BN statistic (not gradients) into a host dictionary, names
- * prefixed with prefix (may be NULL). */
-stfpm_status stfpm_resnet_export_prefixed(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
-                                          const char *prefix);
-/* Copy every parameter and BN statistic (not gradients) into a host dictionary. */
-stfpm_status stfpm_resnet_export(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out);
+ * prefixed with prefix (NULL or "": none). */
+stfpm_status stfpm_resnet_export(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
+                                 const char *prefix);
 /* Save / restore the SGD momentum buffers under "<prefix><name>.momentum_buffer". */
 stfpm_status stfpm_resnet_export_momentum(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
                                           const char *prefix);
@@ -70,15 +85,15 @@ stfpm_status stfpm_resnet_load_momentum(stfpm_ctx *ctx, stfpm_resnet *net, const
                                         const char *file_label, const char *prefix);
 
 /* Forward pass of x (N, 3, H, W), H and W multiples of 32 recommended.
- * train != 0: BN uses batch statistics and updates running statistics (needs a trainable net
- * to call backward afterwards). feats[l-1] receives the output of layer l for l = 1..depth
+ * STFPM_BN_TRAIN: BN uses batch statistics and updates running statistics (needs a trainable
+ * net to call backward afterwards). feats[l-1] receives the output of layer l for l = 1..depth
  * (views into buffers owned by the net, valid until the next forward). Layers above
  * max_layer are not computed (max_layer <= depth). */
 stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x,
-                                  int train, int max_layer, stfpm_tensor feats[4]);
+                                  stfpm_bn_mode mode, int max_layer, stfpm_tensor feats[4]);
 
 /* Eval-mode forwards of two networks on the same x (teacher and student at inference): the
- * same results as two stfpm_resnet_forward calls with train = 0, with conv1's im2col shared. */
+ * same results as two stfpm_resnet_forward calls with STFPM_BN_EVAL, with conv1's im2col shared. */
 stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stfpm_resnet *b, const stfpm_tensor *x,
                                             int max_layer, stfpm_tensor feats_a[4], stfpm_tensor feats_b[4]);
 
@@ -95,7 +110,7 @@ void stfpm_resnet_params_changed(stfpm_resnet *net);
 
 /* One SGD step (PyTorch semantics) over every trainable parameter. */
 stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, float momentum,
-                                   float weight_decay, int first_step);
+                                   float weight_decay, stfpm_sgd_step_kind step);
 
 /* Bytes of device memory held by the net's parameters / activation buffers. */
 uint64_t stfpm_resnet_param_bytes(const stfpm_resnet *net);

@@ -183,8 +183,9 @@ int main(int argc, char **argv) {
     stfpm_ctx *ctx = NULL;
     stfpm_ctx_options opt = {.profile = profile ? STFPM_SWITCH_ON : STFPM_SWITCH_OFF};
     CK(stfpm_ctx_create(&ctx, &opt));
-    printf("device: %s | batch %d | input %dx%d | best of %d | %s | CLBlast params: %s\n",
-           stfpm_ctx_device(ctx)->device_name, batch, size, size, reps,
+    printf("device: %s | kernels %s | batch %d | input %dx%d | best of %d | %s | CLBlast params: %s\n",
+           stfpm_ctx_device(ctx)->device_name, stfpm_kernels_name(stfpm_ctx_get_options(ctx)->kernels), batch, size,
+           size, reps,
            g_cpu_time ? "per CPU-second" : "wall time", stfpm_clblast_tuning_source(ctx));
 
     if (gemm_only) {

@@ -1,9 +1,9 @@
 /* Per-op profile of STFPM training steps and inference (OpenCL event profiling).
  *   bench_step [--size S] [--batch N] [--steps K] [--infer] [--no-profile]
  * Weights are random (speed does not depend on the values).
- * With profiling on, every enqueue waits for its event (host/runtime.c), so the wall time
- * includes one host round trip per command; --no-profile measures the wall time as training
- * and inference run it (queue without profiling, commands run ahead), without the table. */
+ * With profiling on, the queue records an event per command (host/runtime.c reads them in
+ * batches, without waiting per command), which adds a little to each launch; --no-profile
+ * measures the wall time as training and inference run it (no events), without the table. */
 #include "stfpm/model.h"
 #include "runtime.h"
 #include "fsutil.h"
@@ -42,6 +42,8 @@ int main(int argc, char **argv) {
     stfpm_ctx_options o = {.profile = profile ? STFPM_SWITCH_ON : STFPM_SWITCH_OFF};
     if (stfpm_ctx_create(&ctx, &o)) { fprintf(stderr, "%s\n", stfpm_last_error()); return 1; }
     profile = stfpm_profiling(ctx); /* STFPM_PROFILE=1 turns it on even with --no-profile */
+    printf("device: %s | kernels %s\n", stfpm_ctx_device(ctx)->device_name,
+           stfpm_kernels_name(stfpm_ctx_get_options(ctx)->kernels));
     stfpm_model m;
     int layers[3] = {1, 2, 3};
     float *x = malloc(sizeof(float) * 3 * size * size * batch);

@@ -86,7 +86,8 @@ static stfpm_status new_ctx(const opts *o, stfpm_ctx **ctx, results *r) {
     stfpm_ctx_options co = {.device = o->device};
     STFPM_TRY(stfpm_ctx_create(ctx, &co));
     const stfpm_device_info *d = stfpm_ctx_device(*ctx);
-    snprintf(r->device, sizeof r->device, "%s / %s", d->platform_name, d->device_name);
+    snprintf(r->device, sizeof r->device, "%s / %s (kernels %s)", d->platform_name, d->device_name,
+             stfpm_kernels_name(stfpm_ctx_get_options(*ctx)->kernels));
     return STFPM_OK;
 }
 

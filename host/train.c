@@ -178,9 +178,14 @@ static stfpm_status prepare_run_dir(const stfpm_train_config *c, const run_files
 /* ------------------------------------------------------------------------------------------ */
 /* config.json, the resume key, the log                                                        */
 
-static stfpm_status write_config(const stfpm_train_config *c, const char *path, const char *teacher, char *json,
-                                 size_t json_len) {
-    char layers[32], data[2048], out[2048], tea[2048];
+static stfpm_status write_config(stfpm_ctx *ctx, const stfpm_train_config *c, const char *path, const char *teacher,
+                                 char *json, size_t json_len) {
+    char layers[32], data[2048], out[2048], tea[2048], dev[300];
+    const stfpm_device_info *d = stfpm_ctx_device(ctx);
+    const stfpm_ctx_options *o = stfpm_ctx_get_options(ctx);
+    char both[300];
+    snprintf(both, sizeof both, "%s / %s", d->platform_name, d->device_name);
+    stfpm_json_escape(both, dev, sizeof dev);
     stfpm_format_layers(c->layers, c->n_layers, layers, sizeof layers);
     stfpm_json_escape(c->data_dir, data, sizeof data);
     stfpm_json_escape(c->out_dir, out, sizeof out);
@@ -189,10 +194,12 @@ static stfpm_status write_config(const stfpm_train_config *c, const char *path, 
                      "{\n  \"data\": \"%s\",\n  \"out\": \"%s\",\n  \"teacher\": \"%s\",\n  \"epochs\": %d,\n"
                      "  \"batch\": %d,\n  \"size\": %d,\n  \"lr\": %.9g,\n  \"momentum\": %.9g,\n"
                      "  \"weight_decay\": %.9g,\n  \"seed\": %llu,\n  \"layers\": [%s],\n  \"val_split\": %.9g,\n"
-                     "  \"train_fraction\": %.9g,\n  \"checkpoint_by\": \"%s\"\n}\n",
+                     "  \"train_fraction\": %.9g,\n  \"checkpoint_by\": \"%s\",\n  \"device\": \"%s\",\n"
+                     "  \"kernels\": \"%s\"\n}\n",
                      data, out, tea, c->epochs, c->batch, c->size, c->lr, c->momentum, c->weight_decay,
                      (unsigned long long)c->seed, layers, c->val_split, c->train_fraction,
-                     c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP ? "val_anomaly_map" : "val_loss");
+                     c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP ? "val_anomaly_map" : "val_loss", dev,
+                     stfpm_kernels_name(o->kernels));
     return stfpm_write_file_atomic(path, json, (size_t)n);
 }
 
@@ -583,7 +590,7 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
 
     /* 5. epochs: train, validate, keep the checkpoints */
     STFPM_TRY(log_start(&r->log, r->f.log, r->st.start_epoch - 1));
-    STFPM_TRY(write_config(c, r->f.config, r->teacher, r->config_json, sizeof r->config_json));
+    STFPM_TRY(write_config(ctx, c, r->f.config, r->teacher, r->config_json, sizeof r->config_json));
     r->t_start = stfpm_now();
     for (int epoch = r->st.start_epoch; epoch <= c->epochs; epoch++) {
         double t0 = stfpm_now(), train_loss = 0;

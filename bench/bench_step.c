@@ -79,9 +79,13 @@ int main(int argc, char **argv) {
                infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, dc / steps,
                tot / steps);
     }
-    if (n) printf("%-36s %10s %8s %7s\n", "kernel", "ms/step", "calls", "share");
-    for (int i = 0; i < n; i++)
-        printf("%-36s %10.2f %8ld %6.1f%%\n", e[i].name, e[i].ms / steps, e[i].calls / steps, 100 * e[i].ms / tot);
+    if (n) printf("%-36s %10s %8s %7s %9s\n", "kernel", "ms/step", "calls", "share", "GFLOP/s");
+    for (int i = 0; i < n; i++) {
+        char rate[32] = "-";
+        if (e[i].flop > 0 && e[i].ms > 0) snprintf(rate, sizeof rate, "%.1f", e[i].flop / (e[i].ms * 1e6));
+        printf("%-36s %10.2f %8ld %6.1f%% %9s\n", e[i].name, e[i].ms / steps, e[i].calls / steps, 100 * e[i].ms / tot,
+               rate);
+    }
     printf("device memory peak: %.1f MiB\n", stfpm_ctx_mem_peak(ctx) / 1048576.0);
     stfpm_model_free(ctx, &m);
     stfpm_ctx_free(ctx);

@@ -26,6 +26,6 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
                                         alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &q,
                                         stfpm_profiling(ctx) ? &ev : NULL);
     STFPM_TRY(blas_check(st, "CLBlastSgemm", m, n, k));
-    if (ev) stfpm_profile_event(ctx, "clblast_sgemm", ev);
+    if (ev) stfpm_profile_event_flop(ctx, "clblast_sgemm", ev, 2.0 * (double)m * (double)n * (double)k);
     return STFPM_OK;
 }

@@ -235,7 +235,7 @@ stfpm_status stfpm_teacher_cache_build(stfpm_ctx *ctx, stfpm_model *m, const flo
     for (int i0 = 0; i0 < n && s == STFPM_OK; i0 += batch) {
         int nb = n - i0 < batch ? n - i0 : batch;
         stfpm_tensor x = stfpm_tensor_view(&m->x, 0, nb), tf[4];
-        s = stfpm_tensor_write(ctx, &x, chw + per * i0);
+        s = stfpm_tensor_upload(ctx, &x, chw + per * i0);
         if (s == STFPM_OK) s = stfpm_resnet_forward(ctx, m->teacher, &x, STFPM_BN_EVAL, m->depth, tf);
         for (int i = 0; i < m->n_layers && s == STFPM_OK; i++) {
             stfpm_tensor dst = stfpm_tensor_view(&tc->level[i], i0, nb);
@@ -253,7 +253,7 @@ static stfpm_status forward_pair(stfpm_ctx *ctx, stfpm_model *m, const float *ch
                                  const stfpm_teacher_cache *tc, const int *idx, stfpm_tensor *tl, stfpm_tensor *sl) {
     STFPM_TRY(stfpm_model_reserve(ctx, m, n));
     stfpm_tensor x = stfpm_tensor_view(&m->x, 0, n);
-    STFPM_TRY(stfpm_tensor_write(ctx, &x, chw));
+    STFPM_TRY(stfpm_tensor_upload(ctx, &x, chw));
     stfpm_tensor tf[4], sf[4];
     if (tc) {
         for (int i = 0; i < m->n_layers; i++) {

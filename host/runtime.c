@@ -35,6 +35,9 @@ struct stfpm_ctx {
     stfpm_ctx_options opt;        /* resolved; its strings point to the copies below */
     size_t wg_cap;                /* largest work-group size (device limit, max_work_group option) */
     size_t sub_align;             /* sub-buffer alignment in bytes (device, sub_buffer_align option) */
+    /* pinned (CL_MEM_ALLOC_HOST_PTR) staging buffers for non-blocking uploads, used in turn */
+    struct { cl_mem buf; void *ptr; size_t bytes; cl_event ev; } stage[2];
+    int next_stage;
     char device_sel[256], cache_dir[1024], cl_dir[1024], clblast_params[2048];
     program_entry programs[MAX_PROGRAMS];
     int n_programs;
@@ -49,6 +52,7 @@ struct stfpm_ctx {
     /* profiling: events collected without waiting, read in batches */
     cl_event pending_ev[1024];
     char pending_name[1024][64];
+    double pending_flop[1024];
     int n_pending;
 };
 
@@ -258,9 +262,20 @@ stfpm_status stfpm_ctx_set_options(stfpm_ctx *ctx, const stfpm_ctx_options *o) {
     return STFPM_OK;
 }
 
+static void stage_release(stfpm_ctx *ctx, int k) {
+    if (ctx->stage[k].ev) clReleaseEvent(ctx->stage[k].ev);
+    if (ctx->stage[k].ptr) clEnqueueUnmapMemObject(ctx->queue, ctx->stage[k].buf, ctx->stage[k].ptr, 0, NULL, NULL);
+    if (ctx->stage[k].buf) {
+        clFinish(ctx->queue);
+        clReleaseMemObject(ctx->stage[k].buf);
+    }
+    memset(&ctx->stage[k], 0, sizeof ctx->stage[k]);
+}
+
 void stfpm_ctx_free(stfpm_ctx *ctx) {
     if (!ctx) return;
     if (ctx->queue) clFinish(ctx->queue);
+    for (int k = 0; k < 2; k++) stage_release(ctx, k);
     for (int i = 0; i < ctx->n_pending; i++) clReleaseEvent(ctx->pending_ev[i]);
     ctx->n_pending = 0;
     for (int i = 0; i < STFPM_SCRATCH_SLOTS; i++)
@@ -474,14 +489,20 @@ static void pick_local(const stfpm_ctx *ctx, const kernel_entry *ke, int dims, c
 /* ------------------------------------------------------------------------------------------ */
 /* launching and profiling */
 
-static void profile_add(stfpm_ctx *ctx, const char *name, double ms) {
+static void profile_add(stfpm_ctx *ctx, const char *name, double ms, double flop) {
     for (int i = 0; i < ctx->n_prof; i++)
-        if (strcmp(ctx->prof[i].name, name) == 0) { ctx->prof[i].ms += ms; ctx->prof[i].calls++; return; }
+        if (strcmp(ctx->prof[i].name, name) == 0) {
+            ctx->prof[i].ms += ms;
+            ctx->prof[i].calls++;
+            ctx->prof[i].flop += flop;
+            return;
+        }
     if (ctx->n_prof == MAX_PROFILE) return;
     stfpm_profile_entry *p = &ctx->prof[ctx->n_prof++];
     snprintf(p->name, sizeof p->name, "%s", name);
     p->ms = ms;
     p->calls = 1;
+    p->flop = flop;
 }
 
 /* Read the times of the collected events (waits for them, so only when the list is full or at
@@ -494,18 +515,21 @@ static void profile_harvest(stfpm_ctx *ctx) {
         if (clGetEventProfilingInfo(ctx->pending_ev[i], CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) == CL_SUCCESS &&
             clGetEventProfilingInfo(ctx->pending_ev[i], CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) == CL_SUCCESS &&
             t1 >= t0)
-            profile_add(ctx, ctx->pending_name[i], (double)(t1 - t0) * 1e-6);
+            profile_add(ctx, ctx->pending_name[i], (double)(t1 - t0) * 1e-6, ctx->pending_flop[i]);
         clReleaseEvent(ctx->pending_ev[i]);
     }
     ctx->n_pending = 0;
 }
 
-void stfpm_profile_event(stfpm_ctx *ctx, const char *name, cl_event ev) {
+void stfpm_profile_event(stfpm_ctx *ctx, const char *name, cl_event ev) { stfpm_profile_event_flop(ctx, name, ev, 0); }
+
+void stfpm_profile_event_flop(stfpm_ctx *ctx, const char *name, cl_event ev, double flop) {
     if (!ev) return;
     if (!ctx->profile) { clReleaseEvent(ev); return; }
     if (ctx->n_pending == (int)(sizeof ctx->pending_ev / sizeof ctx->pending_ev[0])) profile_harvest(ctx);
     ctx->pending_ev[ctx->n_pending] = ev;
     snprintf(ctx->pending_name[ctx->n_pending], sizeof ctx->pending_name[0], "%s", name);
+    ctx->pending_flop[ctx->n_pending] = flop;
     ctx->n_pending++;
 }
 
@@ -667,6 +691,39 @@ stfpm_tensor stfpm_tensor_view(const stfpm_tensor *t, int n0, int count) {
 stfpm_status stfpm_tensor_write(stfpm_ctx *ctx, stfpm_tensor *t, const float *host) {
     STFPM_CL(clEnqueueWriteBuffer(ctx->queue, t->buf, CL_TRUE, t->off * sizeof(float),
                                   stfpm_tensor_numel(t) * sizeof(float), host, 0, NULL, NULL));
+    return STFPM_OK;
+}
+
+stfpm_status stfpm_tensor_upload(stfpm_ctx *ctx, stfpm_tensor *t, const float *host) {
+    /* CPU devices with the CPU variant: device memory is host memory, a staging copy only costs */
+    if ((ctx->info.type & CL_DEVICE_TYPE_CPU) && ctx->opt.kernels != STFPM_KERNELS_GPU)
+        return stfpm_tensor_write(ctx, t, host);
+    const size_t bytes = stfpm_tensor_numel(t) * sizeof(float);
+    const int k = ctx->next_stage;
+    ctx->next_stage ^= 1;
+    if (ctx->stage[k].ev) {   /* the transfer from this buffer two uploads ago */
+        cl_int e = clWaitForEvents(1, &ctx->stage[k].ev);
+        clReleaseEvent(ctx->stage[k].ev);
+        ctx->stage[k].ev = NULL;
+        STFPM_CL(e);
+    }
+    if (ctx->stage[k].bytes < bytes) {
+        stage_release(ctx, k);
+        cl_int e;
+        cl_mem b = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &e);
+        if (e != CL_SUCCESS) return stfpm_tensor_write(ctx, t, host);   /* no pinned memory: plain upload */
+        void *p = clEnqueueMapBuffer(ctx->queue, b, CL_TRUE, CL_MAP_WRITE, 0, bytes, 0, NULL, NULL, &e);
+        if (e != CL_SUCCESS) {
+            clReleaseMemObject(b);
+            return stfpm_tensor_write(ctx, t, host);
+        }
+        ctx->stage[k].buf = b;
+        ctx->stage[k].ptr = p;
+        ctx->stage[k].bytes = bytes;
+    }
+    memcpy(ctx->stage[k].ptr, host, bytes);
+    STFPM_CL(clEnqueueWriteBuffer(ctx->queue, t->buf, CL_FALSE, t->off * sizeof(float), bytes, ctx->stage[k].ptr, 0,
+                                  NULL, &ctx->stage[k].ev));
     return STFPM_OK;
 }
 

@@ -42,6 +42,8 @@ size_t stfpm_sub_buffer_align(const stfpm_ctx *ctx);
 int stfpm_device_is_simulator(const stfpm_device_info *d);
 /* Record an event's duration under `name` when profiling is on (used for CLBlast calls). */
 void stfpm_profile_event(stfpm_ctx *ctx, const char *name, cl_event ev);
+/* The same, counting flop floating-point operations for the command. */
+void stfpm_profile_event_flop(stfpm_ctx *ctx, const char *name, cl_event ev, double flop);
 int stfpm_profiling(const stfpm_ctx *ctx);
 
 /* Growable device work buffers owned by the context, reused across calls. Ops use them one

@@ -219,6 +219,33 @@ START_TEST(test_gpu_launch_limits) {
         free(h);
         stfpm_tensor_free(ctx, &t);
     }
+    /* uploads through the two pinned staging buffers: each upload's data is its own even when
+     * the host array changes right after the call, views land at their offset, sizes grow */
+    {
+        enum { N = 5000 };
+        stfpm_tensor u[3];
+        float *h = malloc(sizeof(float) * N), *back = malloc(sizeof(float) * N);
+        for (int r = 0; r < 3; r++) TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &u[r], 1, 1, 1, N));
+        for (int round = 0; round < 4; round++) {
+            for (int r = 0; r < 3; r++) {
+                stfpm_tensor v = u[r];
+                v.w = N - 10 * r - round;   /* another size each time */
+                for (int j = 0; j < v.w; j++) h[j] = (float)(round * 100000 + r * 10000 + j);
+                TU_CHECK_STATUS(stfpm_tensor_upload(ctx, &v, h));
+                for (int j = 0; j < N; j++) h[j] = -7.0f;   /* overwritten at once */
+            }
+            for (int r = 0; r < 3; r++) {
+                TU_CHECK_STATUS(stfpm_tensor_read(ctx, &u[r], back));
+                int w = N - 10 * r - round;
+                for (int j = 0; j < w; j++)
+                    ck_assert_msg(back[j] == (float)(round * 100000 + r * 10000 + j), "upload %d/%d [%d] = %g", round, r,
+                                  j, back[j]);
+            }
+        }
+        for (int r = 0; r < 3; r++) stfpm_tensor_free(ctx, &u[r]);
+        free(h);
+        free(back);
+    }
     stfpm_tensor t;
     TU_CHECK_STATUS(stfpm_tensor_alloc(ctx, &t, 1, 1, 1, 256));
     cl_int off = 0, n = 256;

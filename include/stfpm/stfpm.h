@@ -157,8 +157,9 @@ uint64_t stfpm_ctx_mem_peak(const stfpm_ctx *ctx);
 typedef struct stfpm_cache_stats { int programs_built, cache_hits, cache_writes; } stfpm_cache_stats;
 stfpm_cache_stats stfpm_ctx_cache_stats(const stfpm_ctx *ctx);
 
-/* Per-kernel profile (when profiling is enabled): total ms and calls per kernel name. */
-typedef struct stfpm_profile_entry { char name[64]; double ms; long calls; } stfpm_profile_entry;
+/* Per-kernel profile (when profiling is enabled): total ms and calls per kernel name, and the
+ * floating-point operations counted for it (GEMMs: 2 m n k per call; 0 where not counted). */
+typedef struct stfpm_profile_entry { char name[64]; double ms; long calls; double flop; } stfpm_profile_entry;
 int stfpm_ctx_profile(stfpm_ctx *ctx, stfpm_profile_entry *out, int max);
 void stfpm_ctx_profile_reset(stfpm_ctx *ctx);
 
@@ -185,6 +186,11 @@ static inline int stfpm_tensor_same_shape(const stfpm_tensor *a, const stfpm_ten
     return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w;
 }
 stfpm_status stfpm_tensor_write(stfpm_ctx *ctx, stfpm_tensor *t, const float *host);
+/* Like stfpm_tensor_write, but returns before the transfer is done: host is copied into one of
+ * two pinned (CL_MEM_ALLOC_HOST_PTR) staging buffers and sent from there without blocking, so
+ * the transfer overlaps with the work already queued; host may be reused at once. On CPU
+ * devices with the CPU kernel variant (device memory is host memory) it is stfpm_tensor_write. */
+stfpm_status stfpm_tensor_upload(stfpm_ctx *ctx, stfpm_tensor *t, const float *host);
 stfpm_status stfpm_tensor_read(stfpm_ctx *ctx, const stfpm_tensor *t, float *host);
 stfpm_status stfpm_tensor_fill(stfpm_ctx *ctx, stfpm_tensor *t, float value);
 stfpm_status stfpm_tensor_copy(stfpm_ctx *ctx, const stfpm_tensor *src, stfpm_tensor *dst);

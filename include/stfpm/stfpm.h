@@ -177,8 +177,6 @@ stfpm_status stfpm_tensor_alloc(stfpm_ctx *ctx, stfpm_tensor *t, int n, int c, i
 void stfpm_tensor_free(stfpm_ctx *ctx, stfpm_tensor *t);
 /* Samples [n0, n0 + count) of t, sharing t's buffer. */
 stfpm_tensor stfpm_tensor_view(const stfpm_tensor *t, int n0, int count);
-/* Reinterpret with another shape of the same element count (shares the buffer). */
-stfpm_tensor stfpm_tensor_reshape(const stfpm_tensor *t, int n, int c, int h, int w);
 static inline size_t stfpm_tensor_numel(const stfpm_tensor *t) {
     return (size_t)t->n * t->c * t->h * t->w;
 }

@@ -25,10 +25,13 @@
         }                                                             \
     } while (0)
 
+/* ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)). The last step is a dot product with
+ * (1, 1) (the products are exact, so the same sum): b.x + b.y is turned by the compiler into a
+ * shuffle with an undefined lane, which crashes Oclgrind's uninitialised-value check. */
 static inline float hsum8(float8 v) {
     float4 a = v.lo + v.hi;
     float2 b = a.lo + a.hi;
-    return b.x + b.y;
+    return dot(b, (float2)(1.0f));
 }
 
 /* Start index and length of unit u's segment; returns the offset of its plane (n * C + c) * HW. */

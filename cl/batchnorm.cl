@@ -25,10 +25,13 @@
         }                                                             \
     } while (0)
 
+/* ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)). The last step is a dot product with
+ * (1, 1) (the products are exact, so the same sum): b.x + b.y is turned by the compiler into a
+ * shuffle with an undefined lane, which crashes Oclgrind's uninitialised-value check. */
 static inline float hsum8(float8 v) {
     float4 a = v.lo + v.hi;
     float2 b = a.lo + a.hi;
-    return b.x + b.y;
+    return dot(b, (float2)(1.0f));
 }
 
 /* Start index and length of unit u's segment; returns the offset of its plane (n * C + c) * HW. */
@@ -199,3 +202,229 @@ __kernel void bn_bwd_dx(__global const float *x, int xoff, __global const float 
     }
     for (; i < len; i++) dr[i] = a * (gr[i] - b - (xr[i] - mu) * k2);
 }
+
+#ifdef STFPM_GPU
+/* GPU variant. Statistics and the backward sums are two-stage, deterministic work-group
+ * reductions (fixed order, no atomics):
+ *   stage 1 (*_partial_g): gws = (G * L, C), lws = (L, 1), L a power of two: work-group (g, c)
+ *            reduces the values [g * chunk, min(M, (g + 1) * chunk)) of channel c, numbered
+ *            m = n * HW + i over its M = N * HW values (sample n, pixel i), each work-item a
+ *            bounded grid-stride run m = m0 + lid, m0 + lid + L, ... (neighbouring work-items on
+ *            neighbouring addresses), then a tree in local memory; writes one partial per
+ *            (channel, group);
+ *   stage 2 (*_final_g): one work-group of L2 work-items per channel combines the G partials
+ *            (work-item lid those with p = lid, lid + L2, ... in order, then a tree).
+ * Forward partials are (count, mean, M2) from two passes over the group's chunk (tree sum ->
+ * chunk mean, then tree sum of squared deviations from it), combined with Chan's formula like
+ * the CPU variant. Normalisation and dx are one element per work-item, gws = (HW, C, N). */
+
+/* Sample and pixel of value m of a channel. */
+static inline void bn_pos_g(int m, int HW, int *n, int *i) {
+    *n = m / HW;
+    *i = m - *n * HW;
+}
+
+/* Advance (n, i) by step values. */
+static inline void bn_step_g(int step, int HW, int *n, int *i) {
+    *i += step;
+    if (*i >= HW) {
+        int q = *i / HW;
+        *n += q;
+        *i -= q * HW;
+    }
+}
+
+/* Tree sum of v over the work-group (local size a power of two, l: local-size floats); every
+ * work-item gets the total, l is free again on return. */
+static inline float bn_wg_sum_g(float v, __local float *l) {
+    const int lid = get_local_id(0), lsz = get_local_size(0);
+    l[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = lsz >> 1; s > 0; s >>= 1) {
+        if (lid < s) l[lid] += l[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float t = l[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return t;
+}
+
+/* Stage 1 of the statistics: part[3 * (c * G + g)] = (count, mean, M2) of chunk g of channel c.
+ * l: L floats. */
+__kernel void bn_stats_partial_g(__global const float *x, int xoff, int C, int HW, int M, int chunk,
+                                 int G, __global float *part, __local float *l) {
+    const int g = get_group_id(0), c = get_global_id(1);
+    const int lid = get_local_id(0), lsz = get_local_size(0);
+    /* no early return before a barrier: an out-of-range work-group (uniform, lws = (L, 1))
+     * gets an empty chunk and writes nothing */
+    const int ok = g < G && c < C;
+    const int m0 = g * chunk, m1 = ok ? min(M, m0 + chunk) : m0;
+    __global const float *xc = x + xoff + (size_t)c * HW;
+    const size_t plane = (size_t)C * HW;   /* from one sample's plane of channel c to the next */
+    int n, i;
+    float s = 0.0f;
+    bn_pos_g(m0 + lid, HW, &n, &i);
+    for (int m = m0 + lid; m < m1; m += lsz) {
+        s += xc[n * plane + i];
+        bn_step_g(lsz, HW, &n, &i);
+    }
+    const float mean = bn_wg_sum_g(s, l) / (float)max(m1 - m0, 1);
+    float q = 0.0f;
+    bn_pos_g(m0 + lid, HW, &n, &i);
+    for (int m = m0 + lid; m < m1; m += lsz) {
+        const float d = xc[n * plane + i] - mean;
+        q += d * d;
+        bn_step_g(lsz, HW, &n, &i);
+    }
+    q = bn_wg_sum_g(q, l);
+    if (lid == 0 && ok) {
+        __global float *o = part + 3 * ((size_t)c * G + g);
+        o[0] = (float)(m1 - m0);
+        o[1] = mean;
+        o[2] = q;
+    }
+}
+
+/* Stage 2 of the statistics, gws = (L2, C), lws = (L2, 1): the outputs of bn_stats_final for
+ * channel c from its G partials. l: 3 * L2 floats. */
+__kernel void bn_stats_final_g(__global const float *part, int G, int C, float eps, float momentum,
+                               int update, __global float *rmean, int rmoff, __global float *rvar,
+                               int rvoff, __global float *smean, int smoff, __global float *sinv,
+                               int sioff, __local float *l) {
+    const int c = get_global_id(1), lid = get_local_id(0), lsz = get_local_size(0);
+    const int Gc = c < C ? G : 0;   /* uniform over the work-group; no early return before a barrier */
+    __global const float *q = part + 3 * (size_t)c * G;
+    float n = 0.0f, mean = 0.0f, m2 = 0.0f;
+    for (int p = lid; p < Gc; p += lsz) CHAN_COMBINE(n, mean, m2, q[3 * p], q[3 * p + 1], q[3 * p + 2]);
+    __local float *ln = l, *lm = l + lsz, *lq = l + 2 * lsz;
+    ln[lid] = n;
+    lm[lid] = mean;
+    lq[lid] = m2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = lsz >> 1; s > 0; s >>= 1) {
+        if (lid < s) {
+            float na = ln[lid], ma = lm[lid], qa = lq[lid];
+            CHAN_COMBINE(na, ma, qa, ln[lid + s], lm[lid + s], lq[lid + s]);
+            ln[lid] = na;
+            lm[lid] = ma;
+            lq[lid] = qa;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0) {
+        n = ln[0];
+        mean = lm[0];
+        m2 = fmax(lq[0], 0.0f);
+        const float var = m2 / n;
+        smean[smoff + c] = mean;
+        sinv[sioff + c] = 1.0f / sqrt(var + eps);
+        if (update) {
+            const float unbiased = m2 / (n - 1.0f);
+            rmean[rmoff + c] = (1.0f - momentum) * rmean[rmoff + c] + momentum * mean;
+            rvar[rvoff + c] = (1.0f - momentum) * rvar[rvoff + c] + momentum * unbiased;
+        }
+    }
+}
+
+/* bn_apply, one element per work-item: gws = (HW, C, N). y may alias x. */
+__kernel void bn_apply_g(__global const float *x, int xoff, __global float *y, int yoff,
+                         __global const float *mean, int moff, __global const float *s, int soff,
+                         int is_var, float eps, __global const float *w, int woff,
+                         __global const float *b, int boff, int N, int C, int HW) {
+    const int i = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (i >= HW || c >= C || n >= N) return;
+    const float inv = is_var ? 1.0f / sqrt(s[soff + c] + eps) : s[soff + c];
+    const float scale = inv * w[woff + c], mu = mean[moff + c], bb = b[boff + c];
+    const size_t e = ((size_t)n * C + c) * HW + i;
+    y[yoff + e] = (x[xoff + e] - mu) * scale + bb;
+}
+
+/* Backward stage 1 (geometry of bn_stats_partial_g): part[2 * (c * G + g)] =
+ * (sum dy, sum dy * (x - mean)) over chunk g of channel c. l: 2 * L floats. */
+__kernel void bn_bwd_partial_g(__global const float *x, int xoff, __global const float *dy, int dyoff,
+                               __global const float *mean, int moff, int C, int HW, int M, int chunk,
+                               int G, __global float *part, __local float *l) {
+    const int g = get_group_id(0), c = get_global_id(1);
+    const int lid = get_local_id(0), lsz = get_local_size(0);
+    const int ok = g < G && c < C;   /* uniform; no early return before a barrier */
+    const float mu = ok ? mean[moff + c] : 0.0f;
+    const int m0 = g * chunk, m1 = ok ? min(M, m0 + chunk) : m0;
+    __global const float *xc = x + xoff + (size_t)c * HW, *gc = dy + dyoff + (size_t)c * HW;
+    const size_t plane = (size_t)C * HW;
+    int n, i;
+    float s1 = 0.0f, s2 = 0.0f;
+    bn_pos_g(m0 + lid, HW, &n, &i);
+    for (int m = m0 + lid; m < m1; m += lsz) {
+        const size_t e = n * plane + i;
+        const float gv = gc[e];
+        s1 += gv;
+        s2 += gv * (xc[e] - mu);
+        bn_step_g(lsz, HW, &n, &i);
+    }
+    __local float *l1 = l, *l2 = l + lsz;
+    l1[lid] = s1;
+    l2[lid] = s2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = lsz >> 1; s > 0; s >>= 1) {
+        if (lid < s) {
+            l1[lid] += l1[lid + s];
+            l2[lid] += l2[lid + s];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0 && ok) {
+        part[2 * ((size_t)c * G + g)] = l1[0];
+        part[2 * ((size_t)c * G + g) + 1] = l2[0];
+    }
+}
+
+/* Backward stage 2, gws = (L2, C), lws = (L2, 1): the outputs of bn_bwd_final for channel c
+ * from its G partials. l: 2 * L2 floats. */
+__kernel void bn_bwd_final_g(__global const float *part, int G, int C, int M,
+                             __global const float *inv, int ioff, __global const float *w, int woff,
+                             __global float *coef, int coff, int has_dw, __global float *dw, int dwoff,
+                             int has_db, __global float *db, int dboff, __local float *l) {
+    const int c = get_global_id(1), lid = get_local_id(0), lsz = get_local_size(0);
+    const int Gc = c < C ? G : 0;   /* uniform over the work-group; no early return before a barrier */
+    __global const float *q = part + 2 * (size_t)c * G;
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int p = lid; p < Gc; p += lsz) {
+        s1 += q[2 * p];
+        s2 += q[2 * p + 1];
+    }
+    __local float *l1 = l, *l2 = l + lsz;
+    l1[lid] = s1;
+    l2[lid] = s2;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = lsz >> 1; s > 0; s >>= 1) {
+        if (lid < s) {
+            l1[lid] += l1[lid + s];
+            l2[lid] += l2[lid + s];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (lid == 0 && Gc) {
+        s1 = l1[0];
+        s2 = l2[0];
+        const float is = inv[ioff + c];
+        if (has_dw) dw[dwoff + c] = s2 * is;
+        if (has_db) db[dboff + c] = s1;
+        const float invm = 1.0f / (float)M;
+        coef[coff + 3 * c] = w[woff + c] * is;
+        coef[coff + 3 * c + 1] = s1 * invm;
+        coef[coff + 3 * c + 2] = is * is * s2 * invm;
+    }
+}
+
+/* bn_bwd_dx, one element per work-item: gws = (HW, C, N). dx may alias dy. */
+__kernel void bn_bwd_dx_g(__global const float *x, int xoff, __global const float *dy, int dyoff,
+                          __global const float *mean, int moff, __global const float *coef, int coff,
+                          int N, int C, int HW, __global float *dx, int dxoff) {
+    const int i = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    if (i >= HW || c >= C || n >= N) return;
+    const float a = coef[coff + 3 * c], b = coef[coff + 3 * c + 1], k2 = coef[coff + 3 * c + 2];
+    const float mu = mean[moff + c];
+    const size_t e = ((size_t)n * C + c) * HW + i;
+    dx[dxoff + e] = a * (dy[dyoff + e] - b - (x[xoff + e] - mu) * k2);
+}
+#endif

@@ -19,9 +19,13 @@ static stfpm_status ew_check_same(const stfpm_tensor *ref, const char *refname, 
     return STFPM_OK;
 }
 
-/* 1-D launch over n elements with a fixed work-group size (the global size is rounded up). */
+/* 1-D launch over n elements, one per work-item (neighbouring work-items on neighbouring
+ * elements: coalesced). CPU variant: a fixed work-group size, EW_LSZ or the largest power of two
+ * within the kernel's launch limit; GPU variant: the runtime's local size. The global size is
+ * rounded up (the kernels bounds-check). */
 static stfpm_status ew_launch(stfpm_ctx *ctx, const char *name, size_t n, int nargs,
                               const stfpm_karg *args) {
+    if (stfpm_gpu_kernels(ctx)) return stfpm_enqueue1d(ctx, EW_PROG, name, n, nargs, args);
     size_t max = stfpm_kernel_wg_limit(ctx, EW_PROG, name);
     size_t l = EW_LSZ;
     while (l > 1 && l > max) l >>= 1;

@@ -1,29 +1,37 @@
 /* Reductions: per-sample max / mean over C*H*W and the mean over a whole tensor
  * (kernels: cl/reduce.cl). Deterministic: a fixed split into chunks per row, a local-memory
- * tree per chunk, then an in-order combination of the chunks. */
+ * tree per chunk, then an in-order combination of the chunks (GPU variant: a tree over them).
+ * The work-group size is the largest power of two <= 256 within the kernel's launch limit
+ * (256 on PoCL, so the CPU variant's chunks and results do not depend on the limit there). */
 #include "runtime.h"
 #include "stfpm/ops.h"
 
 #define RED_PROG "reduce"
 #define RED_LSZ 256
+#define RED_FINAL_LSZ 32     /* CPU variant: local size of reduce_final */
 #define RED_ITEMS 8          /* target elements per work-item in a chunk */
-#define RED_MAX_CHUNKS 256   /* partials per row */
+#define RED_MAX_CHUNKS 256   /* partials per row (CPU variant) */
+#define RED_MAX_CHUNKS_G 1024 /* partials per row (GPU variant: combined by a tree) */
 enum { RED_SUM = 0, RED_MAX = 1 };
 
 /* rows x len values from x (rows contiguous) -> out[0 .. rows) */
+/* Largest power of two <= min(cap, the launch limit of kernel name). */
+static size_t red_local(stfpm_ctx *ctx, const char *name, size_t cap) {
+    size_t lim = stfpm_kernel_wg_limit(ctx, RED_PROG, name), l = cap;
+    while (l > 1 && l > lim) l >>= 1;
+    return l;
+}
+
 static stfpm_status reduce_rows(stfpm_ctx *ctx, const stfpm_tensor *x, int rows, int len, int op,
                                 stfpm_tensor *out) {
     cl_kernel k;
-    STFPM_TRY(stfpm_get_kernel(ctx, RED_PROG, "reduce_partial", &k));
-    size_t max = 0;
-    STFPM_CL(clGetKernelWorkGroupInfo(k, stfpm_ctx_cl_device(ctx), CL_KERNEL_WORK_GROUP_SIZE,
-                                      sizeof max, &max, NULL));
-    size_t lsz = RED_LSZ;
-    while (lsz > 1 && lsz > max) lsz >>= 1;
+    STFPM_TRY(stfpm_get_kernel(ctx, RED_PROG, "reduce_partial", &k));   /* builds the program */
+    size_t lsz = red_local(ctx, "reduce_partial", RED_LSZ);
 
     int per = (int)lsz * RED_ITEMS;
     int p = (len + per - 1) / per;
-    if (p > RED_MAX_CHUNKS) p = RED_MAX_CHUNKS;
+    int max_chunks = stfpm_gpu_kernels(ctx) ? RED_MAX_CHUNKS_G : RED_MAX_CHUNKS;
+    if (p > max_chunks) p = max_chunks;
     if (p < 1) p = 1;
     cl_int chunk = (len + p - 1) / p;
     cl_int P = (len + chunk - 1) / chunk;
@@ -38,9 +46,17 @@ static stfpm_status reduce_rows(stfpm_ctx *ctx, const stfpm_tensor *x, int rows,
 
     cl_int crows = rows, ooff = (cl_int)out->off;
     float div = (float)len;
+    if (stfpm_gpu_kernels(ctx)) {
+        size_t lf = red_local(ctx, "reduce_final_g", RED_LSZ);
+        while (lf > 1 && lf / 2 >= (size_t)P) lf >>= 1;   /* no more work-items than partials */
+        stfpm_karg a2[] = {KARG(part), KARG(P), KARG(crows), KARG(cop), KARG(div), KARG(out->buf),
+                           KARG(ooff), KLOCAL(lf * sizeof(float))};
+        size_t g2[2] = {lf, (size_t)rows}, l2[2] = {lf, 1};
+        return stfpm_enqueue(ctx, RED_PROG, "reduce_final_g", 2, g2, l2, KARGS(a2));
+    }
     stfpm_karg a2[] = {KARG(part), KARG(P), KARG(crows), KARG(cop), KARG(div), KARG(out->buf),
                        KARG(ooff)};
-    size_t g2 = (size_t)rows, l2 = 32;
+    size_t g2 = (size_t)rows, l2 = red_local(ctx, "reduce_final", RED_FINAL_LSZ);
     return stfpm_enqueue(ctx, RED_PROG, "reduce_final", 1, &g2, &l2, KARGS(a2));
 }
 

@@ -30,13 +30,12 @@ stfpm_status stfpm_sgd_step(stfpm_ctx *ctx, stfpm_tensor *w, const stfpm_tensor 
     cl_mem vb = has_v ? v->buf : w->buf;   /* placeholder, never touched without has_v */
     stfpm_karg a[] = {KARG(w->buf), KARG(woff), KARG(g->buf), KARG(goff), KARG(vb), KARG(voff),
                       KARG(has_v), KARG(n), KARG(lr), KARG(momentum), KARG(weight_decay), KARG(first)};
-    cl_kernel k;
-    STFPM_TRY(stfpm_get_kernel(ctx, "sgd", "sgd_step", &k));
-    size_t max = 0;
-    STFPM_CL(clGetKernelWorkGroupInfo(k, stfpm_ctx_cl_device(ctx), CL_KERNEL_WORK_GROUP_SIZE,
-                                      sizeof max, &max, NULL));
-    size_t l = 256;
-    while (l > 1 && l > max) l >>= 1;
     size_t gsz = (size_t)(n ? n : 1);
+    /* one element per work-item, neighbouring work-items on neighbouring elements (both
+     * variants). GPU variant: the runtime's local size; CPU variant: 256, or the largest power
+     * of two within the kernel's launch limit. */
+    if (stfpm_gpu_kernels(ctx)) return stfpm_enqueue(ctx, "sgd", "sgd_step", 1, &gsz, NULL, KARGS(a));
+    size_t lim = stfpm_kernel_wg_limit(ctx, "sgd", "sgd_step"), l = 256;
+    while (l > 1 && l > lim) l >>= 1;
     return stfpm_enqueue(ctx, "sgd", "sgd_step", 1, &gsz, &l, KARGS(a));
 }

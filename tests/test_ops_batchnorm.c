@@ -1,5 +1,10 @@
 /* Batch norm on the device vs the CPU reference (tests/ref_ops.c) and vs central finite
  * differences in double precision; running statistics; views; in-place; argument errors.
+ * Shapes include planes split across work-items (CPU variant: planes of more than 8192 values)
+ * and channels split across work-groups (GPU variant: chunks of about L x 8 of a channel's
+ * N*H*W values, L the work-group size), chunks that cross from one sample's plane into the
+ * next, a prime N*H*W, C not a multiple of 16, batch 1 and 3, a large mean. The test case
+ * "tiny" runs every pass on views at small odd shapes (the Oclgrind run, scripts/oclgrind.sh).
  *
  * Tolerances (|got - want| <= atol + rtol * |want|):
  *   y (train / eval)           atol 1e-4, rtol 1e-4   (|xhat| <= ~4, float32 statistics)
@@ -7,11 +12,12 @@
  *   save_invstd, running_var   atol 1e-5, rtol 2e-5
  *   running_mean               atol 1e-5, rtol 1e-6
  *   dx vs reference            atol 2e-4, rtol 1e-3   (dx is a difference of O(1) terms)
- *   dweight, dbias vs ref      atol 1e-3, rtol 1e-4   (sums of up to 8192 O(1) terms)
+ *   dweight, dbias vs ref      atol 1e-3, rtol 1e-4   (sums of up to 65537 O(1) terms)
  *   reference vs finite diff   atol 1e-7, rtol 1e-6   (double, h = 1e-5)
  *   device vs finite diff      atol 2e-4, rtol 1e-3 */
 #include "testutil.h"
 #include "ref_ops.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,6 +35,9 @@ static const bn_case CASES[] = {
     {6, 4, 1, 1, -1.0f, 1.0f},      /* H*W = 1 */
     {1, 3, 97, 131, -1.0f, 3.0f},   /* H*W = 12707: planes split into 4096-value segments + tail */
     {2, 2, 91, 100, 99.0f, 101.0f}, /* split planes (3 segments) with a large mean */
+    {1, 7, 1, 10007, -1.0f, 3.0f},  /* N*H*W = 10007 (prime): several work-groups per channel */
+    {3, 19, 37, 41, -1.0f, 2.0f},   /* batch 3, C = 19: chunks cross from one plane into the next */
+    {1, 3, 1, 65537, 99.0f, 101.0f}, /* N*H*W = 65537 (prime), 32 or more partials, mean 100 */
 };
 #define N_CASES (int)(sizeof CASES / sizeof CASES[0])
 
@@ -386,6 +395,97 @@ START_TEST(test_argument_errors) {
 }
 END_TEST
 
+/* Every pass on views (samples 1..n of (n + 1)-sample tensors, off != 0) at small odd shapes:
+ * train forward with running statistics, backward with and without dweight / dbias (dx
+ * aliasing dy), eval forward, train forward in place without running statistics. Sample 0 of
+ * the outputs stays untouched. Shapes: 651 values per channel (two chunks under a 64-wide
+ * work-group, crossing from sample 0's plane into sample 1's), H*W = 1, the prime 1031, and
+ * 8209 values (a plane split into 3 segments by the CPU variant). */
+START_TEST(test_tiny) {
+    stfpm_ctx *ctx = tu_ctx();
+    /* the partial-sums scratch slot allocated once, large enough for every shape: Oclgrind's
+     * uninitialised-value check misreports a scratch buffer that grows (released and
+     * recreated) between two ops as never written */
+    cl_mem scratch;
+    TU_CHECK_STATUS(stfpm_scratch(ctx, STFPM_SCRATCH_PARTIALS, 64 * 1024, &scratch));
+    static const bn_case T[] = {{3, 3, 7, 31, -1.0f, 3.0f}, {2, 3, 1, 1, -1.0f, 1.0f},
+                                {1, 2, 1, 1031, 9.0f, 11.0f}, {1, 1, 1, 8209, -1.0f, 3.0f}};
+    for (int ci = 0; ci < (int)(sizeof T / sizeof T[0]); ci++) {
+        const bn_case *k = &T[ci];
+        const int n1 = k->n + 1;
+        bn_data d = make_data(k, 1000 + ci);
+        const size_t per = (size_t)k->c * k->h * k->w, all_n = d.cnt + per;
+        float *hx = malloc(all_n * sizeof(float)), *hdy = malloc(all_n * sizeof(float));
+        tu_fill_uniform(hx, per, 1010 + ci, k->lo, k->hi);
+        memcpy(hx + per, d.x, d.cnt * sizeof(float));
+        tu_fill_uniform(hdy, all_n, 1020 + ci, -1.0f, 1.0f);
+        stfpm_tensor xb = tu_tensor(hx, n1, k->c, k->h, k->w), yb = tu_tensor(NULL, n1, k->c, k->h, k->w);
+        stfpm_tensor dyb = tu_tensor(hdy, n1, k->c, k->h, k->w), dxb = tu_tensor(NULL, n1, k->c, k->h, k->w);
+        stfpm_tensor x = stfpm_tensor_view(&xb, 1, k->n), y = stfpm_tensor_view(&yb, 1, k->n);
+        stfpm_tensor dy = stfpm_tensor_view(&dyb, 1, k->n), dx = stfpm_tensor_view(&dxb, 1, k->n);
+        ck_assert(x.off != 0);
+        stfpm_tensor w = tu_tensor(d.wt, 1, k->c, 1, 1), b = tu_tensor(d.b, 1, k->c, 1, 1);
+        stfpm_tensor rm = tu_tensor(d.rm, 1, k->c, 1, 1), rv = tu_tensor(d.rv, 1, k->c, 1, 1);
+        stfpm_tensor sm = tu_tensor(NULL, 1, k->c, 1, 1), si = tu_tensor(NULL, 1, k->c, 1, 1);
+        stfpm_tensor dw = tu_tensor(NULL, 1, k->c, 1, 1), db = tu_tensor(NULL, 1, k->c, 1, 1);
+        float *ry = calloc(all_n, sizeof(float)), *rdx = calloc(all_n, sizeof(float));
+        float *rsm = malloc(k->c * sizeof(float)), *rsi = malloc(k->c * sizeof(float));
+        float *rdw = malloc(k->c * sizeof(float)), *rdb = malloc(k->c * sizeof(float));
+        char what[64];
+
+        TU_CHECK_STATUS(stfpm_batchnorm_forward_train(ctx, &x, &w, &b, &rm, &rv, MOMENTUM, EPS, &y, &sm, &si));
+        ref_batchnorm_forward_train(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, d.rm, d.rv, MOMENTUM, EPS, ry + per,
+                                    rsm, rsi);
+        snprintf(what, sizeof what, "tiny %d train y", ci);
+        close_t(what, &yb, ry, 1e-4, 1e-4);
+        snprintf(what, sizeof what, "tiny %d save_mean", ci);
+        close_t(what, &sm, rsm, 1e-5, 1e-6);
+        snprintf(what, sizeof what, "tiny %d save_invstd", ci);
+        close_t(what, &si, rsi, 1e-5, 2e-5);
+        snprintf(what, sizeof what, "tiny %d running_mean", ci);
+        close_t(what, &rm, d.rm, 1e-5, 1e-6);
+        snprintf(what, sizeof what, "tiny %d running_var", ci);
+        close_t(what, &rv, d.rv, 1e-5, 2e-5);
+
+        float *gsm = tu_read(&sm), *gsi = tu_read(&si);
+        ref_batchnorm_backward(d.x, hdy + per, d.n, d.c, d.h, d.w, d.wt, gsm, gsi, rdx + per, rdw, rdb);
+        TU_CHECK_STATUS(stfpm_batchnorm_backward(ctx, &x, &dy, &w, &sm, &si, &dx, &dw, &db));
+        snprintf(what, sizeof what, "tiny %d dx", ci);
+        close_t(what, &dxb, rdx, 2e-4, 1e-3);
+        snprintf(what, sizeof what, "tiny %d dweight", ci);
+        close_t(what, &dw, rdw, 1e-3, 1e-4);
+        snprintf(what, sizeof what, "tiny %d dbias", ci);
+        close_t(what, &db, rdb, 1e-3, 1e-4);
+        /* without dweight / dbias, dx aliasing dy: sample 0 of dy keeps its values */
+        TU_CHECK_STATUS(stfpm_batchnorm_backward(ctx, &x, &dy, &w, &sm, &si, &dy, NULL, NULL));
+        memcpy(rdx, hdy, per * sizeof(float));
+        snprintf(what, sizeof what, "tiny %d dx in place", ci);
+        close_t(what, &dyb, rdx, 2e-4, 1e-3);
+
+        ref_batchnorm_forward_eval(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, d.rm, d.rv, EPS, ry + per);
+        TU_CHECK_STATUS(stfpm_batchnorm_forward_eval(ctx, &x, &w, &b, &rm, &rv, EPS, &y));
+        snprintf(what, sizeof what, "tiny %d eval y", ci);
+        close_t(what, &yb, ry, 1e-4, 1e-4);
+
+        /* train in place without running statistics: sample 0 of x keeps its values */
+        ref_batchnorm_forward_train(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, NULL, NULL, MOMENTUM, EPS, ry + per,
+                                    rsm, NULL);
+        memcpy(ry, hx, per * sizeof(float));
+        TU_CHECK_STATUS(stfpm_batchnorm_forward_train(ctx, &x, &w, &b, NULL, NULL, MOMENTUM, EPS, &x, &sm, &si));
+        snprintf(what, sizeof what, "tiny %d train in place", ci);
+        close_t(what, &xb, ry, 1e-4, 1e-4);
+        snprintf(what, sizeof what, "tiny %d in-place save_mean", ci);
+        close_t(what, &sm, rsm, 1e-5, 1e-6);
+
+        stfpm_tensor *all[] = {&xb, &yb, &dyb, &dxb, &w, &b, &rm, &rv, &sm, &si, &dw, &db};
+        for (int i = 0; i < 12; i++) stfpm_tensor_free(ctx, all[i]);
+        free(hx); free(hdy); free(ry); free(rdx); free(rsm); free(rsi); free(rdw); free(rdb);
+        free(gsm); free(gsi);
+        free_data(&d);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_batchnorm");
     TCase *tc = tcase_create("batchnorm");
@@ -398,5 +498,9 @@ int main(void) {
     tcase_add_test(tc, test_backward_finite_differences);
     tcase_add_test(tc, test_argument_errors);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_set_timeout(tiny, 300);
+    tcase_add_test(tiny, test_tiny);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

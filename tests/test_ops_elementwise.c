@@ -1,6 +1,8 @@
 /* Element-wise ops (ReLU forward / backward, add, mul, axpy, scale) on the device vs the CPU
- * reference (tests/ref_ops.c). Views, in-place use, argument errors. The reductions and the SGD
- * step have their own files (test_ops_reduce.c, test_ops_sgd.c).
+ * reference (tests/ref_ops.c). Odd sizes (a prime count over several work-groups, C not a
+ * multiple of 16, batch 1 and 3), views, in-place use, argument errors. The test case "tiny"
+ * runs every kernel on views at small odd shapes (the Oclgrind run, scripts/oclgrind.sh). The
+ * reductions and the SGD step have their own files (test_ops_reduce.c, test_ops_sgd.c).
  *
  * Tolerances (|got - want| <= atol + rtol * |want|):
  *   relu, relu backward, add, mul, scale   exact (one float rounding, same as the reference)
@@ -17,6 +19,7 @@ typedef struct { int n, c, h, w; } shape;
 
 static const shape SHAPES[] = {
     {1, 5, 7, 9}, {3, 17, 13, 11}, {4, 8, 33, 35}, {2, 3, 1, 1}, {1, 1, 1, 1}, {2, 6, 16, 16},
+    {1, 1, 1, 10007}, {3, 19, 5, 7},   /* a prime count (40 work-groups of 256); batch 3, C = 19 */
 };
 #define N_SHAPES (int)(sizeof SHAPES / sizeof SHAPES[0])
 #define EXACT 1e-30, 0.0
@@ -150,6 +153,57 @@ START_TEST(test_argument_errors) {
 }
 END_TEST
 
+/* Every kernel once on views (samples 1..n of an (n + 1)-sample tensor, off != 0) at small odd
+ * shapes; sample 0 stays untouched. */
+START_TEST(test_tiny) {
+    stfpm_ctx *ctx = tu_ctx();
+    static const shape T[] = {{3, 5, 7, 11}, {1, 1, 1, 1}, {1, 3, 1, 67}};
+    for (int si = 0; si < (int)(sizeof T / sizeof T[0]); si++) {
+        const shape *s = &T[si];
+        const size_t per = (size_t)s->c * s->h * s->w, n = numel(s), all_n = n + per;
+        float *ha = host_rand(all_n, 60 + si, -2.0f, 2.0f), *hb = host_rand(all_n, 70 + si, -2.0f, 2.0f);
+        for (size_t i = 0; i < all_n; i += 5) ha[i] = 0.0f;
+        stfpm_tensor a = tu_tensor(ha, s->n + 1, s->c, s->h, s->w), b = tu_tensor(hb, s->n + 1, s->c, s->h, s->w);
+        stfpm_tensor y = tu_tensor(NULL, s->n + 1, s->c, s->h, s->w);
+        stfpm_tensor av = stfpm_tensor_view(&a, 1, s->n), bv = stfpm_tensor_view(&b, 1, s->n);
+        stfpm_tensor yv = stfpm_tensor_view(&y, 1, s->n);
+        ck_assert(av.off != 0);
+        float *want = calloc(all_n, sizeof(float)), *tmp = malloc(n * sizeof(float));
+        char what[64];
+        ref_relu_forward(ha + per, n, want + per);
+        TU_CHECK_STATUS(stfpm_relu_forward(ctx, &av, &yv));
+        snprintf(what, sizeof what, "tiny %d relu", si);
+        close_t(what, &y, want, EXACT);
+        memcpy(tmp, want + per, n * sizeof(float));   /* relu output */
+        ref_relu_backward(tmp, hb + per, n, want + per);
+        TU_CHECK_STATUS(stfpm_relu_backward(ctx, &yv, &bv, &yv));
+        snprintf(what, sizeof what, "tiny %d relu backward", si);
+        close_t(what, &y, want, EXACT);
+        ref_add(ha + per, hb + per, n, want + per);
+        TU_CHECK_STATUS(stfpm_add(ctx, &av, &bv, &yv));
+        snprintf(what, sizeof what, "tiny %d add", si);
+        close_t(what, &y, want, EXACT);
+        ref_mul(ha + per, hb + per, n, want + per);
+        TU_CHECK_STATUS(stfpm_mul(ctx, &av, &bv, &yv));
+        snprintf(what, sizeof what, "tiny %d mul", si);
+        close_t(what, &y, want, EXACT);
+        ref_axpy(0.75f, ha + per, n, want + per);
+        TU_CHECK_STATUS(stfpm_axpy(ctx, 0.75f, &av, &yv));
+        snprintf(what, sizeof what, "tiny %d axpy", si);
+        close_t(what, &y, want, 1e-7, 1e-6);
+        float *got = tu_read(&y);
+        memcpy(want, got, all_n * sizeof(float));
+        free(got);
+        ref_scale(-1.5f, want + per, n);
+        TU_CHECK_STATUS(stfpm_scale(ctx, -1.5f, &yv));
+        snprintf(what, sizeof what, "tiny %d scale", si);
+        close_t(what, &y, want, EXACT);
+        stfpm_tensor_free(ctx, &a); stfpm_tensor_free(ctx, &b); stfpm_tensor_free(ctx, &y);
+        free(ha); free(hb); free(want); free(tmp);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_elementwise");
     TCase *tc = tcase_create("elementwise");
@@ -159,5 +213,9 @@ int main(void) {
     tcase_add_test(tc, test_add_mul_axpy_scale);
     tcase_add_test(tc, test_argument_errors);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_set_timeout(tiny, 300);
+    tcase_add_test(tiny, test_tiny);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

@@ -1,10 +1,13 @@
 /* Reductions (per-sample max / mean over C*H*W, mean over a whole tensor) on the device vs the
- * CPU reference (tests/ref_ops.c, double sums). Shapes: one value, a prime length, lengths that
- * are not multiples of 4 or 16, rows that need several work-groups (the host splits a row into
- * chunks of about 256 x 8 values, at most 256 chunks: 65537 values per row need 33 chunks,
- * 1000003 values hit the 256-chunk limit). Also every element counted exactly once (integer
- * data, where float sums are exact), the maximum found at any position of a row, NaN
- * propagation, views, determinism, argument errors.
+ * CPU reference (tests/ref_ops.c, double sums). Shapes: one value, prime lengths, lengths that
+ * are not multiples of 4 or 16, batch 3 with C = 19, rows that need several work-groups (the
+ * host splits a row into chunks of about L x 8 values, L the work-group size: 256, or less under
+ * a lower launch limit; at most 256 chunks with the CPU variant, 1024 with the GPU variant:
+ * 65537 values per row need 33 chunks at L = 256, 1000003 values hit the CPU variant's limit,
+ * 2621447 the GPU variant's). Also every element counted exactly once (integer data, where
+ * float sums are exact), the maximum found at any position of a row, NaN propagation, views,
+ * determinism, argument errors. The test case "tiny" runs max, mean and mean_all on views at
+ * small odd shapes (the Oclgrind run, scripts/oclgrind.sh).
  *
  * Tolerances (|got - want| <= atol + rtol * |want|):
  *   max                        exact (a selection, no rounding)
@@ -14,6 +17,7 @@
  *                              >= 1 / len) */
 #include "testutil.h"
 #include "ref_ops.h"
+#include "runtime.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -41,10 +45,12 @@ static void close_t(const char *what, const stfpm_tensor *t, const float *want, 
 }
 
 /* Per-sample lengths 315, 2431, 9240, 3, 1, 65536 (32 chunks per row), the prime 7919, 17, 1155,
- * 2049 (just past one chunk), 4097, 257, and the prime 65537. */
+ * 2049 (just past one chunk), 4097, 257, the prime 65537, 39007 (batch 3, C = 19) and the prime
+ * 10007. */
 static const shape RS[] = {{1, 5, 7, 9},  {3, 17, 13, 11}, {4, 8, 33, 35}, {2, 3, 1, 1},   {1, 1, 1, 1},
                            {3, 1, 256, 256}, {1, 1, 1, 7919}, {5, 17, 1, 1}, {2, 3, 5, 77}, {3, 1, 1, 2049},
-                           {2, 1, 17, 241}, {7, 1, 1, 257}, {2, 1, 1, 65537}};
+                           {2, 1, 17, 241}, {7, 1, 1, 257}, {2, 1, 1, 65537}, {3, 19, 1, 2053},
+                           {1, 1, 1, 10007}};
 #define N_RS (int)(sizeof RS / sizeof RS[0])
 
 /* Each shape with mixed values and a maximum near the end (sign 0) and all negative (sign 1:
@@ -116,7 +122,18 @@ START_TEST(test_mean_all_large) {
     TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x3, &all));
     close_t("reduce_mean_all of 3 x 333333 values", &all, &want3, MEAN_TOL);
     printf("reduce_mean_all: 1000003 values got %.9g want %.9g\n", got1, want);
-    stfpm_tensor_free(ctx, &x3); stfpm_tensor_free(ctx, &out); stfpm_tensor_free(ctx, &all);
+    stfpm_tensor_free(ctx, &x3);
+    free(hx);
+    /* 2621447 values (prime): past 1024 chunks of 256 x 8 (the GPU variant's limit) */
+    const int len4 = 2621447;
+    hx = host_rand(len4, 78, -1.0f, 3.0f);
+    want = ref_reduce_mean_all(hx, len4);
+    stfpm_tensor x4 = tu_tensor(hx, 1, 1, 1, len4);
+    TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x4, &all));
+    close_t("reduce_mean_all of 2621447 values", &all, &want, MEAN_TOL);
+    TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x4, &out));
+    close_t("reduce_mean of one 2621447-value row", &out, &want, MEAN_TOL);
+    stfpm_tensor_free(ctx, &x4); stfpm_tensor_free(ctx, &out); stfpm_tensor_free(ctx, &all);
     free(hx);
 }
 END_TEST
@@ -274,6 +291,65 @@ START_TEST(test_argument_errors) {
 }
 END_TEST
 
+/* max, mean and mean_all of views (samples 1..n of an (n + 1)-sample tensor, off != 0) into
+ * views (samples 1..n of an (n + 1)-sample output) at small odd shapes, rows over several
+ * chunks under a 64-wide work-group (1031 values), a NaN in one row of the last shape. */
+/* The partial-sums scratch slot allocated once, large enough for every tiny shape: Oclgrind's
+ * uninitialised-value check misreports a scratch buffer that grows (released and recreated)
+ * between two ops as never written. */
+static void reserve_partials(stfpm_ctx *ctx) {
+    cl_mem m;
+    TU_CHECK_STATUS(stfpm_scratch(ctx, STFPM_SCRATCH_PARTIALS, 64 * 1024, &m));
+}
+
+static void close_nan(const char *what, const float *got, const float *want, int n, double atol, double rtol) {
+    for (int i = 0; i < n; i++) {
+        if (isnan(want[i])) ck_assert_msg(isnan(got[i]), "%s: element %d got %.8g, want NaN", what, i, got[i]);
+        else tu_assert_close(what, got + i, want + i, 1, atol, rtol);
+    }
+}
+
+START_TEST(test_tiny) {
+    stfpm_ctx *ctx = tu_ctx();
+    static const shape T[] = {{3, 5, 7, 9}, {1, 1, 1, 1}, {2, 1, 1, 1031}, {3, 1, 1, 13}};
+    const int n_t = (int)(sizeof T / sizeof T[0]);
+    reserve_partials(ctx);
+    for (int si = 0; si < n_t; si++) {
+        const shape *s = &T[si];
+        const size_t per = (size_t)s->c * s->h * s->w, n = numel(s);
+        float *hx = host_rand(n + per, 950 + si, -3.0f, -0.5f);   /* all negative: max is not 0 */
+        if (si == n_t - 1) hx[2 * per + 4] = NAN;                /* row 1 of the view */
+        float rmax[3], rmean[3], rall = ref_reduce_mean_all(hx + per, n);
+        ref_reduce_max(hx + per, s->n, per, rmax);
+        ref_reduce_mean(hx + per, s->n, per, rmean);
+        stfpm_tensor x = tu_tensor(hx, s->n + 1, s->c, s->h, s->w), out = tu_tensor(NULL, s->n + 1, 1, 1, 1);
+        stfpm_tensor all = tu_tensor(NULL, 2, 1, 1, 1);
+        stfpm_tensor xv = stfpm_tensor_view(&x, 1, s->n), ov = stfpm_tensor_view(&out, 1, s->n);
+        stfpm_tensor av = stfpm_tensor_view(&all, 1, 1);
+        ck_assert(xv.off != 0 && ov.off != 0);
+        float got[4];
+        char what[64];
+        TU_CHECK_STATUS(stfpm_reduce_max(ctx, &xv, &ov));
+        TU_CHECK_STATUS(stfpm_tensor_read(ctx, &out, got));
+        ck_assert(got[0] == 0.0f);
+        snprintf(what, sizeof what, "tiny %d reduce_max", si);
+        close_nan(what, got + 1, rmax, s->n, EXACT);
+        TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &xv, &ov));
+        TU_CHECK_STATUS(stfpm_tensor_read(ctx, &out, got));
+        ck_assert(got[0] == 0.0f);
+        snprintf(what, sizeof what, "tiny %d reduce_mean", si);
+        close_nan(what, got + 1, rmean, s->n, MEAN_TOL);
+        TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &xv, &av));
+        TU_CHECK_STATUS(stfpm_tensor_read(ctx, &all, got));
+        ck_assert(got[0] == 0.0f);
+        snprintf(what, sizeof what, "tiny %d reduce_mean_all", si);
+        close_nan(what, got + 1, &rall, 1, MEAN_TOL);
+        stfpm_tensor_free(ctx, &x); stfpm_tensor_free(ctx, &out); stfpm_tensor_free(ctx, &all);
+        free(hx);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_reduce");
     TCase *tc = tcase_create("reduce");
@@ -286,5 +362,9 @@ int main(void) {
     tcase_add_test(tc, test_views);
     tcase_add_test(tc, test_argument_errors);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_set_timeout(tiny, 300);
+    tcase_add_test(tiny, test_tiny);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

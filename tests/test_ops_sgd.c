@@ -1,9 +1,11 @@
 /* SGD step (PyTorch semantics, SPEC section 3: g' = g + wd*w; v = first ? g' : momentum*v + g';
  * w -= lr*v) on the device vs the CPU reference (tests/ref_ops.c, float storage per step) and vs
  * a double-precision reference kept in double across steps. Shapes: one value, odd sizes, sizes
- * not a multiple of 4 or 16, more than one work-group (65537 values). First-step semantics (v's
- * old contents ignored), a momentum buffer carried in (first_step 0 on the first call), no
- * momentum buffer, lr 0, views, argument errors.
+ * not a multiple of 4 or 16, more than one work-group (65537 values, the prime 10007), batch 3
+ * with C = 19. First-step semantics (v's old contents ignored), a momentum buffer carried in
+ * (first_step 0 on the first call), no momentum buffer, lr 0, views, argument errors. The test
+ * case "tiny" runs every form of the step on views at small odd shapes (the Oclgrind run,
+ * scripts/oclgrind.sh).
  *
  * Tolerances (|got - want| <= atol + rtol * |want|):
  *   w, v vs the float reference, any number of steps    atol 1e-6, rtol 1e-5 (-cl-mad-enable)
@@ -38,9 +40,10 @@ static void close_t(const char *what, const stfpm_tensor *t, const float *want, 
     free(got);
 }
 
-/* 9408 (a conv weight), 17, 1, 7, 1155, 4099, 65537 values */
+/* 9408 (a conv weight), 17, 1, 7, 1155, 4099, 65537, 10007, 1995 values */
 static const shape SS[] = {{64, 3, 7, 7}, {1, 17, 1, 1}, {1, 1, 1, 1}, {1, 1, 1, 7},
-                           {3, 5, 7, 11}, {1, 4099, 1, 1}, {1, 1, 1, 65537}};
+                           {3, 5, 7, 11}, {1, 4099, 1, 1}, {1, 1, 1, 65537}, {1, 1, 1, 10007},
+                           {3, 19, 5, 7}};
 #define N_SS (int)(sizeof SS / sizeof SS[0])
 
 /* Three steps vs the float reference; the first step must ignore v's previous contents. Then
@@ -234,6 +237,45 @@ START_TEST(test_argument_errors) {
 }
 END_TEST
 
+/* On views (samples 1..n of an (n + 1)-sample tensor, off != 0) at small odd shapes: a first
+ * step with momentum, a second one, a step without a momentum buffer; sample 0 untouched. */
+START_TEST(test_tiny) {
+    stfpm_ctx *ctx = tu_ctx();
+    static const shape T[] = {{3, 5, 7, 11}, {1, 1, 1, 1}, {1, 3, 1, 67}};
+    const float lr = 0.3f, mom = 0.9f, wd = 0.05f;
+    for (int si = 0; si < (int)(sizeof T / sizeof T[0]); si++) {
+        const shape *s = &T[si];
+        const size_t per = (size_t)s->c * s->h * s->w, n = numel(s), all_n = n + per;
+        float *hw = host_rand(all_n, 900 + si, -1.0f, 1.0f), *hv = malloc(all_n * sizeof(float));
+        for (size_t i = 0; i < all_n; i++) hv[i] = 123.0f;   /* the first step ignores it */
+        stfpm_tensor w = tu_tensor(hw, s->n + 1, s->c, s->h, s->w), v = tu_tensor(hv, s->n + 1, s->c, s->h, s->w);
+        stfpm_tensor g = tu_tensor(NULL, s->n + 1, s->c, s->h, s->w);
+        stfpm_tensor wv = stfpm_tensor_view(&w, 1, s->n), vv = stfpm_tensor_view(&v, 1, s->n);
+        stfpm_tensor gv = stfpm_tensor_view(&g, 1, s->n);
+        ck_assert(wv.off != 0);
+        for (int step = 0; step < 3; step++) {
+            float *hg = host_rand(all_n, 910 + 10 * si + step, -0.5f, 0.5f);
+            TU_CHECK_STATUS(stfpm_tensor_write(ctx, &g, hg));
+            if (step < 2) {
+                TU_CHECK_STATUS(stfpm_sgd_step(ctx, &wv, &gv, &vv, lr, mom, wd, step == 0));
+                ref_sgd_step(hw + per, hg + per, hv + per, n, lr, mom, wd, step == 0);
+            } else {
+                TU_CHECK_STATUS(stfpm_sgd_step(ctx, &wv, &gv, NULL, lr, 0.0f, wd, 0));
+                ref_sgd_step(hw + per, hg + per, NULL, n, lr, 0.0f, wd, 0);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "tiny %d step %d w", si, step);
+            close_t(what, &w, hw, STEP_TOL);
+            snprintf(what, sizeof what, "tiny %d step %d v", si, step);
+            close_t(what, &v, hv, STEP_TOL);
+            free(hg);
+        }
+        stfpm_tensor_free(ctx, &w); stfpm_tensor_free(ctx, &v); stfpm_tensor_free(ctx, &g);
+        free(hw); free(hv);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_sgd");
     TCase *tc = tcase_create("sgd");
@@ -245,5 +287,9 @@ int main(void) {
     tcase_add_test(tc, test_views);
     tcase_add_test(tc, test_argument_errors);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_set_timeout(tiny, 300);
+    tcase_add_test(tiny, test_tiny);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

@@ -128,3 +128,29 @@ __kernel void fm_distance_bwd(__global const float *t, int to, __global const fl
         vstore16(accumulate ? vload16(0, o) + v : v, 0, o);
     }
 }
+
+#ifdef STFPM_GPU
+/* GPU variant: one work-item per position, get_global_id(0) along the H*W positions of sample
+ * get_global_id(1). Each work-item loops over the C channels of its position; for a fixed
+ * channel the work-items of a work-group read consecutive positions (coalesced). The channel
+ * sums are accumulated in channel order, as in the row form's scalar path. */
+
+/* gws = (HW, N). */
+__kernel void fm_distance_fwd_g(__global const float *t, int to, __global const float *s, int so,
+                                __global float *d, int dof, int N, int C, int HW) {
+    const int p = get_global_id(0), b = get_global_id(1);
+    if (p >= HW || b >= N) return;
+    const size_t base = (size_t)b * C * HW + p;
+    d[dof + (size_t)b * HW + p] = fm_fwd_one(t + to + base, s + so + base, C, HW);
+}
+
+/* gws = (HW, N); the same gradient as fm_distance_bwd. */
+__kernel void fm_distance_bwd_g(__global const float *t, int to, __global const float *s, int so,
+                                __global float *ds, int dso, int N, int C, int HW, float scale,
+                                int accumulate) {
+    const int p = get_global_id(0), b = get_global_id(1);
+    if (p >= HW || b >= N) return;
+    const size_t base = (size_t)b * C * HW + p;
+    fm_bwd_one(t + to + base, s + so + base, ds + dso + base, C, HW, scale, accumulate);
+}
+#endif

@@ -79,13 +79,15 @@ static inline void maxpool_interior(int W, int Wo, int k, int stride, int pad, i
     } while (0)
 
 /* Stride 2, k 3: four adjacent windows (output columns ow..ow+3, input columns w0..w0+8) of
- * one row as three float4 column vectors: window j reads columns w0+2j, w0+2j+1, w0+2j+2. */
+ * one row as three float4 column vectors: window j reads columns w0+2j, w0+2j+1, w0+2j+2.
+ * c2 = (w0+2, w0+4, w0+6, w0+8) is written as a select rather than (float4)(v8_.s246, x): the
+ * same machine code on PoCL, and Oclgrind's uninitialised-value check crashes on the latter. */
 #define MP3S2_ROW(r, w0, c0, c1, c2)                                             \
     do {                                                                         \
         float8 v8_ = vload8(0, (r) + (w0));                                      \
         c0 = v8_.even;                                                           \
         c1 = v8_.odd;                                                            \
-        c2 = (float4)(v8_.s246, (r)[(w0) + 8]);                                  \
+        c2 = select(v8_.s2466, (float4)((r)[(w0) + 8]), (int4)(0, 0, 0, -1));    \
     } while (0)
 #define MP4_TAKE(v, best) (isgreater(v, best) | isnan(v))
 
@@ -273,3 +275,46 @@ __kernel void maxpool_bwd_idx(__global const int *idx, __global const float *dy,
     }
     for (; iw < W; iw++) dr[iw] = maxpool_gather(a, g, Wo, oh0, oh1, lo + iw, iw, k, stride, pad);
 }
+
+#ifdef STFPM_GPU
+/* GPU variant: one output element per work-item, get_global_id(0) along the row (neighbouring
+ * work-items read neighbouring windows: coalesced), dimensions 1 and 2 along rows and planes.
+ * Same window scan (maxpool_win: row-major, first maximum, NaN wins) and same gather order
+ * (maxpool_gather) as the row form, so the results are the same. */
+
+/* gws = (Wo, Ho, planes): y[pl][oh][ow]. */
+__kernel void maxpool_fwd_g(__global const float *x, int xo, __global float *y, int yo, int planes,
+                            int H, int W, int Ho, int Wo, int k, int stride, int pad) {
+    const int ow = get_global_id(0), oh = get_global_id(1), pl = get_global_id(2);
+    if (ow >= Wo || oh >= Ho || pl >= planes) return;
+    __global const float *p = x + xo + (size_t)pl * H * W;
+    const int h0 = oh * stride - pad;
+    float best;
+    maxpool_win(p, W, max(h0, 0), min(h0 + k, H), ow * stride - pad, k, &best);
+    y[yo + ((size_t)pl * Ho + oh) * Wo + ow] = best;
+}
+
+/* Backward pass 1, gws = (Wo, Ho, planes): the argmax (plane-local ih * W + iw) of window (oh, ow). */
+__kernel void maxpool_argmax_idx_g(__global const float *x, int xo, __global int *idx, int planes, int H,
+                                   int W, int Ho, int Wo, int k, int stride, int pad) {
+    const int ow = get_global_id(0), oh = get_global_id(1), pl = get_global_id(2);
+    if (ow >= Wo || oh >= Ho || pl >= planes) return;
+    float best;
+    idx[((size_t)pl * Ho + oh) * Wo + ow] =
+        maxpool_argmax(x + xo + (size_t)pl * H * W, H, W, k, stride, pad, oh, ow, &best);
+}
+
+/* Backward pass 2, gws = (W, H, planes): dx[pl][ih][iw] gathers dy over the windows containing
+ * it whose stored argmax is this element, in (oh, ow) order (deterministic, no atomics). */
+__kernel void maxpool_bwd_idx_g(__global const int *idx, __global const float *dy, int dyo, __global float *dx,
+                                int dxo, int planes, int H, int W, int Ho, int Wo, int k, int stride,
+                                int pad) {
+    const int iw = get_global_id(0), ih = get_global_id(1), pl = get_global_id(2);
+    if (iw >= W || ih >= H || pl >= planes) return;
+    const int oh0 = max(0, (ih + pad - k + stride) / stride);
+    const int oh1 = min(Ho - 1, (ih + pad) / stride);
+    dx[dxo + ((size_t)pl * H + ih) * W + iw] =
+        maxpool_gather(idx + (size_t)pl * Ho * Wo, dy + dyo + (size_t)pl * Ho * Wo, Wo, oh0, oh1, ih * W + iw,
+                       iw, k, stride, pad);
+}
+#endif

@@ -20,6 +20,10 @@ stfpm_status stfpm_fm_distance(stfpm_ctx *ctx, const stfpm_tensor *t, const stfp
     cl_int N = t->n, C = t->c, HW = t->h * t->w;
     stfpm_karg a[] = {KARG(t->buf), KARG(to), KARG(s->buf), KARG(so), KARG(d->buf), KARG(dof),
                       KARG(N), KARG(C), KARG(HW)};
+    if (stfpm_gpu_kernels(ctx)) {                         /* one work-item per position */
+        size_t gg[2] = {(size_t)HW, (size_t)N};
+        return stfpm_enqueue(ctx, "loss", "fm_distance_fwd_g", 2, gg, NULL, KARGS(a));
+    }
     size_t g[2] = {((size_t)HW + 15) / 16, (size_t)N};  /* 16 positions per work-item */
     return stfpm_enqueue(ctx, "loss", "fm_distance_fwd", 2, g, NULL, KARGS(a));
 }
@@ -34,6 +38,10 @@ stfpm_status stfpm_fm_distance_backward(stfpm_ctx *ctx, const stfpm_tensor *t, c
     cl_int N = t->n, C = t->c, HW = t->h * t->w, acc = accumulate ? 1 : 0;
     stfpm_karg a[] = {KARG(t->buf), KARG(to), KARG(s->buf), KARG(so), KARG(ds->buf), KARG(dso),
                       KARG(N), KARG(C), KARG(HW), KARG(scale), KARG(acc)};
+    if (stfpm_gpu_kernels(ctx)) {                         /* one work-item per position */
+        size_t gg[2] = {(size_t)HW, (size_t)N};
+        return stfpm_enqueue(ctx, "loss", "fm_distance_bwd_g", 2, gg, NULL, KARGS(a));
+    }
     size_t g[2] = {((size_t)HW + 15) / 16, (size_t)N};  /* 16 positions per work-item */
     return stfpm_enqueue(ctx, "loss", "fm_distance_bwd", 2, g, NULL, KARGS(a));
 }

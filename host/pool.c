@@ -32,6 +32,10 @@ stfpm_status stfpm_maxpool_forward(stfpm_ctx *ctx, const stfpm_tensor *x, int k,
     cl_int H = x->h, W = x->w, Ho = ho, Wo = wo, K = k, S = stride, P = pad;
     stfpm_karg a[] = {KARG(x->buf), KARG(xo), KARG(y->buf), KARG(yo), KARG(planes), KARG(H), KARG(W),
                       KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
+    if (stfpm_gpu_kernels(ctx)) {                         /* one work-item per output element */
+        size_t g3[3] = {(size_t)Wo, (size_t)Ho, (size_t)planes};
+        return stfpm_enqueue(ctx, "pool", "maxpool_fwd_g", 3, g3, NULL, KARGS(a));
+    }
     size_t g[2] = {(size_t)Ho, (size_t)planes};           /* one work-item per output row */
     return stfpm_enqueue(ctx, "pool", "maxpool_fwd", 2, g, NULL, KARGS(a));
 }
@@ -46,15 +50,21 @@ stfpm_status stfpm_maxpool_backward(stfpm_ctx *ctx, const stfpm_tensor *x, int k
     cl_int H = x->h, W = x->w, Ho = ho, Wo = wo, K = k, S = stride, P = pad;
     /* Two passes through an argmax buffer (STFPM_SCRATCH_AUX): ~5x fewer reads than recomputing
      * every window's argmax per input element (maxpool_bwd, kept as the reference kernel).
-     * Both passes run in row form (one work-item per row, see cl/pool.cl). */
+     * CPU variant: both passes in row form (one work-item per row, see cl/pool.cl); GPU variant:
+     * one work-item per argmax (pass 1) and per dx element (pass 2). */
     cl_mem idx;
     STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_AUX, stfpm_tensor_numel(dy) * sizeof(cl_int), &idx));
     stfpm_karg a1[] = {KARG(x->buf), KARG(xo), KARG(idx), KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo),
                        KARG(K), KARG(S), KARG(P)};
-    size_t g1[2] = {(size_t)Ho, (size_t)planes};          /* one work-item per output row */
-    STFPM_TRY(stfpm_enqueue(ctx, "pool", "maxpool_argmax_idx", 2, g1, NULL, KARGS(a1)));
     stfpm_karg a[] = {KARG(idx), KARG(dy->buf), KARG(dyo), KARG(dx->buf), KARG(dxo),
                       KARG(planes), KARG(H), KARG(W), KARG(Ho), KARG(Wo), KARG(K), KARG(S), KARG(P)};
+    if (stfpm_gpu_kernels(ctx)) {
+        size_t o3[3] = {(size_t)Wo, (size_t)Ho, (size_t)planes}, i3[3] = {(size_t)W, (size_t)H, (size_t)planes};
+        STFPM_TRY(stfpm_enqueue(ctx, "pool", "maxpool_argmax_idx_g", 3, o3, NULL, KARGS(a1)));
+        return stfpm_enqueue(ctx, "pool", "maxpool_bwd_idx_g", 3, i3, NULL, KARGS(a));
+    }
+    size_t g1[2] = {(size_t)Ho, (size_t)planes};          /* one work-item per output row */
+    STFPM_TRY(stfpm_enqueue(ctx, "pool", "maxpool_argmax_idx", 2, g1, NULL, KARGS(a1)));
     size_t g2[2] = {(size_t)H, (size_t)planes};           /* one work-item per input row */
     return stfpm_enqueue(ctx, "pool", "maxpool_bwd_idx", 2, g2, NULL, KARGS(a));
 }

@@ -11,7 +11,8 @@ struct stfpm_pyramid {
     stfpm_tensor ds[STFPM_MAX_LEVELS];    /* dL/ds */
     stfpm_tensor mean[STFPM_MAX_LEVELS];  /* (1,1,1,1) */
     stfpm_tensor up;                      /* one upsampled level (N,1,S,S) */
-    stfpm_tensor rowmax;                  /* (N,1,S,1): the map's row maxima (fused path) */
+    stfpm_tensor rowmax;                  /* (N,1,S,1): the map's row maxima (fused path; GPU
+                                             variant: (N,1,G,1), its work-groups' maxima) */
 };
 
 /* The anomaly map in one kernel (cl/upsample.cl anomaly_map_fwd) unless the fused_map option
@@ -86,6 +87,38 @@ stfpm_status stfpm_pyramid_loss(stfpm_ctx *ctx, stfpm_pyramid *p, int n_levels, 
 
 const stfpm_tensor *stfpm_pyramid_grad(const stfpm_pyramid *p, int level) { return &p->ds[level]; }
 
+/* Largest power of two <= min(256, cap, want) (want 0: no limit). */
+static size_t pow2_local(size_t cap, size_t want) {
+    size_t l = 1;
+    while (l * 2 <= 256 && l * 2 <= cap && (!want || l < want)) l <<= 1;
+    return l;
+}
+
+/* The fused map on the GPU variant (cl/upsample.cl): anomaly_map_fwd_g, one work-item per map
+ * pixel, writes the map and the maximum of each work-group's pixels; anomaly_score_g reduces
+ * those to the per-image score. a[0 .. k) are the level and map arguments of anomaly_map_fwd. */
+static stfpm_status anomaly_map_gpu(stfpm_ctx *ctx, stfpm_pyramid *p, stfpm_karg *a, int k,
+                                    const stfpm_tensor *map, stfpm_tensor *score) {
+    if (score && (score->c != 1 || score->h != 1 || score->w != 1))
+        return stfpm_set_error(STFPM_ERR_ARG, "anomaly map: score has shape (%d, %d, %d, %d), expected (%d, 1, 1, 1)",
+                               score->n, score->c, score->h, score->w, map->n);
+    size_t pix = (size_t)map->h * map->w;
+    size_t lsz = pow2_local(stfpm_kernel_wg_limit(ctx, "upsample", "anomaly_map_fwd_g"), 0);
+    size_t groups = (pix + lsz - 1) / lsz;
+    stfpm_tensor part;
+    STFPM_TRY(ensure(ctx, &p->rowmax, map->n, 1, (int)groups, 1, &part));
+    a[k++] = KARG(part.buf);
+    a[k++] = KLOCAL(lsz * sizeof(cl_float));
+    size_t g[2] = {groups * lsz, (size_t)map->n}, l[2] = {lsz, 1};
+    STFPM_TRY(stfpm_enqueue(ctx, "upsample", "anomaly_map_fwd_g", 2, g, l, k, a));
+    if (!score) return STFPM_OK;
+    cl_int G = (cl_int)groups, so = (cl_int)score->off, N = map->n;
+    size_t lsz2 = pow2_local(stfpm_kernel_wg_limit(ctx, "upsample", "anomaly_score_g"), groups);
+    stfpm_karg b[] = {KARG(part.buf), KARG(G), KARG(score->buf), KARG(so), KARG(N), KLOCAL(lsz2 * sizeof(cl_float))};
+    size_t g2[2] = {lsz2, (size_t)map->n}, l2[2] = {lsz2, 1};
+    return stfpm_enqueue(ctx, "upsample", "anomaly_score_g", 2, g2, l2, KARGS(b));
+}
+
 stfpm_status stfpm_pyramid_anomaly_map(stfpm_ctx *ctx, stfpm_pyramid *p, int n_levels,
                                        const stfpm_tensor *t, const stfpm_tensor *s,
                                        stfpm_tensor *map, stfpm_tensor *score) {
@@ -100,11 +133,9 @@ stfpm_status stfpm_pyramid_anomaly_map(stfpm_ctx *ctx, stfpm_pyramid *p, int n_l
             STFPM_TRY(stfpm_fm_distance(ctx, &t[l], &s[l], &d[l]));
         }
         for (int l = n_levels; l < 4; l++) d[l] = d[0];   /* not read */
-        stfpm_tensor rm;
-        STFPM_TRY(ensure(ctx, &p->rowmax, map->n, 1, map->h, 1, &rm));
         cl_int off[4], H[4], W[4], L = n_levels, mo = (cl_int)map->off, N = map->n, Ho = map->h, Wo = map->w;
         float sh[4], sw[4];
-        stfpm_karg a[4 * 6 + 7];
+        stfpm_karg a[4 * 6 + 8];                   /* 7 after the levels, 8 on the GPU variant */
         int k = 0;
         for (int l = 0; l < 4; l++) {
             off[l] = (cl_int)d[l].off;
@@ -125,6 +156,10 @@ stfpm_status stfpm_pyramid_anomaly_map(stfpm_ctx *ctx, stfpm_pyramid *p, int n_l
         a[k++] = KARG(N);
         a[k++] = KARG(Ho);
         a[k++] = KARG(Wo);
+        if (stfpm_gpu_kernels(ctx))
+            return anomaly_map_gpu(ctx, p, a, k, map, score);
+        stfpm_tensor rm;
+        STFPM_TRY(ensure(ctx, &p->rowmax, map->n, 1, map->h, 1, &rm));
         a[k++] = KARG(rm.buf);
         size_t g[2] = {(size_t)map->h, (size_t)map->n};
         STFPM_TRY(stfpm_enqueue(ctx, "upsample", "anomaly_map_fwd", 2, g, NULL, k, a));

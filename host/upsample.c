@@ -2,6 +2,7 @@
 #include "runtime.h"
 #include "stfpm/ops.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* x: (N, C, H, W) input side, y: (N, C, Ho, Wo) output side of the forward resize. */
@@ -22,6 +23,12 @@ static stfpm_status launch(stfpm_ctx *ctx, const char *kernel, const stfpm_tenso
     float sh = (float)in->h / (float)out->h, sw = (float)in->w / (float)out->w;
     stfpm_karg a[] = {KARG(src->buf), KARG(so), KARG(dst->buf), KARG(dof), KARG(planes), KARG(H),
                       KARG(W), KARG(Ho), KARG(Wo), KARG(sh), KARG(sw)};
+    if (stfpm_gpu_kernels(ctx)) {   /* one work-item per element of dst, dim 0 along its rows */
+        char name[64];
+        snprintf(name, sizeof name, "%s_g", kernel);
+        size_t g[3] = {(size_t)dst->w, (size_t)dst->h, (size_t)planes};
+        return stfpm_enqueue(ctx, "upsample", name, 3, g, NULL, KARGS(a));
+    }
     if (!strcmp(kernel, "upsample_bilinear_fwd")) {         /* row form: one item per output row */
         size_t g[2] = {(size_t)Ho, (size_t)planes};
         return stfpm_enqueue(ctx, "upsample", kernel, 2, g, NULL, KARGS(a));

@@ -16,6 +16,8 @@ typedef struct { int n, c, h, w; } fm_case;
 static const fm_case k_cases[] = {
     {1, 3, 7, 9}, {2, 5, 13, 11}, {3, 64, 8, 8}, {2, 130, 5, 3}, {1, 256, 4, 4}, {4, 1, 3, 3}, {2, 128, 6, 7},
     {2, 33, 7, 9}, /* H*W = 63: three 16-position runs (float16 path) and a scalar tail of 15 */
+    /* odd shapes: prime H and W, C not a multiple of 16, batch 1 and 3 */
+    {3, 17, 13, 11}, {1, 67, 17, 19}, {3, 255, 5, 7}, {1, 129, 23, 29}, {3, 7, 1, 37},
 };
 #define N_CASES (int)(sizeof k_cases / sizeof k_cases[0])
 
@@ -41,12 +43,11 @@ static double grad_atol(const float *x, size_t n) { return 1e-5 * max_abs(x, n) 
 /* Device d vs (1) the reference and (2) the independent formula d = 2 - 2 cos(t, s) (no zero
  * vectors here); d lies in [0, 4]: atol 2e-6, rtol 2e-5.
  * Device ds vs the reference: atol 1e-5 * max|ds|, rtol 1e-4. */
-START_TEST(test_vs_reference) {
-    const fm_case *f = &k_cases[_i];
+static void check_vs_reference(const fm_case *f, uint64_t seed) {
     size_t ne = numel(f), np = (size_t)f->n * f->h * f->w, hw = (size_t)f->h * f->w;
     float *th = malloc(ne * sizeof *th), *sh = malloc(ne * sizeof *sh);
     float *dref = malloc(np * sizeof *dref), *dcos = malloc(np * sizeof *dcos), *dsref = malloc(ne * sizeof *dsref);
-    make_ts(f, 500 + 2 * _i, th, sh);
+    make_ts(f, seed, th, sh);
     ref_fm_distance(th, sh, f->n, f->c, f->h, f->w, dref);
     double scale = 1.0 / (double)np;
     ref_fm_distance_backward(th, sh, f->n, f->c, f->h, f->w, scale, dsref);
@@ -80,6 +81,8 @@ START_TEST(test_vs_reference) {
     stfpm_tensor_free(ctx, &t); stfpm_tensor_free(ctx, &s);
     stfpm_tensor_free(ctx, &d); stfpm_tensor_free(ctx, &ds);
 }
+
+START_TEST(test_vs_reference) { check_vs_reference(&k_cases[_i], 500 + 2 * (uint64_t)_i); }
 END_TEST
 
 /* L(s) = scale * sum d in double; the device gradient vs central differences with h = 1e-6.
@@ -301,6 +304,15 @@ START_TEST(test_vs_torch) {
 }
 END_TEST
 
+/* Tiny shapes for the Oclgrind run (CK_RUN_CASE=tiny): forward and backward (overwrite and
+ * accumulate) of both variants at odd sizes, C not a multiple of 16, batch 1 and 3; H*W = 35
+ * gives the row form two 16-position runs and a scalar tail. */
+START_TEST(test_tiny) {
+    static const fm_case tc[] = {{3, 5, 5, 7}, {1, 19, 3, 5}, {3, 3, 1, 1}};
+    check_vs_reference(&tc[_i], 800 + (uint64_t)_i);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_loss");
     TCase *tc = tcase_create("fm_distance");
@@ -312,5 +324,11 @@ int main(void) {
     tcase_add_test(tc, test_shape_errors);
     tcase_add_test(tc, test_vs_torch);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_add_loop_test(tiny, test_tiny, 0, 3);
+    tcase_add_loop_test(tiny, test_norm_clamp, 0, 2);
+    tcase_add_loop_test(tiny, test_accumulate, 1, 2);
+    tcase_add_test(tiny, test_views);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

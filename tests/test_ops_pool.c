@@ -20,6 +20,10 @@ static const pool_case k_cases[] = {
      * scalar edges, odd and even widths, pad 0 and 1 */
     {2, 3, 19, 21, 3, 2, 0}, {1, 2, 33, 35, 3, 2, 1}, {2, 3, 20, 24, 3, 2, 1}, {1, 2, 9, 26, 3, 2, 0},
     {1, 2, 11, 40, 2, 2, 0}, {1, 2, 10, 37, 3, 1, 1},
+    /* odd shapes: prime H and W, C not a multiple of 16, batch 1 and 3 (the GPU variant's
+     * work-groups then cover partial rows and planes) */
+    {3, 5, 13, 17, 3, 2, 1}, {1, 17, 11, 23, 3, 2, 0}, {3, 7, 17, 19, 2, 2, 0}, {1, 19, 29, 31, 3, 2, 1},
+    {3, 5, 7, 11, 3, 1, 1},  {1, 3, 37, 5, 3, 2, 1},
 };
 #define N_CASES (int)(sizeof k_cases / sizeof k_cases[0])
 
@@ -289,6 +293,25 @@ START_TEST(test_vs_torch) {
 }
 END_TEST
 
+/* Tiny shapes for the Oclgrind run (CK_RUN_CASE=tiny): forward, argmax and gather passes of both
+ * variants at odd sizes, stride 1 and 2, pad 0 and 1, batch 1 and 3; rows wide enough for the
+ * row form's vectorised k3 s2 paths; random values and ties. */
+START_TEST(test_tiny) {
+    static const pool_case tc[] = {
+        {3, 5, 7, 11, 3, 2, 1}, {1, 3, 9, 23, 3, 2, 1}, {1, 2, 7, 21, 3, 2, 0}, {3, 2, 5, 7, 2, 2, 0},
+        {1, 3, 5, 7, 3, 1, 1},
+    };
+    const pool_case *pc = &tc[_i];
+    size_t ni = (size_t)pc->n * pc->c * pc->h * pc->w;
+    float *x = malloc(ni * sizeof *x);
+    tu_fill_uniform(x, ni, 90 + _i, -1.0f, 1.0f);
+    check_case(pc, x, 95 + _i, "tiny random");
+    fill_ties(x, ni, 99 + _i);
+    check_case(pc, x, 105 + _i, "tiny ties");
+    free(x);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_pool");
     TCase *tc = tcase_create("maxpool");
@@ -301,5 +324,9 @@ int main(void) {
     tcase_add_test(tc, test_shape_errors);
     tcase_add_test(tc, test_vs_torch);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_add_loop_test(tiny, test_tiny, 0, 5);
+    tcase_add_loop_test(tiny, test_views, 0, 1);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

@@ -18,6 +18,9 @@ static const up_case k_cases[] = {
     {1, 3, 16, 16, 64, 64},  {1, 1, 4, 4, 256, 256}, {2, 5, 5, 7, 13, 11},  {1, 3, 9, 9, 4, 4},
     {2, 3, 6, 6, 6, 6},      {1, 2, 1, 1, 3, 5},     {2, 3, 8, 8, 4, 16},   {3, 5, 7, 3, 2, 9},
     {1, 1, 64, 64, 256, 256}, {1, 1, 16, 16, 256, 256}, {2, 6, 13, 11, 5, 7},
+    /* odd shapes: prime sizes both ways, C not a multiple of 16, batch 1 and 3 */
+    {3, 17, 13, 11, 37, 29}, {1, 19, 31, 29, 7, 11}, {3, 5, 2, 3, 97, 101}, {1, 33, 11, 13, 11, 13},
+    {3, 3, 23, 1, 5, 17},
 };
 #define N_CASES (int)(sizeof k_cases / sizeof k_cases[0])
 
@@ -267,6 +270,139 @@ START_TEST(test_fused_anomaly_map) {
 }
 END_TEST
 
+/* NaN-wins maximum of n values (torch.max). */
+static float nan_max(const float *x, size_t n) {
+    float m = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(m) && (isnan(x[i]) || x[i] > m)) m = x[i];
+    return m;
+}
+
+/* The fused anomaly map for nl levels (lv: H, W, C per level) at S_h x S_w, batch N:
+ * - the map vs the C reference (fm distance, resize, products in level order; the reference
+ *   resizes in double): atol 1e-6, rtol 2e-5;
+ * - bit-identical to the unfused ops (fused_map off, without the score, so that only the
+ *   distance, resize and multiply kernels run there);
+ * - with want_score, the score is the NaN-wins maximum of the device map, exactly.
+ * with_nan puts a NaN into the last level's student features of the last image. */
+static void check_fused_map(int N, int nl, const int (*lv)[3], int S_h, int S_w, int with_nan, int want_score,
+                            uint64_t seed) {
+    stfpm_ctx *ctx = tu_ctx();
+    stfpm_tensor t[4], sv[4];
+    size_t nm = (size_t)N * S_h * S_w;
+    float *ref = malloc(nm * sizeof *ref), *up = malloc(nm * sizeof *up);
+    for (size_t i = 0; i < nm; i++) ref[i] = 1.0f;
+    for (int l = 0; l < nl; l++) {
+        size_t cnt = (size_t)N * lv[l][2] * lv[l][0] * lv[l][1], np = (size_t)N * lv[l][0] * lv[l][1];
+        float *a = malloc(cnt * sizeof *a), *b = malloc(cnt * sizeof *b), *d = malloc(np * sizeof *d);
+        tu_fill_uniform(a, cnt, seed + 10 * l, -1.0f, 1.0f);
+        tu_fill_uniform(b, cnt, seed + 10 * l + 1, -1.0f, 1.0f);
+        if (with_nan && l == nl - 1) b[cnt - 2] = NAN;
+        t[l] = tu_tensor(a, N, lv[l][2], lv[l][0], lv[l][1]);
+        sv[l] = tu_tensor(b, N, lv[l][2], lv[l][0], lv[l][1]);
+        ref_fm_distance(a, b, N, lv[l][2], lv[l][0], lv[l][1], d);
+        ref_upsample_bilinear_forward(d, N, 1, lv[l][0], lv[l][1], S_h, S_w, up);
+        for (size_t i = 0; i < nm; i++) ref[i] = l == 0 ? up[i] : ref[i] * up[i];
+        free(a); free(b); free(d);
+    }
+    /* Both runs' buffers stay allocated until both are done: Oclgrind's uninitialised-value
+     * check loses track of buffers created right after others were released. */
+    float *maps[2], *sc = NULL;
+    stfpm_pyramid *p[2] = {NULL, NULL};
+    stfpm_tensor map[2], score = tu_tensor(NULL, N + 1, 1, 1, 1);
+    stfpm_tensor scv = stfpm_tensor_view(&score, 1, N);   /* an offset view */
+    TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &score, -5.0f));
+    for (int fused = 0; fused < 2; fused++) {
+        tu_set_fused_map(fused ? STFPM_SWITCH_ON : STFPM_SWITCH_OFF);
+        TU_CHECK_STATUS(stfpm_pyramid_create(ctx, &p[fused]));
+        map[fused] = tu_tensor(NULL, N, 1, S_h, S_w);
+        TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &map[fused], -5.0f));
+        TU_CHECK_STATUS(stfpm_pyramid_anomaly_map(ctx, p[fused], nl, t, sv, &map[fused],
+                                                  fused && want_score ? &scv : NULL));
+        maps[fused] = tu_read(&map[fused]);
+    }
+    sc = tu_read(&score);
+    tu_reset_options();
+    for (int fused = 0; fused < 2; fused++) {
+        stfpm_tensor_free(ctx, &map[fused]);
+        stfpm_pyramid_free(ctx, p[fused]);
+    }
+    stfpm_tensor_free(ctx, &score);
+    char msg[160];
+    snprintf(msg, sizeof msg, "fused anomaly map, %d levels, N %d, %dx%d, nan %d, vs reference", nl, N, S_h, S_w,
+             with_nan);
+    size_t nn = with_nan ? (size_t)(N - 1) * S_h * S_w : nm;       /* the last image may hold NaNs */
+    tu_assert_close(msg, maps[1], ref, nn, 1e-6, 2e-5);
+    for (size_t i = 0; i < nm; i++) {
+        int same = maps[0][i] == maps[1][i] || (isnan(maps[0][i]) && isnan(maps[1][i]));
+        ck_assert_msg(same, "%d levels %dx%d: map[%zu] fused %.9g vs unfused %.9g", nl, S_h, S_w, i, maps[1][i],
+                      maps[0][i]);
+    }
+    ck_assert_msg(sc[0] == -5.0f, "the score view wrote before its offset: %g", sc[0]);
+    if (want_score)
+        for (int b = 0; b < N; b++) {
+            float want = nan_max(maps[1] + (size_t)b * S_h * S_w, (size_t)S_h * S_w);
+            int same = sc[1 + b] == want || (isnan(sc[1 + b]) && isnan(want));
+            ck_assert_msg(same, "%d levels %dx%d: score[%d] = %.9g, the map's maximum is %.9g", nl, S_h, S_w, b,
+                          sc[1 + b], want);
+            ck_assert_msg(!isnan(want) || (with_nan && b == N - 1), "score[%d] is NaN", b);
+        }
+    free(maps[0]); free(maps[1]); free(sc); free(ref); free(up);
+    for (int l = 0; l < nl; l++) {
+        stfpm_tensor_free(ctx, &t[l]);
+        stfpm_tensor_free(ctx, &sv[l]);
+    }
+}
+
+/* 4 levels (ResNet-like halving sizes) and maps of more pixels than 256 work-groups of 256: the
+ * score's strided pass over the work-group maxima; 1 level with a map smaller than one
+ * work-group; prime map sizes; batch 1 and 3; a NaN. */
+START_TEST(test_fused_anomaly_map_shapes) {
+    static const int lv4[4][3] = {{64, 64, 5}, {32, 32, 17}, {16, 16, 3}, {8, 8, 2}};
+    static const int lv1[1][3] = {{3, 5, 7}};
+    static const int lvp[3][3] = {{29, 31, 3}, {13, 17, 6}, {7, 11, 19}};
+    check_fused_map(3, 4, lv4, 307, 311, 0, 1, 1000);
+    check_fused_map(1, 4, lv4, 256, 256, 1, 1, 1100);
+    check_fused_map(3, 1, lv1, 5, 7, 1, 1, 1200);
+    check_fused_map(3, 3, lvp, 97, 89, 0, 1, 1300);
+}
+END_TEST
+
+/* Tiny shapes for the Oclgrind run (CK_RUN_CASE=tiny): resize forward and backward (up, down,
+ * mixed, prime sizes, batch 1 and 3) and the fused map (1 and 4 levels, a NaN, partial
+ * work-groups) on both variants. The score is checked on the GPU variant, where it is this
+ * family's kernel; the CPU variant's score is stfpm_reduce_max (tests/test_ops_reduce.c). */
+START_TEST(test_tiny) {
+    static const up_case uc[] = {{3, 5, 7, 11, 13, 17}, {1, 3, 13, 11, 5, 7}, {1, 2, 3, 1, 7, 2}};
+    for (int i = 0; i < 3; i++) {
+        const up_case *c = &uc[i];
+        size_t ni = (size_t)c->n * c->c * c->h * c->w, no = (size_t)c->n * c->c * c->ho * c->wo;
+        float *xh = malloc(ni * sizeof *xh), *dyh = malloc(no * sizeof *dyh);
+        float *yref = malloc(no * sizeof *yref), *dxref = malloc(ni * sizeof *dxref);
+        tu_fill_uniform(xh, ni, 900 + i, -1, 1);
+        tu_fill_uniform(dyh, no, 910 + i, -1, 1);
+        ref_upsample_bilinear_forward(xh, c->n, c->c, c->h, c->w, c->ho, c->wo, yref);
+        ref_upsample_bilinear_backward(dyh, c->n, c->c, c->h, c->w, c->ho, c->wo, dxref);
+        stfpm_ctx *ctx = tu_ctx();
+        stfpm_tensor x = tu_tensor(xh, c->n, c->c, c->h, c->w), y = tu_tensor(NULL, c->n, c->c, c->ho, c->wo);
+        stfpm_tensor dy = tu_tensor(dyh, c->n, c->c, c->ho, c->wo), dx = tu_tensor(NULL, c->n, c->c, c->h, c->w);
+        TU_CHECK_STATUS(stfpm_upsample_bilinear_forward(ctx, &x, &y));
+        TU_CHECK_STATUS(stfpm_upsample_bilinear_backward(ctx, &dy, &dx));
+        float *yg = tu_read(&y), *dxg = tu_read(&dx);
+        tu_assert_close("tiny bilinear forward", yg, yref, no, 1e-6, 1e-5);
+        tu_assert_close("tiny bilinear backward", dxg, dxref, ni, 1e-6, 1e-5);
+        free(xh); free(dyh); free(yref); free(dxref); free(yg); free(dxg);
+        stfpm_tensor_free(ctx, &x); stfpm_tensor_free(ctx, &y);
+        stfpm_tensor_free(ctx, &dy); stfpm_tensor_free(ctx, &dx);
+    }
+    static const int lv4[4][3] = {{7, 9, 3}, {5, 5, 17}, {3, 2, 2}, {1, 1, 5}};
+    static const int lv1[1][3] = {{5, 3, 4}};
+    int gpu = stfpm_ctx_get_options(tu_ctx())->kernels == STFPM_KERNELS_GPU;
+    check_fused_map(3, 4, lv4, 13, 11, 1, gpu, 1400);
+    check_fused_map(1, 1, lv1, 3, 5, 0, gpu, 1500);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops_upsample");
     TCase *tc = tcase_create("bilinear");
@@ -277,6 +413,11 @@ int main(void) {
     tcase_add_test(tc, test_shape_errors);
     tcase_add_test(tc, test_vs_torch);
     tcase_add_test(tc, test_fused_anomaly_map);
+    tcase_add_test(tc, test_fused_anomaly_map_shapes);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_add_test(tiny, test_tiny);
+    tcase_add_loop_test(tiny, test_views, 0, 1);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

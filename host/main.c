@@ -4,6 +4,7 @@
 #include "stfpm/demo_data.h"
 #include "stfpm/image.h"
 #include "stfpm/tune.h"
+#include "stfpm/version.h"
 #include "fsutil.h"
 
 #include <errno.h>
@@ -612,13 +613,19 @@ static void main_usage(FILE *f) {
                "  test      metrics on an MVTec AD style test split\n"
                "  predict   score images\n"
                "  demo      generate demo data, train, test, write heatmaps\n"
-               "  tune      tune CLBlast's GEMM kernels for this device (once per device)\n");
+               "  tune      tune CLBlast's GEMM kernels for this device (once per device)\n\n"
+               "  --version print the version (stfpm %s) and exit\n"
+               "  --help    this text\n", stfpm_version());
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) { main_usage(stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { main_usage(stdout); return 0; }
+    if (!strcmp(cmd, "--version")) {
+        printf("stfpm %s\n", stfpm_version());
+        return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+    }
     if (!strcmp(cmd, "devices")) return cmd_devices(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "test")) return cmd_test(argc - 1, argv + 1);

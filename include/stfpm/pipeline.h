@@ -1,5 +1,13 @@
 /* The STFPM pipeline: train (SPEC sections 3-4), test (sections 5-6) and predict. The library
- * reports progress through a callback and never prints. */
+ * reports progress through a callback and never prints.
+ *
+ * Usage: fill a stfpm_train_config from stfpm_train_config_default (set data_dir, out_dir and
+ * the teacher) and call stfpm_train; score a labelled test split with stfpm_test, or any images
+ * with stfpm_predict (a model path, the image paths, which stfpm_collect_images can expand from
+ * folders, and a callback that receives each stfpm_prediction in input order). Each call takes a
+ * context (stfpm_ctx_create), reports progress through its callback (may be NULL) and returns a
+ * status; on failure stfpm_last_error() names the file or the option at fault. examples/score_image.c
+ * scores one image this way. */
 #ifndef STFPM_PIPELINE_H
 #define STFPM_PIPELINE_H
 

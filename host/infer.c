@@ -326,6 +326,12 @@ done:
 /* ------------------------------------------------------------------------------------------ */
 /* predict */
 
+double stfpm_normalize_score(double score, double threshold) {
+    if (isnan(score) || !isfinite(threshold) || !(threshold > 0)) return NAN;
+    double v = score / (2.0 * threshold);
+    return v < 0 ? 0 : (v > 1 ? 1 : v);
+}
+
 typedef struct {
     const stfpm_predict_options *o;
     const stfpm_sample *samples;
@@ -341,9 +347,12 @@ static stfpm_status on_predict_batch(const score_job *j, int i0, int nb, char (*
         const int i = i0 + k;
         char map[STEM_MAX + 4200], overlay[STEM_MAX + 4200];
         stfpm_prediction r = {.index = i, .path = p->samples[i].path, .score = j->scores[i],
-                              .threshold = p->threshold, .verdict = STFPM_VERDICT_UNKNOWN};
+                              .threshold = p->threshold, .verdict = STFPM_VERDICT_UNKNOWN,
+                              .normalized_score = stfpm_normalize_score(j->scores[i], (float)p->threshold)};
         if (!isnan(p->threshold)) {
-            r.verdict = j->scores[i] > p->threshold ? STFPM_VERDICT_ANOMALOUS : STFPM_VERDICT_NORMAL;
+            /* compared (and normalised) at the scores' precision: a threshold equal to a printed
+             * score (9 digits) is that score, the image is normal and its normalised score 0.5 */
+            r.verdict = j->scores[i] > (float)p->threshold ? STFPM_VERDICT_ANOMALOUS : STFPM_VERDICT_NORMAL;
             p->sum->n_anomalous += r.verdict == STFPM_VERDICT_ANOMALOUS;
         }
         if (p->o->maps_dir) {
@@ -358,17 +367,118 @@ static stfpm_status on_predict_batch(const score_job *j, int i0, int nb, char (*
     return STFPM_OK;
 }
 
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The validation scores a model stores (metadata "val_scores": comma-separated decimals),
+ * sorted ascending into *out (malloc'd; NULL and 0 when the key is absent). */
+static stfpm_status read_val_scores(const stfpm_weights *w, const char *model_path, float **out, int *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    const char *text = stfpm_weights_meta(w, "val_scores");
+    if (!text) return STFPM_OK;
+    int n = 1;
+    for (const char *c = text; *c; c++) n += *c == ',';
+    float *v = malloc(sizeof(float) * (size_t)n);
+    if (!v) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d validation scores", n);
+    const char *c = text;
+    for (int k = 0; k < n; k++) {
+        char *end;
+        double x = strtod(c, &end);
+        if (end == c || !isfinite(x) || (*end != ',' && *end != 0) || (*end == 0 && k != n - 1)) {
+            free(v);
+            return stfpm_set_error(STFPM_ERR_FORMAT, "%s: metadata val_scores is malformed at entry %d "
+                                   "(\"%.40s\"): expected comma-separated finite numbers", model_path, k + 1, c);
+        }
+        v[k] = (float)x;
+        c = *end ? end + 1 : end;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_float);
+    *out = v;
+    *n_out = n;
+    return STFPM_OK;
+}
+
+/* Quantile q of n sorted values, linear interpolation between closest ranks (numpy's default). */
+static double quantile_sorted(const float *x, int n, double q) {
+    double h = (n - 1) * q;
+    int lo = (int)floor(h);
+    if (lo >= n - 1) return x[n - 1];
+    if (lo < 0) return x[0];
+    return x[lo] + (h - lo) * ((double)x[lo + 1] - x[lo]);
+}
+
+/* The threshold in use: the caller's, else the policy's from the model. The validation scores
+ * are parsed only for the quantile policy (a damaged list does not stop the others). */
+static stfpm_status predict_threshold(const stfpm_predict_options *o, const stfpm_model *m, const stfpm_weights *w,
+                                      const char *model_path, stfpm_predict_summary *sum) {
+    float *vs = NULL;
+    int nv = 0;
+    const int quantile = !o->threshold_given && o->threshold_policy == STFPM_THRESHOLD_QUANTILE;
+    if (quantile) {
+        STFPM_TRY(read_val_scores(w, model_path, &vs, &nv));
+    } else {
+        const char *text = stfpm_weights_meta(w, "val_scores");
+        if (text && *text) {
+            nv = 1;
+            for (const char *c = text; *c; c++) nv += *c == ',';
+        }
+    }
+    sum->n_val_scores = nv;
+    sum->model_has_threshold = !isnan(m->threshold);
+    stfpm_status s = STFPM_OK;
+    if (o->threshold_given) {
+        sum->threshold = o->threshold;
+    } else if (quantile) {
+        double q = o->threshold_quantile == 0 ? STFPM_THRESHOLD_QUANTILE_DEFAULT : o->threshold_quantile;
+        if (nv == 0)
+            s = stfpm_set_error(STFPM_ERR_ARG, "threshold policy quantile: %s stores no validation scores "
+                                "(metadata val_scores; models trained before stfpm-cl 0.3.0 or without "
+                                "validation images lack them): use the max policy (the stored threshold) or "
+                                "give a threshold, or train the model again", model_path);
+        else {
+            sum->threshold = quantile_sorted(vs, nv, q);
+            sum->threshold_quantile = q;
+        }
+    } else {
+        sum->threshold = m->threshold;
+    }
+    free(vs);
+    return s;
+}
+
 stfpm_status stfpm_predict(stfpm_ctx *ctx, const stfpm_predict_options *o, stfpm_prediction_fn fn, void *user,
                            stfpm_predict_summary *sum) {
     stfpm_predict_summary dummy;
     if (!sum) sum = &dummy;
     memset(sum, 0, sizeof *sum);
     sum->threshold = NAN;
+    sum->threshold_quantile = NAN;
     if (!o || !o->model) return stfpm_set_error(STFPM_ERR_ARG, "predict: a model (run folder or file) is required");
     if (o->n_paths < 1 || !o->paths) return stfpm_set_error(STFPM_ERR_ARG, "predict: no images to score");
-    char model_path[4200];
+    if (!o->threshold_given && o->threshold_policy != STFPM_THRESHOLD_MAX &&
+        o->threshold_policy != STFPM_THRESHOLD_QUANTILE)
+        return stfpm_set_error(STFPM_ERR_ARG, "predict: unknown threshold policy %d", (int)o->threshold_policy);
+    if (!o->threshold_given && o->threshold_policy == STFPM_THRESHOLD_QUANTILE &&
+        !(o->threshold_quantile == 0 || (o->threshold_quantile > 0 && o->threshold_quantile <= 1)))
+        return stfpm_set_error(STFPM_ERR_ARG, "predict: the threshold quantile must be in (0, 1], got %g",
+                               o->threshold_quantile);
+    char model_path[4200], maps_dir[4200];
     STFPM_TRY(stfpm_model_resolve_path(o->model, model_path, sizeof model_path));
-    if (o->maps_dir) STFPM_TRY(stfpm_mkdir_p(o->maps_dir));
+    stfpm_predict_options oo = *o;
+    if (o->maps_dir) {
+        /* "maps/" names its files maps/x_map.png, not maps//x_map.png */
+        size_t len = strlen(o->maps_dir);
+        if (len >= sizeof maps_dir)
+            return stfpm_set_error(STFPM_ERR_ARG, "predict: the heatmap folder name is too long (%zu bytes)", len);
+        memcpy(maps_dir, o->maps_dir, len + 1);
+        while (len > 1 && maps_dir[len - 1] == '/') maps_dir[--len] = 0;
+        oo.maps_dir = maps_dir;
+        STFPM_TRY(stfpm_mkdir_p(maps_dir));
+    }
+    o = &oo;
     stfpm_sample *samples = calloc((size_t)o->n_paths, sizeof *samples);
     if (!samples) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d image paths", o->n_paths);
     for (int i = 0; i < o->n_paths; i++) {
@@ -376,11 +486,14 @@ stfpm_status stfpm_predict(stfpm_ctx *ctx, const stfpm_predict_options *o, stfpm
         samples[i].defect = (char *)"";
     }
     stfpm_model m = {0};
-    stfpm_status s = stfpm_model_load(ctx, &m, model_path, STFPM_MODEL_INFER, NULL);
+    stfpm_weights w = {0};
+    stfpm_status s = stfpm_model_load(ctx, &m, model_path, STFPM_MODEL_INFER, &w);
     score_job job = {0};
     if (s == STFPM_OK) {
-        sum->threshold = o->threshold_given ? o->threshold : m.threshold;
-        sum->model_has_threshold = !isnan(m.threshold);
+        s = predict_threshold(o, &m, &w, model_path, sum);
+        stfpm_weights_free(&w);   /* the weights are on the device now */
+    }
+    if (s == STFPM_OK) {
         predict_state ps = {.o = o, .samples = samples, .threshold = sum->threshold, .fn = fn, .user = user, .sum = sum};
         job = (score_job){.samples = samples, .n = o->n_paths, .batch = o->batch, .maps_dir = o->maps_dir,
                           .map_threshold = (float)sum->threshold, .stem = predict_stem, .on_batch = on_predict_batch,

@@ -4,6 +4,7 @@
 #include "stfpm/demo_data.h"
 #include "stfpm/image.h"
 #include "stfpm/tune.h"
+#include "stfpm/version.h"
 #include "fsutil.h"
 
 #include <errno.h>
@@ -314,36 +315,238 @@ static int cmd_test(int argc, char **argv) {
 /* predict */
 
 static const char *PREDICT_HELP =
-    "usage: stfpm predict --model RUN|FILE [options] IMAGE|DIR ...\n\n"
-    "Scores images: prints path, score and verdict (normal / anomalous) per line.\n"
-    "The default threshold is stored with the model: the highest score among the held-out normal\n"
-    "validation images of training (so every validation image is judged normal).\n\n"
+    "usage: stfpm predict --model RUN|FILE [options] IMAGE|DIR|- ...\n\n"
+    "Scores images: one result per image on standard output, in input order (a folder gives its\n"
+    "images, sorted). An input \"-\" reads image paths (or folders) from standard input, one per\n"
+    "line (a trailing CR is dropped, empty lines are skipped; --null: NUL-separated, as from\n"
+    "find -print0), to the end, before scoring starts; a file named \"-\" is ./-.\n\n"
     "  --model M        run directory or model file (required)\n"
-    "  --threshold T    override the threshold\n"
+    "  --format F       text (default): path, score, verdict, tab-separated;\n"
+    "                   json: one JSON object per line with path, score (raw), normalized_score,\n"
+    "                   verdict, threshold, map, overlay (null when not known / no --maps);\n"
+    "                   csv: a header line, then one row per image with the same fields\n"
+    "  --threshold T    the threshold (a score above it is anomalous)\n"
+    "  --threshold-policy P\n"
+    "                   the threshold from the model, when --threshold is not given:\n"
+    "                   max (default): the one stored at training time, the highest score among\n"
+    "                     the held-out normal validation images of the best epoch;\n"
+    "                   quantile[:Q]: the Q quantile (default 0.99, 0 < Q <= 1; linear\n"
+    "                     interpolation, numpy's default; Q = 1 is max) of those validation\n"
+    "                     scores, which models trained by stfpm-cl 0.3.0 or later store\n"
     "  --maps DIR       write <name>_overlay.png and <name>_map.png per image (raw map scale in\n"
     "                   DIR/scales.csv)\n"
+    "  --null           with \"-\": the paths on standard input are separated by NUL bytes\n"
     "  --batch N        images per device batch (16)\n"
-    "  --device SEL     OpenCL device index or name substring\n";
+    "  --device SEL     OpenCL device index or name substring\n\n"
+    "normalized_score = score / (2 x threshold), clipped to [0, 1]: 0.5 at the threshold (above\n"
+    "it: anomalous), 1 at twice the threshold and above; the raw maps use the same scale. Verdicts\n"
+    "compare score > threshold at float32 precision, so a threshold copied from a printed score\n"
+    "judges that image normal. JSON strings are UTF-8; a byte of a path that is not valid UTF-8 is\n"
+    "written as \\udcXX (XX its hex value, Python's surrogateescape: os.fsencode gives the bytes\n"
+    "back). CSV fields are quoted as RFC 4180. The count of images and anomalies and the\n"
+    "threshold in use go to standard error.\n";
+
+typedef enum { FMT_TEXT, FMT_JSON, FMT_CSV } predict_format;
+
+typedef struct {
+    predict_format format;
+    int warned;          /* "no threshold" warning printed */
+    int header_done;     /* CSV header printed */
+} predict_out;
+
+/* Length of the valid UTF-8 sequence at p (1..4), 0 when the bytes there are not one (overlong
+ * forms, surrogates and code points above U+10FFFF are invalid). */
+static int utf8_seq_len(const unsigned char *p) {
+    unsigned c = p[0];
+    if (c < 0x80) return 1;
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!n) return 0;
+    for (int k = 1; k < n; k++)
+        if ((p[k] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && p[1] < 0xA0) return 0;   /* overlong */
+    if (c == 0xED && p[1] > 0x9F) return 0;   /* U+D800..U+DFFF */
+    if (c == 0xF0 && p[1] < 0x90) return 0;   /* overlong */
+    if (c == 0xF4 && p[1] > 0x8F) return 0;   /* above U+10FFFF */
+    return n;
+}
+
+/* A JSON string (with quotes); NULL is null. */
+static void json_string(FILE *f, const char *s) {
+    if (!s) { fputs("null", f); return; }
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned c = *p;
+        if (c == '"' || c == '\\') { fputc('\\', f); fputc((int)c, f); p++; continue; }
+        if (c < 0x20) {
+            switch (c) {
+            case '\b': fputs("\\b", f); break;
+            case '\f': fputs("\\f", f); break;
+            case '\n': fputs("\\n", f); break;
+            case '\r': fputs("\\r", f); break;
+            case '\t': fputs("\\t", f); break;
+            default: fprintf(f, "\\u%04x", c);
+            }
+            p++;
+            continue;
+        }
+        int n = utf8_seq_len(p);
+        if (n == 0) {              /* not UTF-8: the byte as a lone surrogate (surrogateescape) */
+            fprintf(f, "\\udc%02x", c);
+            p++;
+            continue;
+        }
+        fwrite(p, 1, (size_t)n, f);
+        p += n;
+    }
+    fputc('"', f);
+}
+
+/* A JSON number, null when not finite. */
+static void json_number(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.9g", v);
+    else fputs("null", f);
+}
+
+/* A quoted CSV field (RFC 4180); NULL is an empty field. */
+static void csv_string(FILE *f, const char *s) {
+    if (!s) return;
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* A CSV number, empty when not finite. */
+static void csv_number(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.9g", v);
+}
 
 static stfpm_status print_prediction(void *user, const stfpm_prediction *p) {
-    int *warned = user;
-    if (!*warned && isnan(p->threshold)) {
+    predict_out *po = user;
+    if (!po->warned && isnan(p->threshold)) {
         fprintf(stderr, "stfpm predict: warning: the model stores no threshold (trained without validation "
                 "images); pass --threshold to get verdicts\n");
-        *warned = 1;
+        po->warned = 1;
     }
     const char *verdict = p->verdict == STFPM_VERDICT_ANOMALOUS ? "anomalous"
-                          : p->verdict == STFPM_VERDICT_NORMAL  ? "normal" : "-";
-    printf("%s\t%.6g\t%s\n", p->path, p->score, verdict);
+                          : p->verdict == STFPM_VERDICT_NORMAL  ? "normal" : NULL;
+    switch (po->format) {
+    case FMT_TEXT:
+        printf("%s\t%.6g\t%s\n", p->path, p->score, verdict ? verdict : "-");
+        break;
+    case FMT_JSON:
+        fputs("{\"path\": ", stdout);
+        json_string(stdout, p->path);
+        fputs(", \"score\": ", stdout);
+        json_number(stdout, p->score);
+        fputs(", \"normalized_score\": ", stdout);
+        json_number(stdout, p->normalized_score);
+        fputs(", \"verdict\": ", stdout);
+        json_string(stdout, verdict);
+        fputs(", \"threshold\": ", stdout);
+        json_number(stdout, p->threshold);
+        fputs(", \"map\": ", stdout);
+        json_string(stdout, p->map_path);
+        fputs(", \"overlay\": ", stdout);
+        json_string(stdout, p->overlay_path);
+        fputs("}\n", stdout);
+        break;
+    case FMT_CSV:
+        if (!po->header_done) {
+            fputs("path,score,normalized_score,verdict,threshold,map,overlay\n", stdout);
+            po->header_done = 1;
+        }
+        csv_string(stdout, p->path);
+        fputc(',', stdout);
+        csv_number(stdout, p->score);
+        fputc(',', stdout);
+        csv_number(stdout, p->normalized_score);
+        fprintf(stdout, ",%s,", verdict ? verdict : "");
+        csv_number(stdout, p->threshold);
+        fputc(',', stdout);
+        csv_string(stdout, p->map_path);
+        fputc(',', stdout);
+        csv_string(stdout, p->overlay_path);
+        fputc('\n', stdout);
+        break;
+    }
     if (fflush(stdout) != 0 || ferror(stdout))
         return stfpm_set_error(STFPM_ERR_IO, "writing the results to standard output failed: %s", strerror(errno));
     return STFPM_OK;
 }
 
+/* Read all of standard input and split it into items at sep ('\n': also drop a CR before it;
+ * empty items are skipped). *items points into *text (both malloc'd). */
+static stfpm_status read_stdin_items(char sep, char **text, char ***items, int *n_items) {
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    *text = NULL;
+    *items = NULL;
+    *n_items = 0;
+    if (!buf) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory reading standard input");
+    for (;;) {
+        if (cap - len < 2) {
+            char *nb = cap < ((size_t)1 << 40) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) { free(buf); return stfpm_set_error(STFPM_ERR_OOM, "out of host memory reading standard input"); }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, stdin);
+        len += got;
+        if (got == 0) break;
+    }
+    if (ferror(stdin)) {
+        int e = errno;
+        free(buf);
+        return stfpm_set_error(STFPM_ERR_IO, "reading image paths from standard input failed: %s", strerror(e));
+    }
+    buf[len] = 0;
+    int n = 0;
+    for (size_t i = 0; i < len; i++) n += buf[i] == sep;
+    char **v = malloc(sizeof(char *) * (size_t)(n + 1));
+    if (!v) { free(buf); return stfpm_set_error(STFPM_ERR_OOM, "out of host memory reading standard input"); }
+    int k = 0;
+    for (size_t i = 0; i <= len;) {
+        size_t j = i;
+        while (j < len && buf[j] != sep) j++;
+        buf[j] = 0;                          /* the separator, or the terminator at len */
+        size_t l = j - i;
+        if (sep == '\n' && l > 0 && buf[i + l - 1] == '\r') buf[i + --l] = 0;
+        if (l > 0) v[k++] = buf + i;
+        i = j + 1;
+    }
+    *text = buf;
+    *items = v;
+    *n_items = k;
+    return STFPM_OK;
+}
+
+/* --threshold-policy max | quantile | quantile:Q */
+static int parse_threshold_policy(const char *v, stfpm_predict_options *po) {
+    if (!strcmp(v, "max")) {
+        po->threshold_policy = STFPM_THRESHOLD_MAX;
+        return 1;
+    }
+    if (strncmp(v, "quantile", 8) != 0 || (v[8] != 0 && v[8] != ':')) return 0;
+    po->threshold_policy = STFPM_THRESHOLD_QUANTILE;
+    po->threshold_quantile = STFPM_THRESHOLD_QUANTILE_DEFAULT;
+    if (v[8] == 0) return 1;
+    char *end;
+    errno = 0;
+    double q = strtod(v + 9, &end);
+    if (end == v + 9 || *end || errno || !(q > 0 && q <= 1)) return 0;
+    po->threshold_quantile = q;
+    return 1;
+}
+
 static int cmd_predict(int argc, char **argv) {
     stfpm_predict_options po = {.batch = 16};
+    predict_out out = {FMT_TEXT, 0, 0};
     const char *device = NULL;
     double threshold = NAN;
+    int policy_given = 0, null_sep = 0, stdin_at = -1;
     const char **inputs = calloc((size_t)argc, sizeof(char *));
     int n_inputs = 0;
     if (!inputs) { fprintf(stderr, "stfpm: error: out of host memory\n"); return 1; }
@@ -354,29 +557,90 @@ static int cmd_predict(int argc, char **argv) {
         else if (is_opt(&a, "--maps")) po.maps_dir = opt_value(&a);
         else if (is_opt(&a, "--device")) device = opt_value(&a);
         else if (is_opt(&a, "--threshold")) { if (parse_float(&a, &threshold)) po.threshold_given = 1; }
+        else if (is_opt(&a, "--null")) null_sep = 1;
+        else if (is_opt(&a, "--format")) {
+            const char *f = opt_value(&a);
+            if (!f) continue;
+            if (!strcmp(f, "text")) out.format = FMT_TEXT;
+            else if (!strcmp(f, "json")) out.format = FMT_JSON;
+            else if (!strcmp(f, "csv")) out.format = FMT_CSV;
+            else { free(inputs); return usage_error("predict", "--format: expected text, json or csv, got \"%s\"", f); }
+        } else if (is_opt(&a, "--threshold-policy")) {
+            const char *v = opt_value(&a);
+            if (!v) continue;
+            if (!parse_threshold_policy(v, &po)) {
+                free(inputs);
+                return usage_error("predict", "--threshold-policy: expected max, quantile or quantile:Q with "
+                                   "0 < Q <= 1, got \"%s\"", v);
+            }
+            policy_given = 1;
+        }
         else if (is_opt(&a, "--batch")) { if (parse_int(&a, &po.batch) && po.batch < 1) { free(inputs); return usage_error("predict", "--batch must be >= 1, got %s", argv[a.i]); } }
         else if (argv[a.i][0] == '-' && argv[a.i][1]) { free(inputs); return usage_error("predict", "unknown option %s", argv[a.i]); }
+        else if (!strcmp(argv[a.i], "-")) {
+            if (stdin_at >= 0) { free(inputs); return usage_error("predict", "%s", "\"-\" (standard input) may be given only once"); }
+            stdin_at = n_inputs;
+            inputs[n_inputs++] = argv[a.i];
+        }
         else inputs[n_inputs++] = argv[a.i];
     }
     if (a.bad) { free(inputs); return 2; }
     if (!po.model) { free(inputs); return usage_error("predict", "%s", "--model RUN|FILE is required"); }
-    if (!n_inputs) { free(inputs); return usage_error("predict", "%s", "give at least one IMAGE or DIR"); }
+    if (!n_inputs) { free(inputs); return usage_error("predict", "%s", "give at least one IMAGE or DIR (or - for standard input)"); }
+    if (po.threshold_given && policy_given) {
+        free(inputs);
+        return usage_error("predict", "%s", "--threshold and --threshold-policy exclude each other (the policy "
+                           "derives the threshold from the model)");
+    }
+    if (null_sep && stdin_at < 0) { free(inputs); return usage_error("predict", "%s", "--null applies to \"-\" (paths on standard input), which is not given"); }
     po.threshold = threshold;
+
+    /* "-": the paths read from standard input take its place in the inputs */
+    char *stdin_text = NULL, **stdin_items = NULL;
+    int n_stdin = 0;
+    stfpm_status s = STFPM_OK;
+    if (stdin_at >= 0) {
+        s = read_stdin_items(null_sep ? '\0' : '\n', &stdin_text, &stdin_items, &n_stdin);
+        if (s == STFPM_OK && n_stdin == 0)
+            s = stfpm_set_error(STFPM_ERR_IO, "no images to score: standard input (\"-\") held no paths");
+        if (s == STFPM_OK) {
+            const char **all = calloc((size_t)(n_inputs + n_stdin), sizeof(char *));
+            if (!all) s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d paths", n_inputs + n_stdin);
+            else {
+                int k = 0;
+                for (int i = 0; i < n_inputs; i++) {
+                    if (i != stdin_at) { all[k++] = inputs[i]; continue; }
+                    for (int j = 0; j < n_stdin; j++) all[k++] = stdin_items[j];
+                }
+                free(inputs);
+                inputs = all;
+                n_inputs = k;
+            }
+        }
+    }
     char **paths = NULL, **empty = NULL;
     int n = 0, n_empty = 0;
-    stfpm_status s = stfpm_collect_images(inputs, n_inputs, &paths, &n, &empty, &n_empty);
+    if (s == STFPM_OK) s = stfpm_collect_images(inputs, n_inputs, &paths, &n, &empty, &n_empty);
     free(inputs);
+    free(stdin_items);
+    free(stdin_text);
     for (int i = 0; i < n_empty; i++) fprintf(stderr, "stfpm predict: warning: no images in %s\n", empty[i]);
     stfpm_dataset_free_list(empty, n_empty);
     stfpm_ctx *ctx = NULL;
     stfpm_predict_summary sum = {0};
-    int warned = 0;
     po.paths = (const char *const *)paths;
     po.n_paths = n;
     if (s == STFPM_OK) s = open_ctx(device, &ctx, 0);
-    if (s == STFPM_OK) s = stfpm_predict(ctx, &po, print_prediction, &warned, &sum);
-    if (s == STFPM_OK && !isnan(sum.threshold))
-        fprintf(stderr, "%d image(s), %d anomalous (threshold %.6g)\n", sum.n_images, sum.n_anomalous, sum.threshold);
+    if (s == STFPM_OK) s = stfpm_predict(ctx, &po, print_prediction, &out, &sum);
+    if (s == STFPM_OK && !isnan(sum.threshold)) {
+        char how[128];
+        if (po.threshold_given) snprintf(how, sizeof how, "given");
+        else if (!isnan(sum.threshold_quantile))
+            snprintf(how, sizeof how, "quantile %g of %d validation scores", sum.threshold_quantile, sum.n_val_scores);
+        else snprintf(how, sizeof how, "the model's: highest validation score");
+        fprintf(stderr, "%d image(s), %d anomalous (threshold %.6g, %s)\n", sum.n_images, sum.n_anomalous,
+                sum.threshold, how);
+    }
     stfpm_dataset_free_list(paths, n);
     stfpm_ctx_free(ctx);
     return s == STFPM_OK ? 0 : die(s);
@@ -612,13 +876,19 @@ static void main_usage(FILE *f) {
                "  test      metrics on an MVTec AD style test split\n"
                "  predict   score images\n"
                "  demo      generate demo data, train, test, write heatmaps\n"
-               "  tune      tune CLBlast's GEMM kernels for this device (once per device)\n");
+               "  tune      tune CLBlast's GEMM kernels for this device (once per device)\n\n"
+               "  --version print the version (stfpm %s) and exit\n"
+               "  --help    this text\n", stfpm_version());
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) { main_usage(stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { main_usage(stdout); return 0; }
+    if (!strcmp(cmd, "--version")) {
+        printf("stfpm %s\n", stfpm_version());
+        return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+    }
     if (!strcmp(cmd, "devices")) return cmd_devices(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "test")) return cmd_test(argc - 1, argv + 1);

@@ -369,6 +369,7 @@ typedef struct train_run {
     stfpm_progress_fn fn;
     void *user;
     int lock_fd;               /* RUN/.lock, -1 before it is taken */
+    float *val_scores;         /* the image score of each validation image, this epoch (va.n) */
 } train_run;
 
 static void report(train_run *r, stfpm_phase phase) {
@@ -434,8 +435,10 @@ static stfpm_status train_epoch(stfpm_ctx *ctx, train_run *r, int epoch, double 
     return STFPM_OK;
 }
 
+/* all_scores (may be NULL) receives the image score of every validation image. */
 static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *val, const stfpm_teacher_cache *tc,
-                             int batch, int want_map, float *val_loss, float *val_map, float *max_score) {
+                             int batch, int want_map, float *val_loss, float *val_map, float *max_score,
+                             float *all_scores) {
     size_t per = (size_t)3 * m->size * m->size;
     double loss_sum = 0, map_sum = 0;
     float mx = -INFINITY;
@@ -458,6 +461,7 @@ static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *va
         if (s != STFPM_OK) break;
         loss_sum += (double)l * nb;
         for (int k = 0; k < nb; k++) mx = scores[k] > mx ? scores[k] : mx;
+        if (all_scores) memcpy(all_scores + i, scores, sizeof(float) * (size_t)nb);
         if (maps) {
             double ms = 0;
             for (size_t k = 0; k < (size_t)nb * m->size * m->size; k++) ms += maps[k];
@@ -477,8 +481,10 @@ static stfpm_status validate(stfpm_ctx *ctx, stfpm_model *m, const image_set *va
  * anomaly map (--checkpoint-by map) and the highest image score (the default threshold). */
 static stfpm_status validate_epoch(stfpm_ctx *ctx, train_run *r, int epoch, float *val_loss, float *val_map,
                                    float *max_score) {
+    if (!r->val_scores && !(r->val_scores = malloc(sizeof(float) * (size_t)r->va.n)))
+        return stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d validation scores", r->va.n);
     stfpm_status s = validate(ctx, &r->m, &r->va, &r->tc_val, r->c->batch, r->c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP, val_loss, val_map,
-                              max_score);
+                              max_score, r->val_scores);
     if (s != STFPM_OK) return stfpm_wrap_error(s, "validation after epoch %d", epoch);
     if (!isfinite(*val_loss))
         return stfpm_set_error(STFPM_ERR_NAN, "validation loss became %s after epoch %d; stopped. %s; try a "
@@ -486,6 +492,24 @@ static stfpm_status validate_epoch(stfpm_ctx *ctx, train_run *r, int epoch, floa
                                stfpm_path_exists(r->f.last) ? "The last good checkpoints are kept"
                                                             : "No checkpoint was written");
     return STFPM_OK;
+}
+
+static int cmp_float_asc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The validation scores as best.safetensors stores them (metadata "val_scores", for predict's
+ * quantile threshold policy): ascending, comma-separated, each exact as a float ("%.9g"). */
+static stfpm_status format_val_scores(const float *scores, int n, stfpm_strbuf *out) {
+    float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!v) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d validation scores", n);
+    memcpy(v, scores, sizeof(float) * (size_t)n);
+    qsort(v, (size_t)n, sizeof *v, cmp_float_asc);
+    stfpm_status s = STFPM_OK;
+    for (int i = 0; i < n && s == STFPM_OK; i++) s = stfpm_strbuf_printf(out, i ? ",%.9g" : "%.9g", v[i]);
+    free(v);
+    return s;
 }
 
 /* The checkpoint rule: best.safetensors when the validation value is the lowest so far (every
@@ -504,9 +528,14 @@ static stfpm_status write_checkpoints(stfpm_ctx *ctx, train_run *r, int epoch, d
         st->best_epoch = epoch;
         r->m.threshold = max_score;
         snprintf(k_map, sizeof k_map, "%.9g", val_map);
-        const char *keys[] = {"epoch", "val_loss", "val_map_mean", "teacher_file", "config"};
-        const char *vals[] = {k_epoch, k_val, k_map, r->teacher, r->config_json};
-        STFPM_TRY(stfpm_model_save(ctx, &r->m, r->f.best, STFPM_SAVE_WEIGHTS, keys, vals, 5));
+        stfpm_strbuf k_scores = {0};
+        stfpm_status s = r->va.n ? format_val_scores(r->val_scores, r->va.n, &k_scores) : STFPM_OK;
+        const char *keys[] = {"epoch", "val_loss", "val_map_mean", "teacher_file", "config", "val_scores"};
+        const char *vals[] = {k_epoch, k_val, k_map, r->teacher, r->config_json, k_scores.text};
+        if (s == STFPM_OK)
+            s = stfpm_model_save(ctx, &r->m, r->f.best, STFPM_SAVE_WEIGHTS, keys, vals, r->va.n ? 6 : 5);
+        stfpm_strbuf_free(&k_scores);
+        STFPM_TRY(s);
     }
     /* The log row goes out before last.safetensors: a run killed between the two resumes from
      * the previous epoch and rewrites the row (log_start keeps rows up to that epoch); in the
@@ -551,6 +580,7 @@ static void train_run_free(stfpm_ctx *ctx, train_run *r) {
     stfpm_weights_free(&r->ck);
     stfpm_strbuf_free(&r->log);
     free(r->perm);
+    free(r->val_scores);
     free(r->batch_buf);
     free(r->tr.chw);
     free(r->va.chw);

@@ -11,7 +11,13 @@
  * which is Python's sorted() for UTF-8 names), defect folders likewise, so the order is
  * deterministic. Masks may also be <stem>_mask.<other accepted extension> when no .png exists.
  * Errors name the path: missing folder, empty train/good, defect image without mask, mask
- * whose size differs from its image's (both files named; sizes read from the headers). */
+ * whose size differs from its image's (both files named; sizes read from the headers).
+ *
+ * Usage: stfpm_dataset_open(root, parts, &ds) lists a category's samples (paths, labels, masks),
+ * stfpm_dataset_load_sample preprocesses one into the network's input, stfpm_split_make draws the
+ * seeded train / validation split of its training images, and stfpm_dataset_free releases the
+ * lists. stfpm_dataset_list_images lists the images of any one folder (free the list with
+ * stfpm_dataset_free_list). Host-only: no context is needed. */
 #ifndef STFPM_DATASET_H
 #define STFPM_DATASET_H
 

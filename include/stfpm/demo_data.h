@@ -1,3 +1,9 @@
+/* The built-in demo data set: a synthetic MVTec AD style category (`stfpm demo`, data/gen_demo).
+ *
+ * Usage: stfpm_demo_default_options(&o), change the fields wanted (size, image counts, seed,
+ * texture), then stfpm_demo_generate(outdir, &o) writes the category, ready for stfpm_train and
+ * stfpm_test (stfpm/pipeline.h); stfpm_demo_render draws one image (and its mask) in memory
+ * instead. Host-only: no context is needed; the images depend only on the options. */
 #ifndef STFPM_DEMO_DATA_H
 #define STFPM_DEMO_DATA_H
 

@@ -14,7 +14,12 @@
  *     and truncates 16-bit RGB to the high byte; SPEC section 1 asks for scaling.)
  *   - width * height above the pixel limit (default 100 megapixels) is refused from the
  *     header alone, before anything is decoded (decompression-bomb guard).
- * Every error message names the file (or the in-memory buffer's name). */
+ * Every error message names the file (or the in-memory buffer's name).
+ *
+ * Usage: stfpm_image_load(path, &img) decodes a file into 8-bit RGB (stfpm_image_free releases
+ * it); stfpm_image_load_tensor(path, S, chw) goes straight to the network's S x S normalised
+ * input; stfpm_png_write_overlay writes a heatmap over an image. Each call returns a status;
+ * stfpm_last_error() names the file on failure. No context is needed. */
 #ifndef STFPM_IMAGE_H
 #define STFPM_IMAGE_H
 

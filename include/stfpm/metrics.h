@@ -8,7 +8,11 @@
  * - Invalid input (NULL pointers, empty input, only one class present) -> STFPM_ERR_ARG;
  *   allocation failure -> STFPM_ERR_OOM. The message names the cause.
  * - Cost: one sort of all values (radix sort, O(n)) plus linear sweeps; memory about 16 bytes
- *   per pixel on top of the inputs. 83 x 256 x 256 pixels take a fraction of a second. */
+ *   per pixel on top of the inputs. 83 x 256 x 256 pixels take a fraction of a second.
+ *
+ * Usage: stfpm_auroc(scores, labels, n, &auc) for image scores; stfpm_pixel_metrics_compute over
+ * the anomaly maps and masks of a test split for pixel AUROC, AU-PRO and the paper's PRO in one
+ * pass (stfpm_test calls both). No context is needed. */
 #ifndef STFPM_METRICS_H
 #define STFPM_METRICS_H
 

@@ -1,7 +1,14 @@
 /* An STFPM model: frozen teacher + student ResNet-18, the layer set, the image size, and the
  * operations on batches of preprocessed images (train step, validation loss, anomaly maps).
  * Model files are safetensors holding "teacher.<torchvision name>" and "student.<name>"
- * tensors plus metadata (see docs in README: size, layers, epoch, val_loss, threshold ...). */
+ * tensors plus metadata (see docs in README: size, layers, epoch, val_loss, threshold ...).
+ *
+ * Usage: stfpm_model_load(ctx, &m, path, STFPM_MODEL_INFER, NULL) loads a trained model (a file
+ * from stfpm_model_resolve_path, which also accepts a run folder), stfpm_model_eval scores a batch
+ * of preprocessed images (stfpm/image.h) into image scores and anomaly maps, and
+ * stfpm_model_free releases it. Training builds a model with stfpm_model_init, loads the teacher
+ * (stfpm_find_teacher, stfpm_model_load_teacher) and steps it with stfpm_model_train_step;
+ * stfpm_train (stfpm/pipeline.h) does all of it with the paper's recipe. */
 #ifndef STFPM_MODEL_H
 #define STFPM_MODEL_H
 

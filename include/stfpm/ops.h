@@ -2,7 +2,13 @@
  * All tensors are float32 NCHW device tensors (stfpm_tensor); outputs must be allocated by
  * the caller with the right shape (shape mismatches return STFPM_ERR_ARG). Unless a comment
  * says "accumulates", outputs are overwritten. In-place use is allowed only where stated.
- * Per-channel parameters (BN weight, bias, statistics) are tensors of shape (1, C, 1, 1). */
+ * Per-channel parameters (BN weight, bias, statistics) are tensors of shape (1, C, 1, 1).
+ *
+ * Usage: allocate the inputs and outputs with stfpm_tensor_alloc on a context (stfpm/stfpm.h),
+ * upload with stfpm_tensor_write, call the op (each returns a status and names the tensor and
+ * shapes at fault), read back with stfpm_tensor_read. The ops queue their kernels in order on
+ * the context's queue; reading a result waits for them. These are the building blocks of
+ * stfpm/resnet.h and stfpm/pyramid.h; applications usually need only stfpm/pipeline.h. */
 #ifndef STFPM_OPS_H
 #define STFPM_OPS_H
 

@@ -1,5 +1,13 @@
 /* The STFPM pipeline: train (SPEC sections 3-4), test (sections 5-6) and predict. The library
- * reports progress through a callback and never prints. */
+ * reports progress through a callback and never prints.
+ *
+ * Usage: fill a stfpm_train_config from stfpm_train_config_default (set data_dir, out_dir and
+ * the teacher) and call stfpm_train; score a labelled test split with stfpm_test, or any images
+ * with stfpm_predict (a model path, the image paths, which stfpm_collect_images can expand from
+ * folders, and a callback that receives each stfpm_prediction in input order). Each call takes a
+ * context (stfpm_ctx_create), reports progress through its callback (may be NULL) and returns a
+ * status; on failure stfpm_last_error() names the file or the option at fault. examples/score_image.c
+ * scores one image this way. */
 #ifndef STFPM_PIPELINE_H
 #define STFPM_PIPELINE_H
 
@@ -94,7 +102,24 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
  * batch decoded while the device scores the current one), optionally writing heatmaps as the
  * test does: DIR/<stem>_overlay.png, DIR/<stem>_map.png (16-bit, value = pixel / 65535 *
  * scale, scale = 2 x the threshold when known, else the map's maximum) and DIR/scales.csv.
- * Images with the same file stem get "_2", "_3", ... appended to their heatmap names. */
+ * Images with the same file stem get "_2", "_3", ... appended to their heatmap names.
+ *
+ * The threshold: the caller's (threshold_given), else one derived from the model by
+ * threshold_policy. STFPM_THRESHOLD_MAX (0, the default) is the threshold stored with the model
+ * at training time, the highest image score among the held-out normal validation images of the
+ * best epoch. STFPM_THRESHOLD_QUANTILE is the threshold_quantile quantile Q of those validation
+ * scores, which training stores too (model metadata "val_scores"): with the n scores sorted,
+ * x[0] <= ... <= x[n-1], h = (n - 1) * Q, it is x[floor(h)] + (h - floor(h)) *
+ * (x[floor(h) + 1] - x[floor(h)]) (linear interpolation, numpy's default), so Q = 1 is the
+ * maximum. A model without stored validation scores (trained before 0.3.0, or without
+ * validation images) refuses the quantile policy with STFPM_ERR_ARG naming the file. */
+typedef enum stfpm_threshold_policy {
+    STFPM_THRESHOLD_MAX = 0,        /* the model's stored threshold (maximum validation score) */
+    STFPM_THRESHOLD_QUANTILE = 1    /* a quantile of the model's validation scores */
+} stfpm_threshold_policy;
+
+#define STFPM_THRESHOLD_QUANTILE_DEFAULT 0.99
+
 typedef struct stfpm_predict_options {
     const char *model;              /* run folder (its best.safetensors) or model file */
     const char *const *paths;       /* image files, n_paths of them (stfpm_collect_images
@@ -102,8 +127,10 @@ typedef struct stfpm_predict_options {
     int n_paths;
     const char *maps_dir;           /* NULL: no heatmaps */
     int batch;                      /* images per device batch; 0 = 16 */
-    int threshold_given;            /* 1: use threshold below, else the model's stored one */
+    int threshold_given;            /* 1: use threshold below, else the one threshold_policy gives */
     double threshold;
+    stfpm_threshold_policy threshold_policy;   /* without threshold_given; default MAX */
+    double threshold_quantile;      /* QUANTILE: Q in (0, 1]; 0 = STFPM_THRESHOLD_QUANTILE_DEFAULT */
 } stfpm_predict_options;
 
 typedef enum stfpm_verdict {
@@ -117,9 +144,18 @@ typedef struct stfpm_prediction {
     const char *path;
     float score;
     double threshold;               /* in use (NaN: none) */
-    stfpm_verdict verdict;
+    stfpm_verdict verdict;          /* anomalous when score > threshold, both as float32 (the
+                                       scores' precision) */
     const char *map_path, *overlay_path;   /* NULL without maps_dir; valid during the call */
+    double normalized_score;        /* stfpm_normalize_score(score, (float)threshold) */
 } stfpm_prediction;
+
+/* The normalised score: score / (2 x threshold), clipped to [0, 1]. 0.5 is the threshold (the
+ * verdict flips above it), 1 is twice the threshold or more, and it is the same scale as the
+ * raw heatmaps (DIR/<stem>_map.png pixel / 65535 when the scale is 2 x the threshold).
+ * Monotone in the score; NaN when the score is NaN or the threshold is not a finite number
+ * > 0. Above 2 x the threshold it saturates: rank by the raw score. */
+double stfpm_normalize_score(double score, double threshold);
 
 /* Called once per image, in input order, as soon as its batch is scored; a status other than
  * STFPM_OK stops the run with that status (the callback sets the message). */
@@ -129,6 +165,8 @@ typedef struct stfpm_predict_summary {
     int n_images, n_anomalous;
     double threshold;               /* in use (NaN: none) */
     int model_has_threshold;
+    int n_val_scores;               /* validation scores stored with the model (0: none) */
+    double threshold_quantile;      /* the Q that gave threshold (QUANTILE policy), else NaN */
 } stfpm_predict_summary;
 
 stfpm_status stfpm_predict(stfpm_ctx *ctx, const stfpm_predict_options *o, stfpm_prediction_fn fn, void *user,
@@ -143,7 +181,9 @@ stfpm_status stfpm_collect_images(const char *const *inputs, int n_inputs, char 
                                   char ***empty_dirs, int *n_empty);
 
 /* Rule for the default threshold stored with a model: the maximum image score over the held-out
- * normal validation images (every validation image is classified normal), times 1.0. */
+ * normal validation images (every validation image is classified normal), times 1.0. The
+ * model also stores those scores, ascending, as comma-separated decimals (metadata key
+ * "val_scores", written by 0.3.0 and later) for the quantile policy above. */
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,10 @@
 /* STFPM on top of the network: the feature-matching loss over a pyramid (SPEC section 3) and
- * the anomaly map (SPEC section 5). */
+ * the anomaly map (SPEC section 5).
+ *
+ * Usage: stfpm_pyramid_create(ctx, &p) once, then per batch stfpm_pyramid_loss on the teacher
+ * and student features of stfpm_resnet_forward (stfpm/resnet.h), with STFPM_LOSS_WITH_GRAD to
+ * train, or stfpm_pyramid_anomaly_map for the maps and scores; stfpm_pyramid_free at the end.
+ * stfpm/model.h wraps these for a teacher / student pair. */
 #ifndef STFPM_PYRAMID_H
 #define STFPM_PYRAMID_H
 

@@ -1,6 +1,11 @@
 /* ResNet-18 (conv1 .. layer3, layer4 optional) in torchvision's exact layout, built from the
  * engine's ops: eval / train forward returning the feature pyramid, backward to every parameter,
- * SGD. Parameters are addressed by torchvision names. */
+ * SGD. Parameters are addressed by torchvision names.
+ *
+ * Usage: stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &net), then stfpm_resnet_load with a
+ * dictionary from stfpm_weights_load (stfpm/weights.h) or stfpm_resnet_init_kaiming, then
+ * stfpm_resnet_forward on a (N, 3, H, W) tensor for the layer features; stfpm_resnet_export
+ * writes the parameters back into a dictionary, stfpm_resnet_free releases the network. */
 #ifndef STFPM_RESNET_H
 #define STFPM_RESNET_H
 

@@ -1,6 +1,33 @@
 /* stfpm-cl public API: runtime, tensors, status codes.
  * The library never prints to stdout and never exits: every call returns a status and,
- * on failure, stfpm_last_error() holds a message naming the cause. */
+ * on failure, stfpm_last_error() holds a message naming the cause.
+ *
+ * How to use the library: create a context on an OpenCL device with stfpm_ctx_create (NULL
+ * options: what the environment says, STFPM_DEVICE and the others below, else the first GPU, else
+ * the first device), hand it to the pipeline (stfpm/pipeline.h: stfpm_train, stfpm_test,
+ * stfpm_predict) or to the layers below it (stfpm/model.h, resnet.h, ops.h), check the status of
+ * every call and show stfpm_last_error() (this thread's last message) on failure, and free the
+ * context last. Call one context's functions from one thread at a time. Compile and link with
+ * `pkg-config --cflags --libs stfpm`, or find_package(stfpm) and the target stfpm::stfpm in
+ * CMake; stfpm/version.h has the version. Scoring one image and writing its heatmap
+ * (examples/score_image.c is the whole program):
+ *
+ *     #include <stfpm/pipeline.h>
+ *
+ *     static stfpm_status show(void *user, const stfpm_prediction *p) {
+ *         printf("%s %g %s\n", p->path, p->score,
+ *                p->verdict == STFPM_VERDICT_ANOMALOUS ? "anomalous" : "normal");
+ *         return STFPM_OK;                 // anything else stops stfpm_predict
+ *     }
+ *
+ *     stfpm_ctx *ctx;
+ *     if (stfpm_ctx_create(&ctx, NULL) != STFPM_OK) { puts(stfpm_last_error()); return 1; }
+ *     const char *paths[] = {"part.png"};
+ *     stfpm_predict_options o = {.model = "runs/bottle", .paths = paths, .n_paths = 1,
+ *                                .maps_dir = "maps"};
+ *     if (stfpm_predict(ctx, &o, show, NULL, NULL) != STFPM_OK) puts(stfpm_last_error());
+ *     stfpm_ctx_free(ctx);
+ */
 #ifndef STFPM_STFPM_H
 #define STFPM_STFPM_H
 

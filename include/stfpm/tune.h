@@ -20,7 +20,12 @@
  *
  * CLBlast keeps parameters per device for the whole process and cannot restore its defaults
  * once they were overridden: a later context on the same device with STFPM_CLBLAST_PARAMS=
- * default keeps the earlier parameters (stfpm_clblast_tuning_note says so). */
+ * default keeps the earlier parameters (stfpm_clblast_tuning_note says so).
+ *
+ * Usage: stfpm_tune_options_default(&o), stfpm_tune(ctx, &o, progress, user, result) with a
+ * heap-allocated stfpm_tune_result, then the rows and the winner in *result (`stfpm tune` prints
+ * them); the winner is stored and applied to later contexts without further calls.
+ * stfpm_clblast_tuning_source tells which parameter set a context runs with. */
 #ifndef STFPM_TUNE_H
 #define STFPM_TUNE_H
 

@@ -12,7 +12,11 @@
  * A zero-initialised stfpm_weights (`stfpm_weights w = {0};`) is an empty dictionary. Readers
  * overwrite *out without freeing what it held (pass an empty or freed dictionary); on failure
  * *out is left empty. Every error message names the file (or the label of a memory buffer)
- * and, where there is one, the tensor. Host byte order is assumed little-endian. */
+ * and, where there is one, the tensor. Host byte order is assumed little-endian.
+ *
+ * Usage: stfpm_weights w = {0}; stfpm_weights_load(path, &w); then stfpm_weights_find or
+ * stfpm_weights_expect for tensors and stfpm_weights_meta for metadata; stfpm_safetensors_write to
+ * save; stfpm_weights_free(&w) at the end. Host-only: no context is needed. */
 #ifndef STFPM_WEIGHTS_H
 #define STFPM_WEIGHTS_H
 

@@ -66,12 +66,12 @@ typedef struct stfpm_progress {
 
 typedef void (*stfpm_progress_fn)(void *user, const stfpm_progress *p);
 
-/* Train; writes RUN/config.json, RUN/train_log.csv, RUN/last.safetensors each epoch and
- * RUN/best.safetensors at each new best. A NaN/Inf loss stops with STFPM_ERR_NAN (naming
- * epoch and batch) and leaves the last good checkpoints in place. One process at a time
- * trains into a folder: the run holds an exclusive lock on RUN/.lock (which records its pid)
- * from before its first write to its end; a second run into the same folder fails with
- * STFPM_ERR_IO naming the folder and the holder's pid. */
+/* Train; writes RUN/config.json, RUN/train_log.csv, RUN/last.safetensors and RUN/report.html
+ * each epoch and RUN/best.safetensors at each new best. A NaN/Inf loss stops with
+ * STFPM_ERR_NAN (naming epoch and batch) and leaves the last good checkpoints in place. One
+ * process at a time trains into a folder: the run holds an exclusive lock on RUN/.lock (which
+ * records its pid) from before its first write to its end; a second run into the same folder
+ * fails with STFPM_ERR_IO naming the folder and the holder's pid. */
 stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_progress_fn fn, void *user);
 
 typedef struct stfpm_test_result {

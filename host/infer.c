@@ -228,6 +228,7 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
     char model_path[4200];
     STFPM_TRY(stfpm_model_resolve_path(o->model, model_path, sizeof model_path));
     if (o->maps_dir) STFPM_TRY(stfpm_mkdir_p(o->maps_dir));
+    if (o->report_dir) STFPM_TRY(stfpm_mkdir_p(o->report_dir));
     stfpm_dataset ds;
     STFPM_TRY(stfpm_dataset_open(o->data_dir, STFPM_DATASET_TEST, &ds));
     stfpm_model m = {0};
@@ -314,6 +315,12 @@ stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_
                            "  \"aupro_fpr_limit\": %.2f,\n  \"size\": %d\n}\n",
                            v[0], v[1], v[2], v[3], r->n_normal, r->n_anomalous, STFPM_AUPRO_FPR_LIMIT, S);
         s = stfpm_write_text_atomic(o->json_path, json, (size_t)len);
+    }
+    if (s == STFPM_OK && o->report_dir) {
+        const stfpm_test_report rep = {.data_dir = o->data_dir, .model_path = model_path, .samples = ds.test, .n = n,
+                                       .size = S, .scores = scores, .maps = maps, .masks = masks,
+                                       .threshold = m.threshold, .result = r};
+        s = stfpm_report_write_test(o->report_dir, &rep);
     }
 done:
     score_job_free(&job);

@@ -271,6 +271,9 @@ static const char *TEST_HELP =
     "  --maps DIR      per image: <defect>_<name>_overlay.png (heatmap over the image) and\n"
     "                  <defect>_<name>_map.png (raw map, 16-bit grey; value = pixel / 65535 * scale,\n"
     "                  the scale of each file in DIR/scales.csv; 2 x the model's threshold)\n"
+    "  --report DIR    write DIR/index.html, one page to open in a browser: the metrics beside the\n"
+    "                  paper's (MVTec AD categories), ROC and PRO curves, score histograms with the\n"
+    "                  threshold, the worst and typical images (PNGs in DIR/gallery)\n"
     "  --batch N       images per device batch (16)\n"
     "  --device SEL    OpenCL device index or name substring\n";
 
@@ -286,6 +289,7 @@ static int cmd_test(int argc, char **argv) {
         else if (is_opt(&a, "--json")) o.json_path = opt_value(&a);
         else if (is_opt(&a, "--csv")) o.csv_path = opt_value(&a);
         else if (is_opt(&a, "--maps")) o.maps_dir = opt_value(&a);
+        else if (is_opt(&a, "--report")) o.report_dir = opt_value(&a);
         else if (is_opt(&a, "--device")) device = opt_value(&a);
         else if (is_opt(&a, "--batch")) { if (parse_int(&a, &v)) { if (v < 1) return usage_error("test", "--batch must be >= 1, got %s", argv[a.i]); o.batch = v; } }
         else return usage_error("test", "unknown option %s", argv[a.i]);
@@ -302,6 +306,7 @@ static int cmd_test(int argc, char **argv) {
     stfpm_ctx_free(ctx);
     if (s != STFPM_OK) return die(s);
     printf("test images: %d normal, %d anomalous (%.1f img/s inference)\n", r.n_normal, r.n_anomalous, r.images_per_s);
+    if (o.report_dir) printf("report: %s/index.html\n", o.report_dir);
     if (r.single_class) {
         fprintf(stderr, "stfpm test: warning: the test split has only %s images: AUROC and PRO need both normal and "
                 "anomalous images, so no metrics (scores were written where asked)\n", r.n_normal ? "normal" : "anomalous");

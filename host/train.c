@@ -66,7 +66,7 @@ stfpm_status stfpm_train_config_check(const stfpm_train_config *c) {
 /* The run folder                                                                              */
 
 typedef struct run_files {
-    char last[4200], best[4200], log[4200], config[4200];
+    char last[4200], best[4200], log[4200], config[4200], report[4200];
 } run_files;
 
 static void run_files_make(const char *dir, run_files *f) {
@@ -74,6 +74,7 @@ static void run_files_make(const char *dir, run_files *f) {
     snprintf(f->best, sizeof f->best, "%s/best.safetensors", dir);
     snprintf(f->log, sizeof f->log, "%s/train_log.csv", dir);
     snprintf(f->config, sizeof f->config, "%s/config.json", dir);
+    snprintf(f->report, sizeof f->report, "%s/report.html", dir);
 }
 
 /* A new run needs a folder without a run in it; --resume needs the run's last checkpoint. */
@@ -96,8 +97,9 @@ static size_t digits(const char *s) {
 /* 1 when name is a temporary file of stfpm_write_parts_atomic for one of the files a run
  * writes: "<file>.tmp.<pid>.<n>"; *pid receives the writer's pid. */
 static int run_tmp_name(const char *name, long *pid) {
-    static const char *const ours[] = {"last.safetensors", "best.safetensors", "train_log.csv", "config.json"};
-    for (int i = 0; i < 4; i++) {
+    static const char *const ours[] = {"last.safetensors", "best.safetensors", "train_log.csv", "config.json",
+                                       "report.html"};
+    for (int i = 0; i < 5; i++) {
         size_t n = strlen(ours[i]);
         if (strncmp(name, ours[i], n) != 0 || strncmp(name + n, ".tmp.", 5) != 0) continue;
         const char *p = name + n + 5;
@@ -628,6 +630,10 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
         STFPM_TRY(train_epoch(ctx, r, epoch, &train_loss));
         if (r->va.n) STFPM_TRY(validate_epoch(ctx, r, epoch, &val_loss, &val_map, &max_score));
         STFPM_TRY(write_checkpoints(ctx, r, epoch, train_loss, val_loss, val_map, max_score, t0));
+        /* the loss curves so far, RUN/report.html */
+        const stfpm_train_report rep = {.run_dir = c->out_dir, .log_csv = r->log.text, .epochs = c->epochs,
+                                        .best_epoch = r->st.best_epoch, .checkpoint_by = c->checkpoint_by};
+        STFPM_TRY(stfpm_report_write_train(r->f.report, &rep));
     }
     r->pg.val_loss = r->st.best;
     r->pg.epoch = r->st.best_epoch;

@@ -74,12 +74,12 @@ typedef struct stfpm_progress {
 
 typedef void (*stfpm_progress_fn)(void *user, const stfpm_progress *p);
 
-/* Train; writes RUN/config.json, RUN/train_log.csv, RUN/last.safetensors each epoch and
- * RUN/best.safetensors at each new best. A NaN/Inf loss stops with STFPM_ERR_NAN (naming
- * epoch and batch) and leaves the last good checkpoints in place. One process at a time
- * trains into a folder: the run holds an exclusive lock on RUN/.lock (which records its pid)
- * from before its first write to its end; a second run into the same folder fails with
- * STFPM_ERR_IO naming the folder and the holder's pid. */
+/* Train; writes RUN/config.json, RUN/train_log.csv, RUN/last.safetensors and RUN/report.html
+ * each epoch and RUN/best.safetensors at each new best. A NaN/Inf loss stops with
+ * STFPM_ERR_NAN (naming epoch and batch) and leaves the last good checkpoints in place. One
+ * process at a time trains into a folder: the run holds an exclusive lock on RUN/.lock (which
+ * records its pid) from before its first write to its end; a second run into the same folder
+ * fails with STFPM_ERR_IO naming the folder and the holder's pid. */
 stfpm_status stfpm_train(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_progress_fn fn, void *user);
 
 typedef struct stfpm_test_result {
@@ -92,11 +92,49 @@ typedef struct stfpm_test_result {
 typedef struct stfpm_test_options {
     const char *data_dir, *model;
     const char *csv_path, *json_path, *maps_dir;
+    const char *report_dir;     /* NULL: no report; else DIR/index.html (stfpm_report_write_test) */
     int batch;
 } stfpm_test_options;
 
 stfpm_status stfpm_test(stfpm_ctx *ctx, const stfpm_test_options *o, stfpm_test_result *r,
                         stfpm_progress_fn fn, void *user);
+
+/* Reports: self-contained HTML pages (inline CSS, charts as inline SVG, no script, nothing
+ * fetched), written atomically; errors name the file. */
+
+/* What the test report shows: the test split as stfpm_test scored it. */
+typedef struct stfpm_test_report {
+    const char *data_dir, *model_path;    /* shown; data_dir's name selects the paper's values */
+    const stfpm_sample *samples;          /* the n test images (path, defect, label) */
+    int n, size;                          /* images, S */
+    const float *scores;                  /* n image scores */
+    const float *maps;                    /* n anomaly maps of S x S */
+    const uint8_t *masks;                 /* n ground truths of S x S (0/1) */
+    double threshold;                     /* the model's stored threshold (NaN: none) */
+    const stfpm_test_result *result;      /* the metrics */
+} stfpm_test_report;
+
+/* DIR/index.html: the metrics beside the paper's (STFPM ResNet-18, for an MVTec AD category:
+ * the data folder's name), the image and pixel ROC curves, the PRO curve up to FPR 0.3, the
+ * histograms of the normal and anomalous image scores with the threshold, a table per test
+ * folder, and a gallery (image | ground truth | heatmap overlay, PNGs in DIR/gallery/) of the
+ * highest-scoring normal images, the lowest-scoring anomalous ones and the median image of each
+ * test folder. The gallery is written first, the page last. */
+stfpm_status stfpm_report_write_test(const char *dir, const stfpm_test_report *d);
+
+/* What the training report shows. */
+typedef struct stfpm_train_report {
+    const char *run_dir;                  /* shown as the title */
+    const char *log_csv;                  /* the text of RUN/train_log.csv */
+    int epochs;                           /* epochs the run trains to (the x axis) */
+    int best_epoch;                       /* epoch of best.safetensors (0: none yet) */
+    stfpm_checkpoint_rule checkpoint_by;
+} stfpm_train_report;
+
+/* The training report at path (stfpm_train writes RUN/report.html after every epoch): train and
+ * validation loss per epoch with the best epoch marked (and the mean validation map when the
+ * log has it), and the log as a table. */
+stfpm_status stfpm_report_write_train(const char *path, const stfpm_train_report *t);
 
 /* Predict: score any images with a trained model, in batches (decoding on all cores, the next
  * batch decoded while the device scores the current one), optionally writing heatmaps as the

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs the Debian/Ubuntu packages stfpm-cl needs to build and test (run as root or with sudo).
 set -euo pipefail
-PKGS="build-essential cmake pkg-config ocl-icd-opencl-dev libclblast-dev check libsubunit-dev libstb-dev pocl-opencl-icd clinfo libopenblas-dev"
+PKGS="build-essential cmake pkg-config ocl-icd-opencl-dev libclblast-dev check libsubunit-dev libstb-dev pocl-opencl-icd clinfo libopenblas-dev oclgrind"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -13,8 +13,9 @@ if ! command -v oclgrind >/dev/null 2>&1; then
   exit 1
 fi
 # Every op family's test program must have a tiny case; list the ones that launch kernels.
-programs="test_ops_elementwise test_ops_reduce test_ops_sgd test_ops_batchnorm test_ops_pool test_ops_loss
-          test_ops_upsample test_ops_conv test_ops_winograd"
+# STFPM_OCLGRIND_PROGRAMS="..." runs a subset.
+programs="${STFPM_OCLGRIND_PROGRAMS:-test_ops_elementwise test_ops_reduce test_ops_sgd test_ops_batchnorm test_ops_pool
+          test_ops_loss test_ops_upsample test_ops_conv test_ops_winograd}"
 fails=0
 runs=0
 logdir=$(mktemp -d)

@@ -9,23 +9,31 @@
  *
  * Each work-item handles a whole output row (or a whole column of colT) rather than a single
  * element: on CPU OpenCL (PoCL) the per-element form spent its time on index arithmetic and
- * per-item overhead (0.3 GB/s written vs 6.7 GB/s for the row form, layer1 shape). */
+ * per-item overhead (0.3 GB/s written vs 6.7 GB/s for the row form, layer1 shape). The GPU
+ * variant (#ifdef STFPM_GPU, at the end) is the per-element form.
+ *
+ * Remainders are written q = a / b, r = a - q * b, never a % b next to a / b: LLVM turns such a
+ * pair into one division and a freeze instruction, which Oclgrind 21.10's uninitialised-value
+ * checker cannot execute (scripts/oclgrind.sh). */
 
 /* Rows r0 .. r0+nr-1 of the batch's output rows (r = i * Ho + oh, possibly spanning images;
  * x_off is image 0's offset): gws = (nr, K), item (rr, k) writes col[k][rr * Wo .. rr * Wo + Wo)
- * for r = r0 + rr; row stride ld >= nr * Wo (columns beyond are not written). */
+ * for r = r0 + rr; row stride ld >= nr * Wo, the columns beyond zero (written by item rr = nr - 1:
+ * the GEMM reads them). */
 __kernel void conv_im2col(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
                           int stride, int pad, int Ho, int Wo, int r0, int nr, int ld, __global float *col) {
     const int rr = get_global_id(0);
     const int k = get_global_id(1);
     if (rr >= nr || k >= C * KH * KW) return;
+    if (rr == nr - 1)
+        for (int c = nr * Wo; c < ld; c++) col[(size_t)k * ld + c] = 0.0f;
     const int r = r0 + rr;
     const int i = r / Ho;
     const int oh = r - i * Ho;
-    const int kw = k % KW;
     const int t = k / KW;
-    const int kh = t % KH;
+    const int kw = k - t * KW;
     const int ci = t / KH;
+    const int kh = t - ci * KH;
     __global float *dst = col + (size_t)k * ld + (size_t)rr * Wo;
     const int h = oh * stride - pad + kh;
     if (h < 0 || h >= H) {
@@ -90,9 +98,9 @@ __kernel void conv_col2im(__global const float *col, int ld, int C, int H, int W
     __global float *dst = dx + dx_off + ((size_t)ic * H + h) * W;
     /* output row oh reads input row h through tap kh = hp - oh * stride, 0 <= kh < KH */
     const int hp = h + pad;
-    const int kh0 = hp % stride, oh0 = hp / stride;
+    const int oh0 = hp / stride, kh0 = hp - oh0 * stride;
     /* same for columns, advanced incrementally: wp = w + pad = ow0 * stride + kw0 */
-    int kw0 = pad % stride, ow0 = pad / stride;
+    int ow0 = pad / stride, kw0 = pad - ow0 * stride;
     for (int w = 0; w < W; w++) {
         float acc = 0.0f;
         for (int kh = kh0, oh = oh0; kh < KH && oh >= 0; kh += stride, oh--) {
@@ -178,3 +186,158 @@ __kernel void conv_to_rows(__global const float *t, int t_off, int K, int P, int
     __global float *d = m + (size_t)k * ld + (size_t)i * P;
     for (int p = 0; p < P; p++) d[p] = s[p];
 }
+
+#ifdef STFPM_GPU
+/* GPU variant (STFPM_GPU, the kernels option): one element per work-item, get_global_id(0) on
+ * the contiguous index of what the item writes, so that the writes of neighbouring work-items
+ * coalesce; same layouts and results as the row-form kernels above (host/conv.c picks by
+ * stfpm_gpu_kernels). */
+
+/* conv_im2col, one column entry per item: gws = (ld, K), item (j, k) writes col[k * ld + j]:
+ * for j = rr * Wo + ow < nr * Wo the entry of output row r = r0 + rr, column ow; zero beyond.
+ * Reads x along ow (stride apart). */
+__kernel void conv_im2col_g(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
+                            int stride, int pad, int Ho, int Wo, int r0, int nr, int ld,
+                            __global float *col) {
+    const int j = get_global_id(0);
+    const int k = get_global_id(1);
+    if (j >= ld || k >= C * KH * KW) return;
+    if (j >= nr * Wo) {
+        col[(size_t)k * ld + j] = 0.0f;
+        return;
+    }
+    const int rr = j / Wo;
+    const int ow = j - rr * Wo;
+    const int r = r0 + rr;
+    const int i = r / Ho;
+    const int oh = r - i * Ho;
+    const int t = k / KW;
+    const int kw = k - t * KW;
+    const int ci = t / KH;
+    const int kh = t - ci * KH;
+    const int h = oh * stride - pad + kh;
+    const int w = ow * stride - pad + kw;
+    float v = 0.0f;
+    if (h >= 0 && h < H && w >= 0 && w < W) v = x[x_off + ((size_t)(i * C + ci) * H + h) * W + w];
+    col[(size_t)k * ld + j] = v;
+}
+
+/* conv_im2col_t, one colT entry per item, and zero rows after: gws = (ldk, nrows), item (k, q)
+ * writes colt[q * ldk + k]: for q = (i * Ho + oh) * Wo + ow < nb * P the tap k of output pixel
+ * (i, oh, ow) (zero for k >= K), zero for q >= nb * P. Neighbouring items read neighbouring taps
+ * (kw contiguous in x). */
+__kernel void conv_im2col_t_g(__global const float *x, int x_off, int C, int H, int W, int KH, int KW,
+                              int stride, int pad, int Ho, int Wo, int nb, int ldk, int nrows,
+                              __global float *colt) {
+    const int k = get_global_id(0);
+    const int q = get_global_id(1);
+    const int P = Ho * Wo;
+    if (k >= ldk || q >= nrows) return;
+    float v = 0.0f;
+    if (k < C * KH * KW && q < nb * P) {
+        const int i = q / P;
+        const int p = q - i * P;
+        const int oh = p / Wo;
+        const int ow = p - oh * Wo;
+        const int t = k / KW;
+        const int kw = k - t * KW;
+        const int ci = t / KH;
+        const int kh = t - ci * KH;
+        const int h = oh * stride - pad + kh;
+        const int w = ow * stride - pad + kw;
+        if (h >= 0 && h < H && w >= 0 && w < W) v = x[x_off + ((size_t)(i * C + ci) * H + h) * W + w];
+    }
+    colt[(size_t)q * ldk + k] = v;
+}
+
+/* conv_col2im, one dx element per item: gws = (W, nb * C * H), item (w, (i * C + ci) * H + h)
+ * writes dx[dx_off + ((i * C + ci) * H + h) * W + w] (overwritten) = the sum over the taps
+ * (kh, kw) with oh * stride + kh = h + pad, ow * stride + kw = w + pad of
+ * col[((ci * KH + kh) * KW + kw) * ld + i * P + oh * Wo + ow]; kh, then kw ascending, as the
+ * row form. */
+__kernel void conv_col2im_g(__global const float *col, int ld, int C, int H, int W, int KH, int KW,
+                            int stride, int pad, int Ho, int Wo, int nb, __global float *dx,
+                            int dx_off) {
+    const int w = get_global_id(0);
+    const int t = get_global_id(1);
+    if (w >= W || t >= nb * C * H) return;
+    const int ic = t / H;
+    const int h = t - ic * H;
+    const int i = ic / C;
+    const int ci = ic - i * C;
+    const size_t NP = (size_t)ld;
+    __global const float *src = col + (size_t)i * Ho * Wo;
+    const int hp = h + pad, wp = w + pad;
+    const int oh0 = hp / stride, kh0 = hp - oh0 * stride;
+    const int ow0 = wp / stride, kw0 = wp - ow0 * stride;
+    float acc = 0.0f;
+    for (int kh = kh0, oh = oh0; kh < KH && oh >= 0; kh += stride, oh--) {
+        if (oh >= Ho) continue;
+        __global const float *rowk = src + (size_t)((ci * KH + kh) * KW) * NP + oh * Wo;
+        for (int kw = kw0, ow = ow0; kw < KW && ow >= 0; kw += stride, ow--) {
+            if (ow < Wo) acc += rowk[(size_t)kw * NP + ow];
+        }
+    }
+    dx[dx_off + (size_t)t * W + w] = acc;
+}
+
+/* conv_epilogue_rows, one element per item: gws = (nr * Wo, K), item (j, k) with
+ * j = rr * Wo + ow writes y[i][k][oh][ow] from src[k * ld + j]. */
+__kernel void conv_epilogue_rows_g(__global const float *src, int ld, int r0, int nr, int K, int Ho,
+                                   int Wo, __global float *y, int y_off, int has_bias,
+                                   __global const float *bias, int bias_off, int has_res,
+                                   __global const float *res, int res_off, int relu) {
+    const int j = get_global_id(0);
+    const int k = get_global_id(1);
+    if (j >= nr * Wo || k >= K) return;
+    const int rr = j / Wo;
+    const int ow = j - rr * Wo;
+    const int r = r0 + rr;
+    const int i = r / Ho;
+    const int oh = r - i * Ho;
+    const size_t o = (((size_t)i * K + k) * Ho + oh) * Wo + ow;
+    float v = src[(size_t)k * ld + j];
+    if (has_bias) v += bias[bias_off + k];
+    if (has_res) v += res[res_off + o];
+    if (relu) v = fmax(v, 0.0f);
+    y[y_off + o] = v;
+}
+
+/* conv_zero_cols, one element per item: gws = (ld - col0, rows). */
+__kernel void conv_zero_cols_g(__global float *m, int rows, int ld, int col0) {
+    const int c = get_global_id(0);
+    const int r = get_global_id(1);
+    if (c >= ld - col0 || r >= rows) return;
+    m[(size_t)r * ld + col0 + c] = 0.0f;
+}
+
+/* conv_epilogue, one element per item: gws = (P, nb * K), item (p, i * K + k). src may be y
+ * itself (each item reads and writes only its own element). */
+__kernel void conv_epilogue_g(__global const float *src, int src_off, int ks, int is, int K, int P,
+                              int nb, __global float *y, int y_off, int has_bias,
+                              __global const float *bias, int bias_off, int has_res,
+                              __global const float *res, int res_off, int relu) {
+    const int p = get_global_id(0);
+    const int ik = get_global_id(1);
+    if (p >= P || ik >= nb * K) return;
+    const int i = ik / K;
+    const int k = ik - i * K;
+    const size_t o = (size_t)ik * P + p;
+    float v = src[src_off + (size_t)k * ks + (size_t)i * is + p];
+    if (has_bias) v += bias[bias_off + k];
+    if (has_res) v += res[res_off + o];
+    if (relu) v = fmax(v, 0.0f);
+    y[y_off + o] = v;
+}
+
+/* conv_to_rows, one element per item: gws = (P, nb * K), item (p, i * K + k). */
+__kernel void conv_to_rows_g(__global const float *t, int t_off, int K, int P, int nb, int ld,
+                             __global float *m) {
+    const int p = get_global_id(0);
+    const int ik = get_global_id(1);
+    if (p >= P || ik >= nb * K) return;
+    const int i = ik / K;
+    const int k = ik - i * K;
+    m[(size_t)k * ld + (size_t)i * P + p] = t[t_off + (size_t)ik * P + p];
+}
+#endif

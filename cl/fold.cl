@@ -14,3 +14,20 @@ __kernel void bn_fold(__global const float *w, int w_off, int R, __global const 
     for (int r = 0; r < R; r++) dst[r] = src[r] * s;
     fb[k] = beta[b_off + k] - mean[m_off + k] * s;
 }
+
+#ifdef STFPM_GPU
+/* GPU variant: one weight per work-item, gws = (R, K): item (r, k) writes fw[k * R + r] (dim 0
+ * along the contiguous row); item (0, k) also writes fb[k]. s is computed per item, by the same
+ * expression as above. */
+__kernel void bn_fold_g(__global const float *w, int w_off, int R, __global const float *gamma, int g_off,
+                        __global const float *beta, int b_off, __global const float *mean, int m_off,
+                        __global const float *var, int v_off, float eps, int K, __global float *fw,
+                        __global float *fb) {
+    const int r = get_global_id(0);
+    const int k = get_global_id(1);
+    if (r >= R || k >= K) return;
+    const float s = gamma[g_off + k] / sqrt(var[v_off + k] + eps);
+    fw[(size_t)k * R + r] = w[w_off + (size_t)k * R + r] * s;
+    if (r == 0) fb[k] = beta[b_off + k] - mean[m_off + k] * s;
+}
+#endif

@@ -114,28 +114,52 @@ static int chunk_images(stfpm_ctx *ctx, const conv_geom *g, size_t per_image) {
     return (int)nb;
 }
 
-/* col (K x nb*P, row stride ld), or its transpose (nb*P x ld, zeros in columns K..ld-1) when
- * transposed != 0, of images [i0, i0+nb). */
-static stfpm_status im2col(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int i0, int nb,
-                           int transposed, size_t ld, cl_mem col) {
+/* colT (rows x ldk) of images [i0, i0+nb): rows [0, nb*P) the transposed im2col (zeros in
+ * columns K..ldk-1), rows [nb*P, rows) zero. */
+static stfpm_status im2col_t(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int i0, int nb,
+                             size_t ldk, size_t rows, cl_mem col) {
     cl_int off = (cl_int)(x->off + (size_t)i0 * g->cin * g->h * g->w);
     cl_int C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride, PD = g->pad;
     cl_int Ho = g->ho, Wo = g->wo, NB = nb;
-    cl_int LDK = (cl_int)ld;
-    if (!transposed) return stfpm_set_error(STFPM_ERR_INTERNAL, "im2col: use im2col_rows");
+    cl_int LDK = (cl_int)ldk, NR = (cl_int)rows;
+    const size_t np = (size_t)nb * g->p;
+    if (stfpm_gpu_kernels(ctx)) {
+        /* one entry per work-item, dimension 0 along a colT row (coalesced writes); the zero rows
+         * in the same launch */
+        stfpm_karg ag[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S),
+                           KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(NR), KARG(col)};
+        size_t gg[2] = {ldk, rows};
+        return stfpm_enqueue(ctx, "conv", "conv_im2col_t_g", 2, gg, NULL, KARGS(ag));
+    }
     stfpm_karg at[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW),
                        KARG(S), KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(LDK), KARG(col)};
     size_t gws[2] = {(size_t)g->wo, (size_t)nb * g->ho};
-    return stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, KARGS(at));
+    STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_im2col_t", 2, gws, NULL, KARGS(at)));
+    if (rows > np) {
+        /* the zero rows: entries [np * ldk, rows * ldk) as one row of a (1 x rows * ldk) matrix,
+         * one work-item (a kernel rather than clEnqueueFillBuffer, after which Oclgrind 21.10
+         * treats the whole buffer as uninitialised; fewer than 128 rows of ldk, e.g. 64 x 576
+         * floats for layer1 at 256x256) */
+        cl_int one = 1, len = (cl_int)(rows * ldk), c0 = (cl_int)(np * ldk);
+        stfpm_karg za[] = {KARG(col), KARG(one), KARG(len), KARG(c0)};
+        STFPM_TRY(stfpm_enqueue1d(ctx, "conv", "conv_zero_cols", 1, KARGS(za)));
+    }
+    return STFPM_OK;
 }
 
-/* col (K x nr*Wo, row stride ld) of the batch's output rows [r0, r0+nr) (r = image * Ho + oh). */
+/* col (K x nr*Wo, row stride ld; zeros in columns [nr*Wo, ld), which the GEMM reads) of the batch's
+ * output rows [r0, r0+nr) (r = image * Ho + oh). */
 static stfpm_status im2col_rows(stfpm_ctx *ctx, const conv_geom *g, const stfpm_tensor *x, int r0, int nr,
                                 size_t ld, cl_mem col) {
     cl_int off = (cl_int)x->off, C = g->cin, H = g->h, W = g->w, KH = g->kh, KW = g->kw, S = g->stride;
     cl_int PD = g->pad, Ho = g->ho, Wo = g->wo, R0 = r0, NR = nr, LD = (cl_int)ld;
     stfpm_karg a[] = {KARG(x->buf), KARG(off), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S),
                       KARG(PD), KARG(Ho), KARG(Wo), KARG(R0), KARG(NR), KARG(LD), KARG(col)};
+    if (stfpm_gpu_kernels(ctx)) {
+        /* one entry per work-item, dimension 0 along a col row (coalesced writes) */
+        size_t gg[2] = {ld, g->k};
+        return stfpm_enqueue(ctx, "conv", "conv_im2col_g", 2, gg, NULL, KARGS(a));
+    }
     size_t gws[2] = {(size_t)nr, g->k};
     return stfpm_enqueue(ctx, "conv", "conv_im2col", 2, gws, NULL, KARGS(a));
 }
@@ -193,8 +217,13 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
             cl_int LD = (cl_int)ld, R0 = r0, NR = nr;
             stfpm_karg a[] = {KARG(yc), KARG(LD), KARG(R0), KARG(NR), KARG(K), KARG(Ho), KARG(Wo), KARG(y->buf),
                               KARG(yo), KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
-            size_t gws[2] = {(size_t)nr, (size_t)g->cout};
-            STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows", 2, gws, NULL, KARGS(a)));
+            if (stfpm_gpu_kernels(ctx)) {
+                size_t gg[2] = {(size_t)nr * g->wo, (size_t)g->cout};
+                STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows_g", 2, gg, NULL, KARGS(a)));
+            } else {
+                size_t gws[2] = {(size_t)nr, (size_t)g->cout};
+                STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_epilogue_rows", 2, gws, NULL, KARGS(a)));
+            }
         }
     }
     return STFPM_OK;
@@ -239,6 +268,11 @@ static stfpm_status col2im(stfpm_ctx *ctx, const conv_geom *g, cl_mem col, size_
     cl_int Ho = g->ho, Wo = g->wo, NB = nb;
     stfpm_karg a[] = {KARG(col), KARG(LD), KARG(C), KARG(H), KARG(W), KARG(KH), KARG(KW), KARG(S),
                       KARG(PD), KARG(Ho), KARG(Wo), KARG(NB), KARG(dx->buf), KARG(off)};
+    if (stfpm_gpu_kernels(ctx)) {
+        /* one dx element per work-item, dimension 0 along W */
+        size_t gg[2] = {(size_t)g->w, (size_t)nb * g->cin * g->h};
+        return stfpm_enqueue(ctx, "conv", "conv_col2im_g", 2, gg, NULL, KARGS(a));
+    }
     size_t gws[2] = {(size_t)g->h, (size_t)nb * g->cin};
     return stfpm_enqueue(ctx, "conv", "conv_col2im", 2, gws, NULL, KARGS(a));
 }
@@ -250,6 +284,10 @@ static stfpm_status to_rows(stfpm_ctx *ctx, const stfpm_tensor *t, int i0, int n
     const size_t P = (size_t)t->h * t->w;
     cl_int to = (cl_int)(t->off + (size_t)i0 * t->c * P), K = t->c, Pi = (cl_int)P, NB = nb, LD = (cl_int)ld;
     stfpm_karg a[] = {KARG(t->buf), KARG(to), KARG(K), KARG(Pi), KARG(NB), KARG(LD), KARG(m)};
+    if (stfpm_gpu_kernels(ctx)) {
+        size_t gg[2] = {P, (size_t)nb * t->c};
+        return stfpm_enqueue(ctx, "conv", "conv_to_rows_g", 2, gg, NULL, KARGS(a));
+    }
     return stfpm_enqueue1d(ctx, "conv", "conv_to_rows", (size_t)nb * t->c, KARGS(a));
 }
 
@@ -330,6 +368,10 @@ static stfpm_status epilogue(stfpm_ctx *ctx, const conv_geom *g, cl_mem src, siz
     cl_int ro = res ? (cl_int)(res->off + (size_t)i0 * g->cout * g->p) : 0;
     stfpm_karg a[] = {KARG(src), KARG(so), KARG(KS), KARG(IS), KARG(K), KARG(P), KARG(NB), KARG(y->buf), KARG(yo),
                       KARG(hb), KARG(bb), KARG(bo), KARG(hr), KARG(rb), KARG(ro), KARG(rl)};
+    if (stfpm_gpu_kernels(ctx)) {
+        size_t gg[2] = {g->p, (size_t)nb * g->cout};
+        return stfpm_enqueue(ctx, "conv", "conv_epilogue_g", 2, gg, NULL, KARGS(a));
+    }
     return stfpm_enqueue1d(ctx, "conv", "conv_epilogue", (size_t)nb * g->cout, KARGS(a));
 }
 
@@ -441,16 +483,16 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
         if (ld > np) {
             cl_int rows = g.cout, ldi = (cl_int)ld, c0 = (cl_int)np;
             stfpm_karg za[] = {KARG(dyc), KARG(rows), KARG(ldi), KARG(c0)};
-            STFPM_TRY(stfpm_enqueue1d(ctx, "conv", "conv_zero_cols", (size_t)g.cout, KARGS(za)));
+            if (stfpm_gpu_kernels(ctx)) {
+                size_t gg[2] = {ld - np, (size_t)g.cout};
+                STFPM_TRY(stfpm_enqueue(ctx, "conv", "conv_zero_cols_g", 2, gg, NULL, KARGS(za)));
+            } else {
+                STFPM_TRY(stfpm_enqueue1d(ctx, "conv", "conv_zero_cols", (size_t)g.cout, KARGS(za)));
+            }
         }
         if (dw) {
             /* dW (Cout x kp) (+)= dYc (Cout x ld) * colT (ld x kp); colT rows [np, ld) are zero */
-            STFPM_TRY(im2col(ctx, &g, x, i0, cnt, 1, kp, col));
-            const float zero = 0.0f;
-            if (ld > np)
-                STFPM_CL(clEnqueueFillBuffer(stfpm_ctx_queue(ctx), col, &zero, sizeof zero,
-                                             np * kp * sizeof(float), (ld - np) * kp * sizeof(float), 0,
-                                             NULL, NULL));
+            STFPM_TRY(im2col_t(ctx, &g, x, i0, cnt, kp, ld, col));
             if (dwp)
                 STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, kp, ld, 1.0f, dyc, 0, ld, col, 0, kp,
                                      i0 == 0 ? 0.0f : 1.0f, dwp, 0, kp));

@@ -427,7 +427,12 @@ static stfpm_status fold_unit(stfpm_ctx *ctx, stfpm_resnet *net, unit *u) {
     stfpm_karg a[] = {KARG(w->buf), KARG(wo), KARG(R), KARG(g->buf), KARG(go), KARG(b->buf), KARG(bo),
                       KARG(m->buf), KARG(mo), KARG(v->buf), KARG(vo), KARG(eps), KARG(K), KARG(u->fw.buf),
                       KARG(u->fb.buf)};
-    STFPM_TRY(stfpm_enqueue1d(ctx, "fold", "bn_fold", (size_t)K, KARGS(a)));
+    if (stfpm_gpu_kernels(ctx)) {
+        size_t gws[2] = {(size_t)R, (size_t)K};
+        STFPM_TRY(stfpm_enqueue(ctx, "fold", "bn_fold_g", 2, gws, NULL, KARGS(a)));
+    } else {
+        STFPM_TRY(stfpm_enqueue1d(ctx, "fold", "bn_fold", (size_t)K, KARGS(a)));
+    }
     stfpm_conv2d_prepared_free(ctx, u->prep);
     u->prep = NULL;
     return stfpm_conv2d_prepare(ctx, &u->fw, u->stride, u->pad, &u->prep);

@@ -78,6 +78,20 @@ static double *to_f64(const float *a, size_t n) {
     return d;
 }
 
+/* Write `host` into the view (samples [1, 1+n)) of parent, with the sentinel 12345 around it.
+ * One write of the whole parent: Oclgrind 21.10's uninitialized-value checker marks the rest of
+ * a buffer uninitialised after a write of part of it (at a non-zero offset, most of the written
+ * part too), which would flag every kernel reading a view. */
+static void write_view(stfpm_tensor *parent, const float *host) {
+    size_t per = (size_t)parent->c * parent->h * parent->w, all = (size_t)parent->n * per;
+    float *buf = malloc(all * sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < all; i++) buf[i] = 12345.0f;
+    memcpy(buf + per, host, (all - 2 * per) * sizeof *buf);
+    TU_CHECK_STATUS(stfpm_tensor_write(tu_ctx(), parent, buf));
+    free(buf);
+}
+
 /* A device tensor holding `host`, either owning its buffer or as a view (samples [1, 1+n))
  * of a larger tensor whose other samples hold a sentinel. *parent receives what to free. */
 static stfpm_tensor make_tensor(const float *host, int n, int c, int h, int w, int view,
@@ -87,10 +101,9 @@ static stfpm_tensor make_tensor(const float *host, int n, int c, int h, int w, i
         return *parent;
     }
     *parent = tu_tensor(NULL, n + 2, c, h, w);
-    TU_CHECK_STATUS(stfpm_tensor_fill(tu_ctx(), parent, 12345.0f));
-    stfpm_tensor v = stfpm_tensor_view(parent, 1, n);
-    if (host) TU_CHECK_STATUS(stfpm_tensor_write(tu_ctx(), &v, host));
-    return v;
+    if (host) write_view(parent, host);
+    else TU_CHECK_STATUS(stfpm_tensor_fill(tu_ctx(), parent, 12345.0f));
+    return stfpm_tensor_view(parent, 1, n);
 }
 
 /* The samples around a view must be untouched (12345). */
@@ -117,12 +130,14 @@ static double atol_wino_dw(size_t reduction_len) { return 1e-4 + 5e-7 * (double)
 static int g_winograd;   /* the case runs with STFPM_CONV_ALGO=winograd (1) or winograd2 (2:
                             F(2x2, 3x3) forward, the backward passes then use im2col) */
 
-static void run_case(const conv_case *tc, int chunked) {
+/* id: the case's seed and reference-cache key (its index in k_cases, or 1000 + its index in
+ * k_tiny). */
+static void run_case(const conv_case *tc, int id, int chunked) {
     stfpm_ctx *ctx = tu_ctx();
     const ref_conv_shape *s = &tc->s;
     int ho = ref_conv_ho(s), wo = ref_conv_wo(s);
     size_t nx = ref_conv_x_numel(s), nw = ref_conv_w_numel(s), ny = ref_conv_y_numel(s);
-    uint64_t seed = (uint64_t)(tc - k_cases) * 101 + 7;
+    uint64_t seed = (uint64_t)id * 101 + 7;
     float *x = rand_host(nx, seed), *w = rand_host(nw, seed + 1), *dy = rand_host(ny, seed + 2);
     char what[256];
     /* chunked: a scratch budget of 3 output rows: the forward's im2col works on chunks of 3
@@ -157,7 +172,7 @@ static void run_case(const conv_case *tc, int chunked) {
      * kept for its other algorithms / chunkings (under ASan they dominated the suite's time) */
     static int ref_case = -1;
     static float *want_y, *want_dx, *want_dw;
-    if (ref_case != (int)(tc - k_cases)) {
+    if (ref_case != id) {
         free(want_y); free(want_dx); free(want_dw);
         want_y = malloc(ny * sizeof *want_y);
         want_dx = malloc(nx * sizeof *want_dx);
@@ -165,7 +180,7 @@ static void run_case(const conv_case *tc, int chunked) {
         ref_conv2d_forward(s, x, w, want_y);
         ref_conv2d_backward_data(s, dy, w, want_dx);
         ref_conv2d_backward_weight(s, x, dy, want_dw);
-        ref_case = (int)(tc - k_cases);
+        ref_case = id;
     }
     TU_CHECK_STATUS(stfpm_conv2d_forward(ctx, &tx, &tw, s->stride, s->pad, &ty));
     float *got_y = tu_read(&ty);
@@ -250,8 +265,8 @@ START_TEST(test_conv_vs_reference) {
     for (int a = 0; a < algos; a++) {
         g_winograd = a;
         tu_set_conv_algo(algo[a]);
-        run_case(tc, 0);
-        if (tc->s.n > 1) run_case(tc, 1);
+        run_case(tc, _i, 0);
+        if (tc->s.n > 1) run_case(tc, _i, 1);
     }
     tu_reset_options();
     g_winograd = 0;
@@ -317,18 +332,18 @@ static void expect_arg_error(stfpm_status s, const char *needle) {
 static const int k_fused_cases[] = {0, 1, 2, 4, 5, 11, 12, 14, 15};   /* indices into k_cases */
 #define N_FUSED ((int)(sizeof k_fused_cases / sizeof k_fused_cases[0]))
 
-START_TEST(test_conv_fused) {
+/* max_algos: 1 runs im2col only (the tiny case), 3 also both Winogards for 3x3 / 1; combos: the
+ * bias / residual / ReLU combinations to run (bit c: combo c = bias | residual << 1 | ReLU << 2). */
+static void run_fused(const conv_case *tc, uint64_t seed, int max_algos, unsigned combos) {
     stfpm_ctx *ctx = tu_ctx();
-    const conv_case *tc = &k_cases[k_fused_cases[_i]];
     const ref_conv_shape *s = &tc->s;
     int ho = ref_conv_ho(s), wo = ref_conv_wo(s);
     size_t nx = ref_conv_x_numel(s), nw = ref_conv_w_numel(s), ny = ref_conv_y_numel(s);
-    uint64_t seed = (uint64_t)_i * 31 + 5;
     float *x = rand_host(nx, seed), *w = rand_host(nw, seed + 1), *res = rand_host(ny, seed + 2);
     float *bias = rand_host((size_t)s->cout, seed + 3);
     float *conv = malloc(ny * sizeof *conv), *want = malloc(ny * sizeof *want);
     ref_conv2d_forward(s, x, w, conv);
-    int algos = s->kh == 3 && s->kw == 3 && s->stride == 1 ? 3 : 1;
+    int algos = s->kh == 3 && s->kw == 3 && s->stride == 1 ? max_algos : 1;
     static const char *names[3] = {"im2col", "winograd", "winograd2"};
     static const stfpm_conv_algo_choice algo[3] = {STFPM_CONV_ALGO_IM2COL, STFPM_CONV_ALGO_WINOGRAD,
                                                    STFPM_CONV_ALGO_WINOGRAD2};
@@ -347,6 +362,7 @@ START_TEST(test_conv_fused) {
         tu_set_conv_algo(algo[a]);
         ck_assert_msg((prep != NULL) == (a >= 1), "%s: prepared weights only for Winograd", tc->name);
         for (int combo = 0; combo < 8; combo++) {
+            if (!(combos >> combo & 1)) continue;
             int hb = combo & 1, hr = (combo >> 1) & 1, relu = (combo >> 2) & 1;
             for (size_t j = 0; j < ny; j++) {
                 int k = (int)(j / ((size_t)ho * wo) % (size_t)s->cout);
@@ -356,7 +372,7 @@ START_TEST(test_conv_fused) {
             /* variant 2: the residual is y itself (allowed: same buffer and offset) */
             for (int var = 0; var < (prep ? 2 : 1) + hr; var++) {
                 int use_prep = var == 1 && prep, alias = hr && var == (prep ? 2 : 1);
-                if (alias) TU_CHECK_STATUS(stfpm_tensor_write(ctx, &ty, res));
+                if (alias) write_view(&py, res);
                 else TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &ty, NAN));
                 TU_CHECK_STATUS(stfpm_conv2d_forward_fused(ctx, &tx, &tw, s->stride, s->pad, hb ? &tb : NULL,
                                                            hr ? (alias ? &ty : &tr) : NULL, relu,
@@ -373,6 +389,20 @@ START_TEST(test_conv_fused) {
         stfpm_conv2d_prepared_free(ctx, prep);
     }
     tu_reset_options();
+    free(x); free(w); free(res); free(bias); free(conv); free(want);
+    stfpm_tensor *all[] = {&px, &pw, &py, &pr, &pb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) stfpm_tensor_free(ctx, all[i]);
+}
+
+START_TEST(test_conv_fused) {
+    stfpm_ctx *ctx = tu_ctx();
+    const conv_case *tc = &k_cases[k_fused_cases[_i]];
+    const ref_conv_shape *s = &tc->s;
+    run_fused(tc, (uint64_t)_i * 31 + 5, 3, 0xff);
+    stfpm_tensor px, pw, py;
+    stfpm_tensor tx = make_tensor(NULL, s->n, s->cin, s->h, s->w, 1, &px);
+    stfpm_tensor tw = make_tensor(NULL, s->cout, s->cin, s->kh, s->kw, 0, &pw);
+    stfpm_tensor ty = make_tensor(NULL, s->n, s->cout, ref_conv_ho(s), ref_conv_wo(s), 1, &py);
     /* by default, weights of a 3x3 / stride-1 conv with >= 32 channels are prepared (Winograd
      * is chosen for such convs at any batch with enough tiles); other convs need nothing */
     {
@@ -393,8 +423,7 @@ START_TEST(test_conv_fused) {
     ck_assert_int_eq(st, STFPM_ERR_ARG);
     ck_assert_msg(strstr(stfpm_last_error(), "bias") != NULL, "error names the bias: %s", stfpm_last_error());
     stfpm_tensor_free(ctx, &bad_b);
-    free(x); free(w); free(res); free(bias); free(conv); free(want);
-    stfpm_tensor *all[] = {&px, &pw, &py, &pr, &pb};
+    stfpm_tensor *all[] = {&px, &pw, &py};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) stfpm_tensor_free(ctx, all[i]);
 }
 END_TEST
@@ -479,6 +508,37 @@ START_TEST(test_conv_shape_mismatch) {
 }
 END_TEST
 
+/* The tiny case (scripts/oclgrind.sh runs it alone under Oclgrind, both kernel variants): every
+ * kernel of cl/conv.cl in every pass with im2col forced: forward im2col + row epilogue (whole,
+ * and in 3-row chunks crossing images; Wo 9 at stride 2 takes the row form's vload16 path),
+ * backward to_rows / zero_cols / transposed im2col (K 27 and 5, padded to 64) / col2im, the
+ * fused epilogues (bias alone; residual, also y itself, with ReLU) of the row chunks and of the
+ * pointwise path (conv_epilogue); views (non-zero offsets); fill_f32 fills the outputs with
+ * garbage. About 20 CPU-seconds per kernel variant under Oclgrind. */
+static const conv_case k_tiny[] = {
+    {"tiny 3x3/2 pad1 7x17 n3 cin3 cout5",            {3, 3, 7, 17, 5, 3, 3, 2, 1}, 1, 1},
+    {"tiny 1x1/1 pad0 5x3 n3 cin5 cout3 (pointwise)", {3, 5, 5, 3, 3, 1, 1, 1, 0}, 1, 1},
+};
+#define N_TINY ((int)(sizeof k_tiny / sizeof k_tiny[0]))
+
+START_TEST(test_conv_tiny) {
+    const conv_case *tc = &k_tiny[_i];
+    /* Scratch slots at their largest size from the start: Oclgrind 21.10 keeps treating the part of
+     * a buffer beyond the size of a released one (a slot that grows) as uninitialised, whatever
+     * the kernels write there. 1 MiB each covers these shapes. */
+    for (int slot = 0; slot < STFPM_SCRATCH_SLOTS; slot++) {
+        cl_mem m;
+        TU_CHECK_STATUS(stfpm_scratch(tu_ctx(), (stfpm_scratch_slot)slot, (size_t)1 << 20, &m));
+    }
+    tu_set_conv_algo(STFPM_CONV_ALGO_IM2COL);
+    g_winograd = 0;
+    run_case(tc, 1000 + _i, 0);
+    run_case(tc, 1000 + _i, 1);
+    run_fused(tc, (uint64_t)_i * 31 + 1005, 1, 1u << 1 | 1u << 6);   /* bias; residual (also = y) + ReLU */
+    tu_reset_options();
+}
+END_TEST
+
 int main(void) {
     /* One process for all tests (unless CK_FORK says otherwise): a fork per test would create
      * a context and rebuild CLBlast's GEMM program ~1 s each, 8x the test's own run time. */
@@ -492,5 +552,9 @@ int main(void) {
     tcase_add_loop_test(tc, test_conv_winograd_small_device, 0, 2);
     tcase_add_test(tc, test_gemm_tuned_params);
     suite_add_tcase(s, tc);
+    TCase *tiny = tcase_create("tiny");
+    tcase_set_timeout(tiny, 600);
+    tcase_add_loop_test(tiny, test_conv_tiny, 0, N_TINY);
+    suite_add_tcase(s, tiny);
     return tu_run_suite(s);
 }

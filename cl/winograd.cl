@@ -514,3 +514,236 @@ __kernel void wino2_output(__global const float *M, int K, int Ho, int Wo, int T
         }
     }
 }
+
+#ifdef STFPM_GPU
+/* --- GPU variant -----------------------------------------------------------------------------
+ * One work-item per (tile, channel): dimension 0 runs over the tile index t of the chunk
+ * (t = (i * TH + ty) * TW + tx, as in the planes), so the 36 (16) plane stores V[xi][c][t] of
+ * neighbouring work-items and the plane loads M[xi][k][t] are contiguous (coalesced); the loads
+ * of the 6x6 (4x4) input tiles overlap by two columns and stride by 4 (2) floats across
+ * work-items, so a work-group reads each cache line of a row once from memory and the rest from
+ * cache. The weight transforms (wino_weight, wino2_weight) and wino_wgrad_out are already one
+ * work-item per (k, c) with dimension 0 on the contiguous index and serve both variants. The
+ * padded columns T .. ld-1 of V (forward), Z and Vt (weight gradient) are written as zeros by
+ * the transforms themselves (no wino_zero_cols pass). */
+
+/* row a of a tile whose work-item is live (inside the chunk), else all of it zero */
+#define WINO_ROW_PTR_G(a)                                                                 \
+    const int ok##a = live && (uint)(h0 + a) < (uint)H;                                   \
+    __global const float *r##a = src + (size_t)(ok##a ? h0 + a : 0) * W;
+/* v{k}{l} = (s B)[k][l], kept in registers */
+#define WINO_BT_VROW(k)                                                                   \
+    const float v##k##0 = 4.0f * s##k##0 - 5.0f * s##k##2 + s##k##4;                      \
+    const float v##k##1 = -4.0f * (s##k##1 + s##k##2) + s##k##3 + s##k##4;                \
+    const float v##k##2 = 4.0f * (s##k##1 - s##k##2) - s##k##3 + s##k##4;                 \
+    const float v##k##3 = 2.0f * (s##k##3 - s##k##1) - s##k##2 + s##k##4;                 \
+    const float v##k##4 = 2.0f * (s##k##1 - s##k##3) - s##k##2 + s##k##4;                 \
+    const float v##k##5 = 4.0f * s##k##1 - 5.0f * s##k##3 + s##k##5;
+
+/* Input transform (as wino_input): gws = (ld, C), item (t, c) does tile t of channel c and
+ * writes V[xi][c][t] for xi = 0..35; the padded columns T <= t < ld get zeros (the GEMMs then
+ * compute finite values there, which the output transform ignores). */
+__kernel void wino_input_g(__global const float *x, int x_off, int C, int H, int W, int pad,
+                           int TH, int TW, int nb, int ld, int plane, __global float *V) {
+    const int t = get_global_id(0);
+    const int c = get_global_id(1);
+    const int tiles = TH * TW;
+    if (t >= ld || c >= C) return;
+    if (t >= nb * tiles) {
+        for (int xi = 0; xi < 36; xi++) V[(size_t)xi * plane + (size_t)c * ld + t] = 0.0f;
+        return;
+    }
+    const int i = t / tiles;
+    const int r = t - i * tiles;
+    const int ty = r / TW;
+    const int tx = r - ty * TW;
+    __global const float *src = x + x_off + ((size_t)i * C + c) * H * W;
+    const int h0 = ty * 4 - pad, w0 = tx * 4 - pad;
+    WINO_ROW_PTR(0) WINO_ROW_PTR(1) WINO_ROW_PTR(2) WINO_ROW_PTR(3) WINO_ROW_PTR(4) WINO_ROW_PTR(5)
+    WINO_LOAD_ROW(0) WINO_LOAD_ROW(1) WINO_LOAD_ROW(2) WINO_LOAD_ROW(3) WINO_LOAD_ROW(4) WINO_LOAD_ROW(5)
+    WINO_BT_COL(0) WINO_BT_COL(1) WINO_BT_COL(2) WINO_BT_COL(3) WINO_BT_COL(4) WINO_BT_COL(5)
+    __global float *dst = V + (size_t)c * ld + t;
+    WINO_BT_ROW(0) WINO_BT_ROW(1) WINO_BT_ROW(2) WINO_BT_ROW(3) WINO_BT_ROW(4) WINO_BT_ROW(5)
+}
+
+/* Output transform with the epilogue (as wino_output): gws = (nb * TH * TW, K), item (t, k)
+ * reads M[xi][k][t] for xi = 0..35 and writes the 4x4 output tile t of channel k (the part
+ * inside Ho x Wo). res may be y: each element is read before it is written, by one item. */
+__kernel void wino_output_g(__global const float *M, int K, int Ho, int Wo, int TH, int TW, int nb,
+                            int ld, int plane, __global float *y, int y_off, int has_bias,
+                            __global const float *bias, int bias_off, int has_res,
+                            __global const float *res, int res_off, int relu) {
+    const int t = get_global_id(0);
+    const int k = get_global_id(1);
+    const int tiles = TH * TW;
+    if (t >= nb * tiles || k >= K) return;
+    const int i = t / tiles;
+    const int r = t - i * tiles;
+    const int ty = r / TW;
+    const int tx = r - ty * TW;
+    __global const float *src = M + (size_t)k * ld + t;
+    __global float *out = y + y_off + ((size_t)i * K + k) * Ho * Wo;
+    __global const float *rp = res + res_off + ((size_t)i * K + k) * Ho * Wo;
+    const int ep = has_bias || has_res || relu;
+    const float b = has_bias ? bias[bias_off + k] : 0.0f;
+    const int oh0 = ty * 4, ow0 = tx * 4;
+    const int full = ow0 + 4 <= Wo;
+    WINO_LOAD_M(0) WINO_LOAD_M(1) WINO_LOAD_M(2) WINO_LOAD_M(3) WINO_LOAD_M(4) WINO_LOAD_M(5)
+    WINO_AT_COL(0) WINO_AT_COL(1) WINO_AT_COL(2) WINO_AT_COL(3) WINO_AT_COL(4) WINO_AT_COL(5)
+    WINO_AT_ROW(0) WINO_AT_ROW(1) WINO_AT_ROW(2) WINO_AT_ROW(3)
+}
+
+/* dy transform (as wino_dy): gws = (ld, K), item (t, k) writes Z[xi][k][t] = (A e A^T)[xi] of
+ * dy tile t of channel k, or 0 for the padded columns T <= t < ld. */
+__kernel void wino_dy_g(__global const float *dy, int dy_off, int K, int Ho, int Wo, int TH, int TW,
+                        int nb, int ld, int plane, __global float *Z) {
+    const int t = get_global_id(0);
+    const int k = get_global_id(1);
+    if (t >= ld || k >= K) return;
+    __global float *dst = Z + (size_t)k * ld + t;
+    const int tiles = TH * TW;
+    if (t >= nb * tiles) {
+        for (int xi = 0; xi < 36; xi++) dst[(size_t)xi * plane] = 0.0f;
+        return;
+    }
+    const int i = t / tiles;
+    const int r = t - i * tiles;
+    const int ty = r / TW;
+    const int tx = r - ty * TW;
+    __global const float *src = dy + dy_off + ((size_t)i * K + k) * Ho * Wo;
+    const int oh0 = ty * 4, ow0 = tx * 4;
+    WINO_DY_PTR(0) WINO_DY_PTR(1) WINO_DY_PTR(2) WINO_DY_PTR(3)
+    WINO_LOAD_DY(0) WINO_LOAD_DY(1) WINO_LOAD_DY(2) WINO_LOAD_DY(3)
+    WINO_A_COL(0) WINO_A_COL(1) WINO_A_COL(2) WINO_A_COL(3)
+    WINO_A_ROW(0) WINO_A_ROW(1) WINO_A_ROW(2) WINO_A_ROW(3) WINO_A_ROW(4) WINO_A_ROW(5)
+}
+
+/* Row k of the transposed store: the six values of every item go to local memory at
+ * (plane j, tile lx, channel ly) (row length CC + 1: no bank conflicts), then item L of the
+ * work-group stores (tile L / CC, channel L % CC), so consecutive items write consecutive c. */
+#define WINO_T_ROW(k)                                                                     \
+    mine[0 * ls] = v##k##0; mine[1 * ls] = v##k##1; mine[2 * ls] = v##k##2;               \
+    mine[3 * ls] = v##k##3; mine[4 * ls] = v##k##4; mine[5 * ls] = v##k##5;               \
+    barrier(CLK_LOCAL_MEM_FENCE);                                                         \
+    if (wok) {                                                                            \
+        dst[(size_t)(k * 6 + 0) * plane] = theirs[0 * ls];                                \
+        dst[(size_t)(k * 6 + 1) * plane] = theirs[1 * ls];                                \
+        dst[(size_t)(k * 6 + 2) * plane] = theirs[2 * ls];                                \
+        dst[(size_t)(k * 6 + 3) * plane] = theirs[3 * ls];                                \
+        dst[(size_t)(k * 6 + 4) * plane] = theirs[4 * ls];                                \
+        dst[(size_t)(k * 6 + 5) * plane] = theirs[5 * ls];                                \
+    }                                                                                     \
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+/* Transposed input transform (as wino_input_t): Vt[xi][t][c] (row stride C), rows
+ * T <= t < ld zero. gws = (ld, C) with a local size (TT, CC) chosen by the host and
+ * loc = 6 * TT * (CC + 1) floats: item (t, c) computes tile t of channel c (loads along
+ * dimension 0, the tiles), the work-group's TT x CC block is transposed through local memory
+ * six planes at a time and stored as TT runs of CC consecutive channels. Every item of a
+ * work-group reaches the barriers; those outside the chunk compute zeros. */
+__kernel void wino_input_t_g(__global const float *x, int x_off, int C, int H, int W, int pad,
+                             int TH, int TW, int nb, int ld, int plane, __global float *V,
+                             __local float *loc) {
+    const int t = get_global_id(0);
+    const int c = get_global_id(1);
+    const int lx = get_local_id(0), ly = get_local_id(1);
+    const int TT = get_local_size(0), CC = get_local_size(1);
+    const int tiles = TH * TW;
+    const int live = t < nb * tiles && c < C;
+    const int tl = live ? t : 0, cl = live ? c : 0;
+    const int i = tl / tiles;
+    const int r = tl - i * tiles;
+    const int ty = r / TW;
+    const int tx = r - ty * TW;
+    __global const float *src = x + x_off + ((size_t)i * C + cl) * H * W;
+    const int h0 = ty * 4 - pad, w0 = tx * 4 - pad;
+    WINO_ROW_PTR_G(0) WINO_ROW_PTR_G(1) WINO_ROW_PTR_G(2) WINO_ROW_PTR_G(3) WINO_ROW_PTR_G(4)
+    WINO_ROW_PTR_G(5)
+    WINO_LOAD_ROW(0) WINO_LOAD_ROW(1) WINO_LOAD_ROW(2) WINO_LOAD_ROW(3) WINO_LOAD_ROW(4) WINO_LOAD_ROW(5)
+    WINO_BT_COL(0) WINO_BT_COL(1) WINO_BT_COL(2) WINO_BT_COL(3) WINO_BT_COL(4) WINO_BT_COL(5)
+    WINO_BT_VROW(0) WINO_BT_VROW(1) WINO_BT_VROW(2) WINO_BT_VROW(3) WINO_BT_VROW(4) WINO_BT_VROW(5)
+    /* the store side: item L = ly * TT + lx of the work-group */
+    const int ls = TT * (CC + 1);
+    const int L = ly * TT + lx;
+    const int lt = L / CC, lc = L - lt * CC;   /* (no %: LLVM's div/rem pairing emits freeze,
+                                                  which Oclgrind cannot run) */
+    const int wt = (int)get_group_id(0) * TT + lt, wc = (int)get_group_id(1) * CC + lc;
+    const int wok = wt < ld && wc < C;
+    __local float *mine = loc + lx * (CC + 1) + ly;
+    __local const float *theirs = loc + lt * (CC + 1) + lc;
+    __global float *dst = V + (size_t)(wok ? wt : 0) * C + (wok ? wc : 0);
+    WINO_T_ROW(0) WINO_T_ROW(1) WINO_T_ROW(2) WINO_T_ROW(3) WINO_T_ROW(4) WINO_T_ROW(5)
+}
+
+/* F(2x2, 3x3) input transform (as wino2_input): gws = (ld, C), item (t, c) writes V[xi][c][t]
+ * for xi = 0..15, zeros for the padded columns T <= t < ld. */
+__kernel void wino2_input_g(__global const float *x, int x_off, int C, int H, int W, int pad, int TH,
+                            int TW, int nb, int ld, int plane, __global float *V) {
+    const int t = get_global_id(0);
+    const int c = get_global_id(1);
+    const int tiles = TH * TW;
+    if (t >= ld || c >= C) return;
+    if (t >= nb * tiles) {
+        for (int xi = 0; xi < 16; xi++) V[(size_t)xi * plane + (size_t)c * ld + t] = 0.0f;
+        return;
+    }
+    const int i = t / tiles;
+    const int r = t - i * tiles;
+    const int ty = r / TW;
+    const int tx = r - ty * TW;
+    __global const float *src = x + x_off + ((size_t)i * C + c) * H * W;
+    const int h0 = ty * 2 - pad, w0 = tx * 2 - pad;
+    WINO_ROW_PTR(0) WINO_ROW_PTR(1) WINO_ROW_PTR(2) WINO_ROW_PTR(3)
+    W2_LDROW(0) W2_LDROW(1) W2_LDROW(2) W2_LDROW(3)
+    W2_COL(0) W2_COL(1) W2_COL(2) W2_COL(3)
+    __global float *dst = V + (size_t)c * ld + t;
+    W2_ROW(0) W2_ROW(1) W2_ROW(2) W2_ROW(3)
+}
+
+/* one output of wino2_output_g with the epilogue, stored when inside the output */
+#define W2_OUT(a, l, val)                                                                 \
+    if (oh0 + a < Ho && ow0 + l < Wo) {                                                   \
+        const int idx = (oh0 + a) * Wo + ow0 + l;                                         \
+        float v = (val) + b;                                                              \
+        if (has_res) v += rp[idx];                                                        \
+        if (relu) v = fmax(v, 0.0f);                                                      \
+        out[idx] = v;                                                                     \
+    }
+#define W2_LOAD_M(a)                                                                      \
+    const float m##a##0 = src[(size_t)(a * 4 + 0) * plane];                               \
+    const float m##a##1 = src[(size_t)(a * 4 + 1) * plane];                               \
+    const float m##a##2 = src[(size_t)(a * 4 + 2) * plane];                               \
+    const float m##a##3 = src[(size_t)(a * 4 + 3) * plane];
+/* s{k}{c} = (A^T m)[k][c] */
+#define W2_AT_COL(c)                                                                      \
+    const float s0##c = m0##c + m1##c + m2##c;                                            \
+    const float s1##c = m1##c - m2##c - m3##c;
+
+/* F(2x2, 3x3) output transform with the epilogue (as wino2_output): gws = (nb * TH * TW, K),
+ * item (t, k) reads M[xi][k][t] for xi = 0..15 and writes the 2x2 output tile t of channel k. */
+__kernel void wino2_output_g(__global const float *M, int K, int Ho, int Wo, int TH, int TW, int nb,
+                             int ld, int plane, __global float *y, int y_off, int has_bias,
+                             __global const float *bias, int bias_off, int has_res,
+                             __global const float *res, int res_off, int relu) {
+    const int t = get_global_id(0);
+    const int k = get_global_id(1);
+    const int tiles = TH * TW;
+    if (t >= nb * tiles || k >= K) return;
+    const int i = t / tiles;
+    const int r = t - i * tiles;
+    const int ty = r / TW;
+    const int tx = r - ty * TW;
+    __global const float *src = M + (size_t)k * ld + t;
+    __global float *out = y + y_off + ((size_t)i * K + k) * Ho * Wo;
+    __global const float *rp = res + res_off + ((size_t)i * K + k) * Ho * Wo;
+    const float b = has_bias ? bias[bias_off + k] : 0.0f;
+    const int oh0 = ty * 2, ow0 = tx * 2;
+    W2_LOAD_M(0) W2_LOAD_M(1) W2_LOAD_M(2) W2_LOAD_M(3)
+    W2_AT_COL(0) W2_AT_COL(1) W2_AT_COL(2) W2_AT_COL(3)
+    /* o = s A (2 x 2) */
+    W2_OUT(0, 0, s00 + s01 + s02)
+    W2_OUT(0, 1, s01 - s02 - s03)
+    W2_OUT(1, 0, s10 + s11 + s12)
+    W2_OUT(1, 1, s11 - s12 - s13)
+}
+#endif

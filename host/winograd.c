@@ -156,7 +156,11 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
     const int planes = tile_planes(tile);
     const int TH = (Ho + tile - 1) / tile, TW = (Wo + tile - 1) / tile;
     const size_t tiles = (size_t)TH * TW;
-    const char *kin = tile == 2 ? "wino2_input" : "wino_input", *kout = tile == 2 ? "wino2_output" : "wino_output";
+    /* CPU variant: an item per row of tiles (ty, image and channel); GPU variant: an item per
+     * (tile, channel), the tile index in dimension 0 (cl/winograd.cl) */
+    const int gpu = stfpm_gpu_kernels(ctx);
+    const char *kin = tile == 2 ? (gpu ? "wino2_input_g" : "wino2_input") : (gpu ? "wino_input_g" : "wino_input");
+    const char *kout = tile == 2 ? (gpu ? "wino2_output_g" : "wino2_output") : (gpu ? "wino_output_g" : "wino_output");
 
     /* U: the transformed weights, K x C per plane (prepared ones when given) */
     cl_mem U, V, M;
@@ -188,6 +192,7 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
         stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
                            KARG(NB), KARG(LD), KARG(PV), KARG(V)};
         size_t gi[2] = {(size_t)TH, (size_t)cnt * C};
+        if (gpu) gi[0] = ld, gi[1] = (size_t)C;   /* zeros in columns T .. ld-1 */
         STFPM_TRY(stfpm_enqueue(ctx, "winograd", kin, 2, gi, NULL, KARGS(ai)));
         /* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld); columns beyond T are ignored */
         STFPM_TRY(wino_gemms(ctx, planes, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
@@ -196,6 +201,7 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
                            KARG(PM), KARG(y), KARG(yo), KARG(has_bias), KARG(bias), KARG(bias_off),
                            KARG(has_res), KARG(res), KARG(ro), KARG(relu)};
         size_t go[2] = {(size_t)TH, (size_t)cnt * K};
+        if (gpu) go[0] = T, go[1] = (size_t)K;
         STFPM_TRY(stfpm_enqueue(ctx, "winograd", kout, 2, go, NULL, KARGS(ao)));
     }
     return STFPM_OK;
@@ -219,6 +225,17 @@ stfpm_status stfpm_winograd_conv_ep(stfpm_ctx *ctx, cl_mem x, size_t x_off, int 
     return winograd_forward(ctx, 4, x, x_off, n, C, H, W, w, w_off, flip, pad, y, y_off, K, Ho, Wo, ep);
 }
 
+/* Local size (TT tiles, CC channels) of wino_input_t_g: the work-group limit rounded down to a
+ * power of two (at most 256), CC = 8 channels (one 32-byte run per tile in the stores), the
+ * rest tiles (loads along the tile index). */
+static void wgrad_local(stfpm_ctx *ctx, size_t l[2]) {
+    size_t lim = stfpm_kernel_wg_limit(ctx, "winograd", "wino_input_t_g"), p = 1;
+    if (lim > 256) lim = 256;
+    while (p * 2 <= lim) p <<= 1;
+    l[1] = p < 8 ? p : 8;
+    l[0] = p / l[1];
+}
+
 stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n, int C, int H, int W, cl_mem dy,
                                   size_t dy_off, int K, int Ho, int Wo, int pad, cl_mem dw, size_t dw_off) {
     if (Ho != H + 2 * pad - 2 || Wo != W + 2 * pad - 2 || Ho < 1 || Wo < 1 || n < 1)
@@ -234,6 +251,10 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
     STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_AUX, 36 * ps * sizeof(float), &S));
     STFPM_TRY(wino_scratch(ctx, 36, 1, C, K, tiles, &nb, &Vt, &Z));
 
+    const int gpu = stfpm_gpu_kernels(ctx);
+    size_t lt[2] = {1, 1};
+    if (gpu) wgrad_local(ctx, lt);
+
     for (int i0 = 0; i0 < n; i0 += nb) {
         int cnt = n - i0 < nb ? n - i0 : nb;
         size_t T = (size_t)cnt * tiles, ld = wino_ld(T);
@@ -241,23 +262,35 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
         cl_int xo = (cl_int)(x_off + (size_t)i0 * C * H * W), dyo = (cl_int)(dy_off + (size_t)i0 * K * Ho * Wo);
         cl_int Ci = C, Hi = H, Wi = W, P = pad, THi = TH, TWi = TW, NB = cnt, LD = (cl_int)ld, Ki = K;
         cl_int Hoi = Ho, Woi = Wo, PV = (cl_int)pv, PZ = (cl_int)pz;
-        stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
-                           KARG(NB), KARG(PV), KARG(Vt)};
-        size_t gi[2] = {(size_t)TH, (size_t)cnt * C}, li[2] = {1, 16};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input_t", 2, gi, li, KARGS(ai)));
-        stfpm_karg az[] = {KARG(dy), KARG(dyo), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi),
-                           KARG(NB), KARG(LD), KARG(PZ), KARG(Z)};
-        size_t gz[2] = {(size_t)TH, (size_t)cnt * K};
-        STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_dy", 2, gz, NULL, KARGS(az)));
-        if (ld > T) {
-            /* the padded reduction entries must be 0 in both operands (garbage could be NaN) */
-            cl_int rows = K, c0 = (cl_int)T, one = 1, vlen = (cl_int)(ld * C), v0 = (cl_int)(T * C);
-            stfpm_karg zz[] = {KARG(Z), KARG(rows), KARG(LD), KARG(c0), KARG(PZ)};
-            size_t gzz[2] = {(size_t)K, 36};
-            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzz, NULL, KARGS(zz)));
-            stfpm_karg zv[] = {KARG(Vt), KARG(one), KARG(vlen), KARG(v0), KARG(PV)};
-            size_t gzv[2] = {1, 36};
-            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzv, NULL, KARGS(zv)));
+        if (gpu) {
+            /* Vt and Z with their padded reduction entries (t >= T) written as zeros */
+            stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
+                               KARG(NB), KARG(LD), KARG(PV), KARG(Vt), KLOCAL(6 * lt[0] * (lt[1] + 1) * sizeof(float))};
+            size_t gi[2] = {ld, (size_t)C};
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input_t_g", 2, gi, lt, KARGS(ai)));
+            stfpm_karg az[] = {KARG(dy), KARG(dyo), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi),
+                               KARG(NB), KARG(LD), KARG(PZ), KARG(Z)};
+            size_t gz[2] = {ld, (size_t)K};
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_dy_g", 2, gz, NULL, KARGS(az)));
+        } else {
+            stfpm_karg ai[] = {KARG(x), KARG(xo), KARG(Ci), KARG(Hi), KARG(Wi), KARG(P), KARG(THi), KARG(TWi),
+                               KARG(NB), KARG(PV), KARG(Vt)};
+            size_t gi[2] = {(size_t)TH, (size_t)cnt * C}, li[2] = {1, 16};
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_input_t", 2, gi, li, KARGS(ai)));
+            stfpm_karg az[] = {KARG(dy), KARG(dyo), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi),
+                               KARG(NB), KARG(LD), KARG(PZ), KARG(Z)};
+            size_t gz[2] = {(size_t)TH, (size_t)cnt * K};
+            STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_dy", 2, gz, NULL, KARGS(az)));
+            if (ld > T) {
+                /* the padded reduction entries must be 0 in both operands (garbage could be NaN) */
+                cl_int rows = K, c0 = (cl_int)T, one = 1, vlen = (cl_int)(ld * C), v0 = (cl_int)(T * C);
+                stfpm_karg zz[] = {KARG(Z), KARG(rows), KARG(LD), KARG(c0), KARG(PZ)};
+                size_t gzz[2] = {(size_t)K, 36};
+                STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzz, NULL, KARGS(zz)));
+                stfpm_karg zv[] = {KARG(Vt), KARG(one), KARG(vlen), KARG(v0), KARG(PV)};
+                size_t gzv[2] = {1, 36};
+                STFPM_TRY(stfpm_enqueue(ctx, "winograd", "wino_zero_cols", 2, gzv, NULL, KARGS(zv)));
+            }
         }
         /* S[xi] (K x C) (+)= Z[xi] (K x ld) * Vt[xi] (ld x C) */
         STFPM_TRY(wino_gemms(ctx, 36, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));

@@ -56,6 +56,11 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 export STFPM_CACHE_DIR="${STFPM_CACHE_DIR:-$PWD/build/kernel-cache}"
 run_ctest build --output-on-failure --timeout 900 "$@"
+# The kernel tests' tiny cases under Oclgrind (races, out-of-bounds accesses, API errors), both
+# kernel variants; only for the whole suite (STFPM_OCLGRIND=0 skips it).
+if [ $# -eq 0 ] && [ "${STFPM_OCLGRIND:-1}" = "1" ]; then
+  bash scripts/oclgrind.sh build
+fi
 # Fuzz harnesses (libFuzzer, clang): a few seconds each over the committed corpus.
 if [ "${STFPM_FUZZ:-1}" = "1" ] && command -v clang >/dev/null 2>&1; then
   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DSTFPM_BUILD_FUZZ=ON -DSTFPM_BUILD_BENCH=OFF >/dev/null

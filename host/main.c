@@ -735,11 +735,13 @@ static const char *TUNE_HELP =
     "table, and stores the winner in the cache directory (STFPM_CACHE_DIR, else\n"
     "$XDG_CACHE_HOME/stfpm, else ~/.cache/stfpm) for this device and driver. Later runs of every\n"
     "command use it; STFPM_CLBLAST_PARAMS overrides it (\"default\" = CLBlast's own parameters);\n"
-    "delete the file to go back to the built-in table. Run it once per device and driver.\n\n"
+    "delete the file to go back to the built-in table. Run it once per device and driver.\n"
+    "A set that crashes the process stays listed in a .bad file next to the tuned file and is\n"
+    "skipped by later runs (delete that file to retry it).\n\n"
     "  --device SEL        OpenCL device index or name substring (see `stfpm devices`)\n"
     "  --quick             8 candidates at 128x128 shapes, 3 runs each (a minute or two)\n"
-    "  --max-seconds S     time budget for the candidate search (600); 40 candidates by default\n"
-    "  --candidates N      number of candidates from the grid (40, --quick 8)\n"
+    "  --max-seconds S     time budget for the candidate search (600)\n"
+    "  --candidates N      number of candidates: the grid's best-scored sets (40, --quick 8)\n"
     "  --runs N            timed runs per GEMM after a warm-up, median taken (5, --quick 3)\n"
     "  --cpu-time          rank by the process's CPU time instead of wall-clock time (CPU devices\n"
     "                      on a machine busy with other jobs)\n"
@@ -827,9 +829,9 @@ static int cmd_tune(int argc, char **argv) {
                sh->m, sh->n, sh->k, g, sh->weight > 0 ? sh->weight : 1.0);
     }
     gflop *= 1e3; /* GFLOP / ms -> GFLOP/s */
-    printf("\nms per GEMM: median of %d %s runs after a warm-up (the fastest sets: the faster of two\n"
-           "such medians); total over the shapes with the best XGEMM_MIN_INDIRECT_SIZE (thr; GEMMs with\n"
-           "M*N*K < thr^3 take XgemmDirect):\n",
+    printf("\nms per GEMM: median of %d %s runs after a warm-up (sets within 1.5x of the fastest and\n"
+           "the built-in / cached sets: the faster of two such medians); total over the shapes with the\n"
+           "best XGEMM_MIN_INDIRECT_SIZE (thr; GEMMs with M*N*K < thr^3 take XgemmDirect):\n",
            r->runs, r->cpu_time ? "process-CPU-time" : "wall-clock");
     printf("  %-15s %9s %8s %6s ", "set", "total ms", "GFLOP/s", "thr");
     for (int i = 0; i < r->n_shapes; i++) printf(" %12s", r->shapes[i].name);

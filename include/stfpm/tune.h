@@ -85,11 +85,12 @@ typedef struct stfpm_tune_shape {
 typedef struct stfpm_tune_options {
     int quick;              /* 8 candidates, shapes at 128x128 input, 3 timed runs */
     double max_seconds;     /* budget for the candidate search; 0 = 600. Baselines always run */
-    int max_candidates;     /* 0 = 40 (quick: 8) from the built-in grid */
+    int max_candidates;     /* 0 = 40 (quick: 8): the best-scored sets of the built-in grid */
     int runs;               /* timed runs per shape after one warm-up (median); 0 = 5 (quick: 3) */
     int cpu_time;           /* rank by the process's CPU time instead of wall-clock time (for CPU
                                devices on a machine shared with other jobs) */
-    int no_save;            /* do not write the tuned file (the winner is still applied to ctx) */
+    int no_save;            /* write neither the tuned file nor the crash journal (sets listed
+                               in it are still skipped; the winner is still applied to ctx) */
     const char *cache_dir;  /* NULL = the default cache directory */
     /* for tests and experiments: */
     const stfpm_tune_shape *shapes; int n_shapes;        /* NULL = the ResNet-18 conv GEMMs */
@@ -102,7 +103,8 @@ typedef enum stfpm_tune_row_status {
     STFPM_TUNE_REJECTED,    /* CLBlastOverrideParameters refused the set */
     STFPM_TUNE_FAILED,      /* a GEMM returned an error (build failure, out of resources) */
     STFPM_TUNE_WRONG,       /* results differ from the CPU reference */
-    STFPM_TUNE_CRASHED,     /* crashed an earlier `stfpm tune` run (journal), not retried */
+    STFPM_TUNE_CRASHED,     /* listed in <tuned file>.bad: crashed (or was interrupted in) an
+                               earlier `stfpm tune` run; not retried until the file is deleted */
     STFPM_TUNE_UNAVAILABLE  /* CLBlast-default row after an earlier override in this process */
 } stfpm_tune_row_status;
 
@@ -139,7 +141,8 @@ typedef struct stfpm_tune_result {
 typedef enum {
     STFPM_TUNE_PHASE_START,
     STFPM_TUNE_PHASE_ROW,      /* a row was measured */
-    STFPM_TUNE_PHASE_CONFIRM,  /* one of the fastest rows was measured again (best_ms: its total before) */
+    STFPM_TUNE_PHASE_CONFIRM,  /* a row within 1.5x of the fastest, or the built-in / cached row,
+                                  was measured again (best_ms: its total before) */
     STFPM_TUNE_PHASE_DONE
 } stfpm_tune_phase;
 

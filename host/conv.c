@@ -12,7 +12,7 @@
  * where dYc is dy of the chunk copied to (Cout, nb*P) with row stride ld >= nb*P (zero columns
  * beyond nb*P, see backward_ld) and colT the transposed im2col (zero rows beyond nb*P). The
  * operands are laid out so that the big matrices enter every GEMM untransposed: with the
- * tuned CLBlast kernel for PoCL (GEMMK=1, host/gemm.c) row-major A, B and C then need no
+ * tuned CLBlast kernel for PoCL (GEMMK=1, host/clblast_params.c) row-major A, B and C then need no
  * transpose copies; only W (small) is transposed for backward-data.
  * Chunks bound the scratch memory (slots 0 and 1): col + the (Cout x nb*P) matrix stay under
  * 256 MiB on GPUs, ~8 MiB (about one image) on CPUs for the backward and 1 MiB for the forward,

@@ -8,10 +8,10 @@
  * GPUs), and then runs at a fraction of the device's speed. stfpm_tune times Xgemm parameter
  * sets and the threshold at this project's real GEMM shapes (host/conv.c's ResNet-18 conv GEMMs)
  * and stores the fastest in the cache directory; every context created later on the same
- * device and driver applies it (host/gemm.c, stfpm_clblast_apply_tuning), in this order:
+ * device and driver applies it (host/clblast_params.c, stfpm_clblast_apply_tuning), in this order:
  *   1. STFPM_CLBLAST_PARAMS ("default" = CLBlast's own parameters, else a spec as below),
  *   2. the tuned file <cache dir>/clblast-<hash of platform, device name, driver>.txt,
- *   3. the built-in table in host/gemm.c (devices measured by the developers),
+ *   3. the built-in table in host/clblast_params.c (devices measured by the developers),
  *   4. CLBlast's defaults.
  * A spec is "Kernel:NAME=V,NAME=V;Kernel2:..." e.g.
  * "Xgemm:GEMMK=1,KREG=1,...,VWN=1;GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=32", or "default".

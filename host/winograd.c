@@ -42,7 +42,7 @@ static size_t wino_ld(size_t T) { return stfpm_conv_row_stride(T); }
  * - Each plane is handed to CLBlast as its own sub-buffer (offset 0): CLBlast copies an operand
  *   into a temporary whenever its offset is not 0 (and its strided-batched GEMM, which would
  *   take the padded stride, returns wrong results when it copies: seen with any padding on
- *   PoCL with the tuned table, host/gemm.c). */
+ *   PoCL with the tuned table, host/clblast_params.c). */
 static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
     size_t a = stfpm_sub_buffer_align(ctx) / sizeof(float);
     return (rows * cols + a - 1) / a * a + a;

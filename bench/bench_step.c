@@ -55,13 +55,13 @@ int main(int argc, char **argv) {
     float *scores = malloc(sizeof(float) * batch);
     /* warm-up (kernel builds) */
     if (!s) s = infer ? stfpm_model_eval(ctx, &m, x, batch, NULL, scores, NULL)
-                      : stfpm_model_train_step(ctx, &m, x, NULL, NULL, batch, 0.01f, 0.9f, 1e-4f, 1, &loss);
+                      : stfpm_model_train_step(ctx, &m, x, NULL, NULL, batch, 0.01f, 0.9f, 1e-4f, STFPM_SGD_FIRST_STEP, &loss);
     if (!s) s = stfpm_finish(ctx);
     stfpm_ctx_profile_reset(ctx);
     double t0 = stfpm_now(), c0 = cpu_now();
     for (int k = 0; k < steps && !s; k++)
         s = infer ? stfpm_model_eval(ctx, &m, x, batch, NULL, scores, NULL)
-                  : stfpm_model_train_step(ctx, &m, x, NULL, NULL, batch, 0.01f, 0.9f, 1e-4f, 0, &loss);
+                  : stfpm_model_train_step(ctx, &m, x, NULL, NULL, batch, 0.01f, 0.9f, 1e-4f, STFPM_SGD_CONTINUE, &loss);
     if (!s) s = stfpm_finish(ctx);
     double dt = stfpm_now() - t0, dc = cpu_now() - c0;
     if (s) { fprintf(stderr, "error: %s\n", stfpm_last_error()); return 1; }

@@ -103,14 +103,14 @@ static stfpm_status phase_train(const opts *o, results *r) {
 
     /* teacher forward every step; the very first step (first_step = 1) is the warm-up */
     double t0 = stfpm_now();
-    if (!s) s = stfpm_model_train_step(ctx, &m, x, NULL, NULL, n, LR, MOMENTUM, WD, 1, &loss);
+    if (!s) s = stfpm_model_train_step(ctx, &m, x, NULL, NULL, n, LR, MOMENTUM, WD, STFPM_SGD_FIRST_STEP, &loss);
     if (!s) s = stfpm_finish(ctx);
     r->warmup_train_s = stfpm_now() - t0;
     r->train_loss_first = loss;
     fprintf(stderr, "bench_throughput: train warm-up %.2f s (loss %.4f)\n", r->warmup_train_s, loss);
     t0 = stfpm_now();
     for (int k = 0; k < o->train_steps && !s; k++)
-        s = stfpm_model_train_step(ctx, &m, x, NULL, NULL, n, LR, MOMENTUM, WD, 0, &loss);
+        s = stfpm_model_train_step(ctx, &m, x, NULL, NULL, n, LR, MOMENTUM, WD, STFPM_SGD_CONTINUE, &loss);
     if (!s) s = stfpm_finish(ctx);
     r->train_uncached_step_s = (stfpm_now() - t0) / o->train_steps;
     if (!s) fprintf(stderr, "bench_throughput: train uncached %.3f s/step\n", r->train_uncached_step_s);
@@ -120,11 +120,11 @@ static stfpm_status phase_train(const opts *o, results *r) {
         s = stfpm_teacher_cache_build(ctx, &m, x, n, n, 0, &tc);
         r->cache_build_s = stfpm_now() - t0;
         /* warm-up of the cached path (the gather copies), not timed */
-        if (!s) s = stfpm_model_train_step(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, 0, &loss);
+        if (!s) s = stfpm_model_train_step(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, STFPM_SGD_CONTINUE, &loss);
         if (!s) s = stfpm_finish(ctx);
         t0 = stfpm_now();
         for (int k = 0; k < o->train_steps && !s; k++)
-            s = stfpm_model_train_step(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, 0, &loss);
+            s = stfpm_model_train_step(ctx, &m, x, &tc, idx, n, LR, MOMENTUM, WD, STFPM_SGD_CONTINUE, &loss);
         if (!s) s = stfpm_finish(ctx);
         r->train_cached_step_s = (stfpm_now() - t0) / o->train_steps;
         if (!s) fprintf(stderr, "bench_throughput: train cached %.3f s/step\n", r->train_cached_step_s);

@@ -231,7 +231,7 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
 
 stfpm_status stfpm_conv2d_forward_fused_shared(stfpm_ctx *ctx, const stfpm_tensor *x, int nw,
                                                const stfpm_tensor *const *ws, int stride, int pad,
-                                               const stfpm_tensor *const *biases, int relu,
+                                               const stfpm_tensor *const *biases, stfpm_activation relu,
                                                const stfpm_conv_prepared *const *prepared,
                                                stfpm_tensor *const *ys) {
     static const char *op = "conv2d_forward_fused_shared";
@@ -377,7 +377,7 @@ static stfpm_status epilogue(stfpm_ctx *ctx, const conv_geom *g, cl_mem src, siz
 
 stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                         int stride, int pad, const stfpm_tensor *bias,
-                                        const stfpm_tensor *residual, int relu,
+                                        const stfpm_tensor *residual, stfpm_activation relu,
                                         const stfpm_conv_prepared *prepared, stfpm_tensor *y) {
     static const char *op = "conv2d_forward_fused";
     conv_geom g = {0};

@@ -29,7 +29,7 @@ stfpm_status stfpm_fm_distance(stfpm_ctx *ctx, const stfpm_tensor *t, const stfp
 }
 
 stfpm_status stfpm_fm_distance_backward(stfpm_ctx *ctx, const stfpm_tensor *t, const stfpm_tensor *s,
-                                        float scale, int accumulate, stfpm_tensor *ds) {
+                                        float scale, stfpm_grad_write accumulate, stfpm_tensor *ds) {
     STFPM_TRY(check_ts("fm_distance backward", t, s));
     if (!stfpm_tensor_same_shape(s, ds))
         return stfpm_set_error(STFPM_ERR_ARG, "fm_distance backward: ds has shape (%d, %d, %d, %d), expected (%d, %d, %d, %d)",

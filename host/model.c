@@ -284,7 +284,7 @@ static stfpm_status forward_pair(stfpm_ctx *ctx, stfpm_model *m, const float *ch
 
 stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const stfpm_teacher_cache *tc,
                                     const int *idx, int n, float lr, float momentum, float weight_decay,
-                                    int first_step, float *loss) {
+                                    stfpm_sgd_step_kind step, float *loss) {
     stfpm_tensor tl[4], sl[4];
     STFPM_TRY(forward_pair(ctx, m, chw, n, 1, tc, idx, tl, sl));
     STFPM_TRY(stfpm_pyramid_loss(ctx, m->pyr, m->n_layers, tl, sl, STFPM_LOSS_WITH_GRAD, loss, NULL));
@@ -297,7 +297,7 @@ stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float 
         df[m->layers[i] - 1] = &dv[i];
     }
     STFPM_TRY(stfpm_resnet_backward(ctx, m->student, df));
-    STFPM_TRY(stfpm_resnet_sgd_step(ctx, m->student, lr, momentum, weight_decay, first_step ? STFPM_SGD_FIRST_STEP : STFPM_SGD_CONTINUE));
+    STFPM_TRY(stfpm_resnet_sgd_step(ctx, m->student, lr, momentum, weight_decay, step));
     return STFPM_OK;
 }
 

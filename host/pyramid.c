@@ -69,7 +69,7 @@ stfpm_status stfpm_pyramid_loss(stfpm_ctx *ctx, stfpm_pyramid *p, int n_levels, 
             stfpm_tensor ds;
             STFPM_TRY(ensure(ctx, &p->ds[l], s[l].n, s[l].c, s[l].h, s[l].w, &ds));
             float scale = 1.0f / ((float)s[l].n * s[l].h * s[l].w);
-            STFPM_TRY(stfpm_fm_distance_backward(ctx, &t[l], &s[l], scale, 0, &ds));
+            STFPM_TRY(stfpm_fm_distance_backward(ctx, &t[l], &s[l], scale, STFPM_GRAD_OVERWRITE, &ds));
         }
     }
     if (loss || per_level) {

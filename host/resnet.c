@@ -535,7 +535,7 @@ stfpm_status stfpm_resnet_forward_eval_pair(stfpm_ctx *ctx, stfpm_resnet *a, stf
         ys[j] = V(&net->stem.bn_out, n);
         yp[j] = &ys[j];
     }
-    STFPM_TRY(stfpm_conv2d_forward_fused_shared(ctx, x, 2, ws, a->stem.stride, a->stem.pad, bs, 1, pp, yp));
+    STFPM_TRY(stfpm_conv2d_forward_fused_shared(ctx, x, 2, ws, a->stem.stride, a->stem.pad, bs, STFPM_ACT_RELU, pp, yp));
     STFPM_TRY(forward_folded_rest(ctx, a, n, max_layer, feats_a));
     return forward_folded_rest(ctx, b, n, max_layer, feats_b);
 }
@@ -631,12 +631,11 @@ stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfp
 
 stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, float momentum,
                                    float weight_decay, stfpm_sgd_step_kind step) {
-    const int first_step = step == STFPM_SGD_FIRST_STEP;
     net->folded = 0;
     for (int i = 0; i < net->n_params; i++) {
         stfpm_param *p = &net->params[i];
         if (!trainable_kind(p->kind) || !p->grad.buf) continue;
-        STFPM_TRY(stfpm_sgd_step(ctx, &p->value, &p->grad, &p->momentum, lr, momentum, weight_decay, first_step));
+        STFPM_TRY(stfpm_sgd_step(ctx, &p->value, &p->grad, &p->momentum, lr, momentum, weight_decay, step));
     }
     return STFPM_OK;
 }

@@ -14,7 +14,7 @@ static stfpm_status sgd_check_same(const stfpm_tensor *w, const stfpm_tensor *t,
 
 /* v may be NULL only when momentum == 0 (PyTorch keeps no momentum buffer then). */
 stfpm_status stfpm_sgd_step(stfpm_ctx *ctx, stfpm_tensor *w, const stfpm_tensor *g, stfpm_tensor *v,
-                            float lr, float momentum, float weight_decay, int first_step) {
+                            float lr, float momentum, float weight_decay, stfpm_sgd_step_kind first_step) {
     if (!w || !w->buf) return stfpm_set_error(STFPM_ERR_ARG, "sgd_step: tensor w is missing");
     STFPM_TRY(sgd_check_same(w, g, "g"));
     if (v) STFPM_TRY(sgd_check_same(w, v, "v"));

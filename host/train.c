@@ -395,7 +395,7 @@ static stfpm_status train_epoch(stfpm_ctx *ctx, train_run *r, int epoch, double 
     for (int b = 0; b < batches; b++) {
         int i0 = b * c->batch, nb = n - i0 < c->batch ? n - i0 : c->batch;
         for (int k = 0; k < nb; k++) memcpy(r->batch_buf + per * k, r->tr.chw + per * r->perm[i0 + k], per * sizeof(float));
-        int first = r->st.global_step == 0;
+        const stfpm_sgd_step_kind first = r->st.global_step == 0 ? STFPM_SGD_FIRST_STEP : STFPM_SGD_CONTINUE;
         float loss = 0;
         const stfpm_teacher_cache *tc = r->tc_train.n ? &r->tc_train : NULL;
         stfpm_status s = stfpm_model_train_step(ctx, &r->m, r->batch_buf, tc, r->perm + i0, nb, c->lr, c->momentum,

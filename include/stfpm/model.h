@@ -83,11 +83,11 @@ stfpm_status stfpm_model_reserve(stfpm_ctx *ctx, stfpm_model *m, int n);
 
 /* One SGD step on n preprocessed images (3 x S x S floats each, host). The teacher features of
  * image k come from cache entry idx[k] when tc is not NULL (see below), else from a teacher
- * forward (idx unused, may be NULL). first_step != 0 starts the momentum (v = g). *loss (host)
+ * forward (idx unused, may be NULL). STFPM_SGD_FIRST_STEP starts the momentum (v = g). *loss (host)
  * receives the batch loss of SPEC section 3 (before the step). */
 stfpm_status stfpm_model_train_step(stfpm_ctx *ctx, stfpm_model *m, const float *chw, const stfpm_teacher_cache *tc,
                                     const int *idx, int n, float lr, float momentum, float weight_decay,
-                                    int first_step, float *loss);
+                                    stfpm_sgd_step_kind step, float *loss);
 /* Eval mode: the batch loss (mean over the n images) and, when scores != NULL, each image's score
  * (max of its anomaly map); maps (n * S * S floats, host) may be NULL. */
 stfpm_status stfpm_model_eval(stfpm_ctx *ctx, stfpm_model *m, const float *chw, int n, float *loss,

@@ -19,6 +19,24 @@ extern "C" {
 #endif
 
 /* --- convolution (host/conv.c, cl/conv.cl): im2col / col2im + CLBlast SGEMM ------------------ */
+/* Activation of a fused convolution epilogue. */
+typedef enum stfpm_activation {
+    STFPM_ACT_NONE = 0,
+    STFPM_ACT_RELU = 1
+} stfpm_activation;
+
+/* Whether a gradient op overwrites its output or adds to it. */
+typedef enum stfpm_grad_write {
+    STFPM_GRAD_OVERWRITE = 0,
+    STFPM_GRAD_ACCUMULATE = 1
+} stfpm_grad_write;
+
+/* An SGD step that starts the momentum buffers (PyTorch's first step: buf = grad) or continues them. */
+typedef enum stfpm_sgd_step_kind {
+    STFPM_SGD_CONTINUE = 0,
+    STFPM_SGD_FIRST_STEP = 1
+} stfpm_sgd_step_kind;
+
 /* x: (N, Cin, H, W); w: (Cout, Cin, KH, KW); y: (N, Cout, Ho, Wo) with
  * Ho = (H + 2*pad - KH) / stride + 1. No bias. */
 stfpm_status stfpm_conv2d_forward(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
@@ -28,7 +46,7 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
                                    int stride, int pad, const stfpm_tensor *dy,
                                    stfpm_tensor *dx, stfpm_tensor *dw);
 /* Forward with a fused epilogue (inference with batch norm folded into w, host/resnet.c):
- *   y = act(conv(x, w) + bias[c] + residual),  act = ReLU when relu != 0, else identity.
+ *   y = act(conv(x, w) + bias[c] + residual),  act = ReLU for STFPM_ACT_RELU, else identity.
  * bias (1, Cout, 1, 1) and residual (the shape of y) may be NULL. residual may alias y only
  * if it IS y's buffer and offset (read before written, element by element).
  * prepared: NULL, or the weights transformed once by stfpm_conv2d_prepare for this w (saves
@@ -37,7 +55,7 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
 typedef struct stfpm_conv_prepared stfpm_conv_prepared;
 stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, const stfpm_tensor *w,
                                         int stride, int pad, const stfpm_tensor *bias,
-                                        const stfpm_tensor *residual, int relu,
+                                        const stfpm_tensor *residual, stfpm_activation relu,
                                         const stfpm_conv_prepared *prepared, stfpm_tensor *y);
 /* stfpm_conv2d_forward_fused (no residual) for nw weight tensors of the same shape on the same
  * x: ys[j] = act(conv(x, ws[j]) + biases[j]). For im2col convolutions (conv1) each chunk's
@@ -46,7 +64,7 @@ stfpm_status stfpm_conv2d_forward_fused(stfpm_ctx *ctx, const stfpm_tensor *x, c
  * (or hold NULLs); nw <= 8. */
 stfpm_status stfpm_conv2d_forward_fused_shared(stfpm_ctx *ctx, const stfpm_tensor *x, int nw,
                                                const stfpm_tensor *const *ws, int stride, int pad,
-                                               const stfpm_tensor *const *biases, int relu,
+                                               const stfpm_tensor *const *biases, stfpm_activation relu,
                                                const stfpm_conv_prepared *const *prepared,
                                                stfpm_tensor *const *ys);
 /* Transform w for repeated forward calls (*out = NULL when the convolution does not use
@@ -113,9 +131,9 @@ stfpm_status stfpm_upsample_bilinear_backward(stfpm_ctx *ctx, const stfpm_tensor
 stfpm_status stfpm_fm_distance(stfpm_ctx *ctx, const stfpm_tensor *t, const stfpm_tensor *s,
                                stfpm_tensor *d);
 /* ds = dL/ds for L = scale * sum_{b,i,j} d(b,i,j)  (scale = 1 / (N*H*W) gives the mean).
- * If accumulate != 0, ds += result instead of overwriting. */
+ * STFPM_GRAD_ACCUMULATE: ds += result instead of overwriting. */
 stfpm_status stfpm_fm_distance_backward(stfpm_ctx *ctx, const stfpm_tensor *t, const stfpm_tensor *s,
-                                        float scale, int accumulate, stfpm_tensor *ds);
+                                        float scale, stfpm_grad_write accumulate, stfpm_tensor *ds);
 
 /* --- reductions (host/reduce.c, cl/reduce.cl) -------------------------------------------------- */
 /* out (N,1,1,1): per-sample max or mean over C*H*W. */
@@ -125,9 +143,9 @@ stfpm_status stfpm_reduce_mean(stfpm_ctx *ctx, const stfpm_tensor *x, stfpm_tens
 stfpm_status stfpm_reduce_mean_all(stfpm_ctx *ctx, const stfpm_tensor *x, stfpm_tensor *out);
 
 /* --- optimiser (host/sgd.c, cl/sgd.cl), SPEC section 3 ----------------------------------------- */
-/* PyTorch SGD: g' = g + wd*w; v = first_step ? g' : momentum*v + g'; w -= lr*v. */
+/* PyTorch SGD: g' = g + wd*w; v = (STFPM_SGD_FIRST_STEP ? g' : momentum*v + g'); w -= lr*v. */
 stfpm_status stfpm_sgd_step(stfpm_ctx *ctx, stfpm_tensor *w, const stfpm_tensor *g, stfpm_tensor *v,
-                            float lr, float momentum, float weight_decay, int first_step);
+                            float lr, float momentum, float weight_decay, stfpm_sgd_step_kind first_step);
 
 #ifdef __cplusplus
 }

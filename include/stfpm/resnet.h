@@ -11,6 +11,7 @@
 
 #include "stfpm/stfpm.h"
 #include "stfpm/weights.h"
+#include "stfpm/ops.h"   /* stfpm_sgd_step_kind */
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,11 +50,6 @@ typedef enum stfpm_bn_mode {
     STFPM_BN_TRAIN = 1
 } stfpm_bn_mode;
 
-/* An SGD step that starts the momentum buffers (PyTorch's first step: buf = grad) or continues them. */
-typedef enum stfpm_sgd_step_kind {
-    STFPM_SGD_CONTINUE = 0,
-    STFPM_SGD_FIRST_STEP = 1
-} stfpm_sgd_step_kind;
 
 /* depth: highest layer built (3 = conv1..layer3, 4 = with layer4). STFPM_NET_TRAINABLE:
  * allocate gradients and momentum buffers. Parameters start as zeros: call init_kaiming or load. */

@@ -3,7 +3,8 @@
 # one job per device in parallel, and prints per category image AUROC, pixel AUROC, AU-PRO and
 # the paper-protocol PRO with the paper's values beside ours, and the means.
 #
-#   bench/mvtec.sh ROOT [--devices LIST] [--epochs N] [--out DIR] [--teacher FILE] [-- TRAIN_OPTIONS...]
+#   bench/mvtec.sh ROOT [--devices LIST] [--epochs N] [--out DIR] [--teacher FILE] [--only CATEGORY]
+#                  [--table] [--stfpm BIN] [-- TRAIN_OPTIONS...]
 #
 #   ROOT            an MVTec AD root (data/fetch_mvtec.sh puts it in data/mvtec_ad): every folder
 #                   with train/good and test/ is a category
@@ -12,20 +13,26 @@
 #   --epochs N      training epochs (default 100, the paper's; say so when reporting fewer)
 #   --out DIR       runs/mvtec (DIR/<category>/: the run, metrics.json, train.log, test.log)
 #   --teacher FILE  the ImageNet ResNet-18 (default: found as `stfpm train` finds it)
+#   --only CATEGORY run that category only (one job of a cluster's job array, see bench/README.md)
+#   --table         run nothing: print the table of what DIR holds (after a job array)
+#   --stfpm BIN     the program to run (default: build/stfpm, built first)
 #   after --, options for `stfpm train` (e.g. --size 256 --batch 32, the defaults)
 # A category whose DIR/<category>/metrics.json exists is not run again (delete it to redo);
 # an interrupted training run resumes from its last checkpoint.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,23p' "$0"; exit 2; }
 root="$1"; shift
-devices="" epochs=100 out="runs/mvtec" teacher=() extra=()
+devices="" epochs=100 out="runs/mvtec" teacher=() extra=() only="" table_only=0 stfpm=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --devices) devices="$2"; shift 2 ;;
     --epochs) epochs="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --teacher) teacher=(--teacher "$2"); shift 2 ;;
+    --only) only="$2"; shift 2 ;;
+    --table) table_only=1; shift ;;
+    --stfpm) stfpm="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "mvtec.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -37,9 +44,15 @@ for d in "$root"/*/; do
   [ -d "$d/train/good" ] && [ -d "$d/test" ] && cats+=("$(basename "$d")")
 done
 [ ${#cats[@]} -gt 0 ] || { echo "mvtec.sh: no category (a folder with train/good and test/) under $root" >&2; exit 1; }
-stfpm=./build/stfpm
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$(nproc)" --target stfpm_cli >/dev/null \
-  || { echo "mvtec.sh: the build failed" >&2; exit 1; }
+if [ -n "$only" ]; then
+  [ -d "$root/$only/train/good" ] || { echo "mvtec.sh: --only $only: no such category under $root" >&2; exit 1; }
+  cats=("$only")
+fi
+if [ -z "$stfpm" ] && [ "$table_only" = 0 ]; then
+  stfpm=./build/stfpm
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$(nproc)" --target stfpm_cli >/dev/null \
+    || { echo "mvtec.sh: the build failed" >&2; exit 1; }
+fi
 IFS=',' read -r -a devs <<< "${devices:-}"
 [ ${#devs[@]} -gt 0 ] || devs=("")
 mkdir -p "$out"
@@ -66,6 +79,7 @@ run_category() {   # category device
 }
 pids=()
 n=${#devs[@]}
+[ "$table_only" = 1 ] && n=0
 for w in $(seq 0 $((n - 1))); do
   (
     rc=0

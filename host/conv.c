@@ -493,12 +493,15 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
         if (dw) {
             /* dW (Cout x kp) (+)= dYc (Cout x ld) * colT (ld x kp); colT rows [np, ld) are zero */
             STFPM_TRY(im2col_t(ctx, &g, x, i0, cnt, kp, ld, col));
-            if (dwp)
-                STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, kp, ld, 1.0f, dyc, 0, ld, col, 0, kp,
-                                     i0 == 0 ? 0.0f : 1.0f, dwp, 0, kp));
+            const float beta = i0 == 0 ? 0.0f : 1.0f;
+            cl_mem dst = dwp ? dwp : dw->buf;
+            const size_t dn = dwp ? kp : g.k, doff = dwp ? 0 : dw->off;
+            if (stfpm_gemm_splitk_wanted(ctx, g.cout, dn, ld))
+                /* GPU variant: a small output with a long reduction (conv1: 64 x 192 over every
+                 * output pixel of the chunk) as split-K, so the whole device works on it */
+                STFPM_TRY(stfpm_gemm_splitk(ctx, 1, g.cout, dn, ld, dyc, 0, ld, 0, col, 0, dn, 0, beta, dst, doff, dn, 0));
             else
-                STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, g.k, ld, 1.0f, dyc, 0, ld, col, 0, g.k,
-                                     i0 == 0 ? 0.0f : 1.0f, dw->buf, dw->off, g.k));
+                STFPM_TRY(stfpm_gemm(ctx, 0, 0, g.cout, dn, ld, 1.0f, dyc, 0, ld, col, 0, dn, beta, dst, doff, dn));
         }
         if (dx) {
             /* dcol (K x ld) = W^T (K x Cout) * dYc (Cout x ld); col is free again (in-order queue) */

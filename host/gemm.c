@@ -29,3 +29,50 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
     if (ev) stfpm_profile_event_flop(ctx, "clblast_sgemm", ev, 2.0 * (double)m * (double)n * (double)k);
     return STFPM_OK;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* split-K (cl/gemm.cl) */
+
+int stfpm_gemm_splitk_wanted(stfpm_ctx *ctx, size_t m, size_t n, size_t k) {
+    if (!stfpm_gpu_kernels(ctx)) return 0;
+    const size_t cu = stfpm_ctx_device(ctx)->compute_units ? stfpm_ctx_device(ctx)->compute_units : 1;
+    const size_t tiles = ((m + 63) / 64) * ((n + 63) / 64);   /* CLBlast's work-groups, about */
+    return k >= 1024 && tiles < 2 * cu;
+}
+
+stfpm_status stfpm_gemm_splitk(stfpm_ctx *ctx, int planes, size_t m, size_t n, size_t k, cl_mem a, size_t a_off,
+                               size_t lda, size_t sa, cl_mem b, size_t b_off, size_t ldb, size_t sb, float beta,
+                               cl_mem c, size_t c_off, size_t ldc, size_t sc) {
+    if (planes < 1 || !m || !n || !k)
+        return stfpm_set_error(STFPM_ERR_ARG, "split-K GEMM: empty problem (%d planes, %zu x %zu x %zu)", planes, m, n, k);
+    const size_t lim = stfpm_kernel_wg_limit(ctx, "gemm", "gemm_splitk_partial");
+    size_t T = 16;
+    while (T > 1 && T * T > lim) T /= 2;
+    const size_t cu = stfpm_ctx_device(ctx)->compute_units ? stfpm_ctx_device(ctx)->compute_units : 1;
+    const size_t groups = ((m + T - 1) / T) * ((n + T - 1) / T) * (size_t)planes;
+    /* about 8 work-groups per compute unit, each slice at least 256 long */
+    size_t S = (8 * cu + groups - 1) / groups, smax = k / 256 ? k / 256 : 1;
+    if (S > smax) S = smax;
+    if (S < 1) S = 1;
+    size_t kslice = (k + S - 1) / S;
+    kslice = (kslice + T - 1) / T * T;
+    S = (k + kslice - 1) / kslice;
+    const size_t pn = (size_t)planes * S * m * n;
+    if (pn > 2147483647u || m * lda > 2147483647u || k * ldb > 2147483647u || a_off + planes * sa > 2147483647u ||
+        b_off + planes * sb > 2147483647u || c_off + planes * sc + m * ldc > 2147483647u)
+        return stfpm_set_error(STFPM_ERR_ARG, "split-K GEMM: %zu x %zu x %zu (%d planes) too large for 32-bit indices",
+                               m, n, k, planes);
+    cl_mem P;
+    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_PARTIALS, pn * sizeof(float), &P));
+    cl_int ao = (cl_int)a_off, la = (cl_int)lda, sai = (cl_int)sa, bo = (cl_int)b_off, lb = (cl_int)ldb,
+           sbi = (cl_int)sb, M = (cl_int)m, N = (cl_int)n, K = (cl_int)k, KS = (cl_int)kslice, Si = (cl_int)S;
+    stfpm_karg pa[] = {KARG(a), KARG(ao), KARG(la), KARG(sai), KARG(b), KARG(bo), KARG(lb), KARG(sbi), KARG(P), KARG(M),
+                       KARG(N), KARG(K), KARG(KS), KARG(Si), KLOCAL(T * T * sizeof(float)),
+                       KLOCAL(T * T * sizeof(float))};
+    size_t g1[3] = {(n + T - 1) / T * T, (m + T - 1) / T * T, (size_t)planes * S}, l1[3] = {T, T, 1};
+    STFPM_TRY(stfpm_enqueue(ctx, "gemm", "gemm_splitk_partial", 3, g1, l1, KARGS(pa)));
+    cl_int co = (cl_int)c_off, lc = (cl_int)ldc, sci = (cl_int)sc, pl = planes;
+    stfpm_karg sa2[] = {KARG(P), KARG(Si), KARG(M), KARG(N), KARG(c), KARG(co), KARG(lc), KARG(sci), KARG(pl), KARG(beta)};
+    size_t g2[2] = {m * n, (size_t)planes};
+    return stfpm_enqueue(ctx, "gemm", "gemm_splitk_sum", 2, g2, NULL, KARGS(sa2));
+}

@@ -12,4 +12,18 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
                         cl_mem b, size_t b_off, size_t ldb, float beta,
                         cl_mem c, size_t c_off, size_t ldc);
 
+/* Split-K GEMM for small outputs with long reductions (cl/gemm.cl), over `planes` independent
+ * problems in one launch: C_z = A_z * B_z + beta * C_z, row-major, no transposes, A_z at
+ * a_off + z * sa (M x K, row stride lda), B_z at b_off + z * sb (K x N, ldb), C_z at
+ * c_off + z * sc (M x N, ldc); offsets and strides in floats. The reduction is cut into slices
+ * (about 8 work-groups per compute unit) whose partial products go to STFPM_SCRATCH_PARTIALS and
+ * are summed in a fixed order. */
+stfpm_status stfpm_gemm_splitk(stfpm_ctx *ctx, int planes, size_t m, size_t n, size_t k, cl_mem a, size_t a_off,
+                               size_t lda, size_t sa, cl_mem b, size_t b_off, size_t ldb, size_t sb, float beta,
+                               cl_mem c, size_t c_off, size_t ldc, size_t sc);
+/* Whether a GEMM of this shape runs as split-K: the GPU kernel variant, a reduction of at least
+ * 1024, and an output of fewer 64 x 64 tiles than twice the compute units (CLBlast would leave
+ * most of the device idle). */
+int stfpm_gemm_splitk_wanted(stfpm_ctx *ctx, size_t m, size_t n, size_t k);
+
 #endif

@@ -293,7 +293,13 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
             }
         }
         /* S[xi] (K x C) (+)= Z[xi] (K x ld) * Vt[xi] (ld x C) */
-        STFPM_TRY(wino_gemms(ctx, 36, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));
+        if (stfpm_gemm_splitk_wanted(ctx, (size_t)K, (size_t)C, ld))
+            /* GPU variant: all 36 planes (K x C each, a reduction over the tiles) in one split-K
+             * launch instead of 36 GEMMs of a few work-groups each */
+            STFPM_TRY(stfpm_gemm_splitk(ctx, 36, (size_t)K, (size_t)C, ld, Z, 0, ld, pz, Vt, 0, (size_t)C, pv,
+                                        i0 == 0 ? 0.0f : 1.0f, S, 0, (size_t)C, ps));
+        else
+            STFPM_TRY(wino_gemms(ctx, 36, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));
     }
     cl_int Ki = K, Ci = C, PS = (cl_int)ps, dwo = (cl_int)dw_off;
     stfpm_karg ao[] = {KARG(S), KARG(Ki), KARG(Ci), KARG(PS), KARG(dw), KARG(dwo)};

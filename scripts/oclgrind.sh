@@ -15,7 +15,7 @@ fi
 # Every op family's test program must have a tiny case; list the ones that launch kernels.
 # STFPM_OCLGRIND_PROGRAMS="..." runs a subset.
 programs="${STFPM_OCLGRIND_PROGRAMS:-test_ops_elementwise test_ops_reduce test_ops_sgd test_ops_batchnorm test_ops_pool
-          test_ops_loss test_ops_upsample test_ops_conv test_ops_winograd}"
+          test_ops_loss test_ops_upsample test_ops_conv test_ops_winograd test_ops_gemm}"
 fails=0
 runs=0
 logdir=$(mktemp -d)

@@ -8,6 +8,7 @@
 #include "stfpm/tune.h"
 
 #include <clblast_c.h>
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -285,6 +286,17 @@ stfpm_status stfpm_clblast_cache_path(const stfpm_device_info *dev, const char *
     return STFPM_OK;
 }
 
+/* Case-insensitive substring test. */
+int stfpm_name_contains(const char *hay, const char *needle) {
+    size_t nl = strlen(needle);
+    for (const char *h = hay; *h; h++) {
+        size_t k = 0;
+        while (k < nl && h[k] && tolower((unsigned char)h[k]) == tolower((unsigned char)needle[k])) k++;
+        if (k == nl) return 1;
+    }
+    return nl == 0;
+}
+
 static char *trim(char *s) {
     while (*s == ' ' || *s == '\t') s++;
     size_t n = strlen(s);
@@ -412,6 +424,27 @@ stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx) {
     pthread_mutex_lock(&g_tuning_lock);
     tuning_entry(ctx)->note[0] = 0;
     pthread_mutex_unlock(&g_tuning_lock);
+    /* "DEVICE@SPEC": the spec is for the devices whose name contains DEVICE (case-insensitive);
+     * other devices go on as if no parameters were given */
+    char scoped[2048];
+    const char *at = env ? strchr(env, '@') : NULL;
+    char skip_note[400] = "";
+    if (at) {
+        size_t dl = (size_t)(at - env);
+        if (dl == 0 || dl >= 256 || !at[1])
+            return stfpm_set_error(STFPM_ERR_ARG, "CLBlast parameters \"%s\": expected DEVICE@SPEC with a device name part "
+                                   "and a spec", env);
+        char want[256];
+        memcpy(want, env, dl);
+        want[dl] = 0;
+        if (stfpm_name_contains(dev->device_name, want)) {
+            snprintf(scoped, sizeof scoped, "%s", at + 1);
+            env = scoped;
+        } else {
+            snprintf(skip_note, sizeof skip_note, "clblast_params are for devices named \"%.200s\", not this one", want);
+            env = NULL;
+        }
+    }
     if (env && strcmp(env, "default") == 0) {
         pthread_mutex_lock(&g_tuning_lock);
         use_defaults(tuning_entry(ctx), "none", "clblast_params=default");
@@ -451,6 +484,10 @@ stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx) {
         pthread_mutex_lock(&g_tuning_lock);
         use_defaults(tuning_entry(ctx), "none", "no tuned parameters for this device");
         pthread_mutex_unlock(&g_tuning_lock);
+    }
+    if (skip_note[0]) {
+        size_t l = strlen(note);
+        snprintf(note + l, sizeof note - l, "%s%s", l ? "; " : "", skip_note);
     }
     if (note[0]) {
         pthread_mutex_lock(&g_tuning_lock);

@@ -270,6 +270,37 @@ END_TEST
 
 /* Damaged or foreign tuned files are ignored (no crash), reported in the note, and the
  * built-in table (or CLBlast's defaults) is used instead; GEMMs stay right. */
+/* "DEVICE@SPEC" applies the spec only to devices whose name contains DEVICE. */
+START_TEST(test_params_scoped_to_device) {
+    char scoped[1200];
+    stfpm_ctx *ctx = new_ctx_params(NULL);
+    const stfpm_device_info *dev = stfpm_ctx_device(ctx);
+    char part[8];
+    snprintf(part, sizeof part, "%.5s", dev->device_name);   /* a piece of this device's name */
+    for (char *p = part; *p; p++) *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);   /* any case */
+    stfpm_ctx_free(ctx);
+
+    snprintf(scoped, sizeof scoped, "no-such-device-name@%s", K_SET_B);
+    ctx = new_ctx_params(scoped);   /* another device's parameters: ignored here, said so */
+    ck_assert_str_ne(stfpm_clblast_tuning_source(ctx), "env");
+    ck_assert_msg(strstr(note_of(ctx), "no-such-device-name"), "note: %s", note_of(ctx));
+    check_gemms(ctx, "parameters scoped to another device");
+    stfpm_ctx_free(ctx);
+
+    snprintf(scoped, sizeof scoped, "%s@%s", part, K_SET_B);
+    ctx = new_ctx_params(scoped);
+    ck_assert_str_eq(stfpm_clblast_tuning_source(ctx), "env");
+    ck_assert_str_eq(spec_of(ctx), K_SET_B);
+    check_gemms(ctx, "parameters scoped to this device");
+    stfpm_ctx_free(ctx);
+
+    stfpm_ctx *bad = NULL;
+    stfpm_ctx_options o = {.cache_dir = g_dir, .clblast_params = "@Xgemm:GEMMK=0"};
+    ck_assert_int_eq(stfpm_ctx_create(&bad, &o), STFPM_ERR_ARG);
+    ck_assert_msg(strstr(stfpm_last_error(), "DEVICE@SPEC"), "%s", stfpm_last_error());
+}
+END_TEST
+
 START_TEST(test_corrupt_cache_ignored) {
     stfpm_ctx *ctx = new_ctx_params(NULL);
     char path[1200];
@@ -341,6 +372,7 @@ int main(void) {
     TCase *tc = tcase_create("tune");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_check_spec);
+    tcase_add_test(tc, test_params_scoped_to_device);
     tcase_add_test(tc, test_tune_writes_cache);
     tcase_add_test(tc, test_new_context_uses_cache);
     tcase_add_test(tc, test_env_overrides_cache);

@@ -9,7 +9,8 @@
  * sets and the threshold at this project's real GEMM shapes (host/conv.c's ResNet-18 conv GEMMs)
  * and stores the fastest in the cache directory; every context created later on the same
  * device and driver applies it (host/clblast_params.c, stfpm_clblast_apply_tuning), in this order:
- *   1. STFPM_CLBLAST_PARAMS ("default" = CLBlast's own parameters, else a spec as below),
+ *   1. STFPM_CLBLAST_PARAMS ("default" = CLBlast's own parameters, else a spec as below;
+ *      "DEVICE@SPEC" only for devices whose name contains DEVICE, case-insensitive),
  *   2. the tuned file <cache dir>/clblast-<hash of platform, device name, driver>.txt,
  *   3. the built-in table in host/clblast_params.c (devices measured by the developers),
  *   4. CLBlast's defaults.

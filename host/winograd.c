@@ -54,6 +54,13 @@ static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
 static stfpm_status wino_gemms(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm,
                                size_t pc, size_t m, size_t k, size_t n, float beta) {
     stfpm_status st = STFPM_OK;
+    if (stfpm_gpu_kernels(ctx)) {
+        /* GPU variant: the planes by offset, no sub-buffers per call (they exist for PoCL, where
+         * CLBlast copies an operand whose offset is not 0) */
+        for (int xi = 0; xi < planes && st == STFPM_OK; xi++)
+            st = stfpm_gemm(ctx, 0, 0, m, n, k, 1.0f, A, xi * pa, k, B, xi * pb, n, beta, Cm, xi * pc, n);
+        return st;
+    }
     for (int xi = 0; xi < planes && st == STFPM_OK; xi++) {
         cl_mem sub[3] = {NULL, NULL, NULL};
         const cl_mem parent[3] = {A, B, Cm};

@@ -559,8 +559,8 @@ stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name
     size_t g[3], l[3];
     for (int d = 0; d < dims; d++) g[d] = gws[d] ? gws[d] : 1;
     /* The GPU variant always launches with an explicit local size. The CPU variant leaves it
-     * to the runtime unless the caller gives one: its kernels do a row or more per work-item,
-     * and PoCL's own choice measured as fast or faster there. */
+     * to the runtime unless the caller gives one, as its kernels were tuned (a row or more per
+     * work-item; a first comparison with explicit sizes on PoCL was within its noise). */
     const size_t *use = lws;
     if (!use && ctx->opt.kernels == STFPM_KERNELS_GPU) {
         pick_local(ctx, ke, dims, g, l);

@@ -20,23 +20,26 @@
 # A category whose DIR/<category>/metrics.json exists is not run again (delete it to redo);
 # an interrupted training run resumes from its last checkpoint.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")/.." && pwd)
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }   # paths as the caller gave them
 [ $# -ge 1 ] || { sed -n '2,23p' "$0"; exit 2; }
-root="$1"; shift
-devices="" epochs=100 out="runs/mvtec" teacher=() extra=() only="" table_only=0 stfpm=""
+root=$(abs "$1"); shift
+devices="" epochs=100 out="$here/runs/mvtec" teacher=() extra=() only="" table_only=0 stfpm=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --devices) devices="$2"; shift 2 ;;
     --epochs) epochs="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
-    --teacher) teacher=(--teacher "$2"); shift 2 ;;
+    --out) out=$(abs "$2"); shift 2 ;;
+    --teacher) teacher=(--teacher "$(abs "$2")"); shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --table) table_only=1; shift ;;
-    --stfpm) stfpm="$2"; shift 2 ;;
+    --stfpm) stfpm=$(abs "$2"); shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "mvtec.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+out=$(abs "$out")
+cd "$here"
 [ -d "$root" ] || { echo "mvtec.sh: $root: no such folder (data/fetch_mvtec.sh fetches MVTec AD)" >&2; exit 1; }
 cats=()
 for d in "$root"/*/; do
@@ -48,8 +51,11 @@ if [ -n "$only" ]; then
   [ -d "$root/$only/train/good" ] || { echo "mvtec.sh: --only $only: no such category under $root" >&2; exit 1; }
   cats=("$only")
 fi
+if [ -z "$stfpm" ] && [ -n "$only" ] && [ -x build/stfpm ]; then
+  stfpm="$here/build/stfpm"   # a job of an array: never rebuild a tree the other jobs run from
+fi
 if [ -z "$stfpm" ] && [ "$table_only" = 0 ]; then
-  stfpm=./build/stfpm
+  stfpm="$here/build/stfpm"
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build -j"$(nproc)" --target stfpm_cli >/dev/null \
     || { echo "mvtec.sh: the build failed" >&2; exit 1; }
 fi

@@ -451,8 +451,12 @@ stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx) {
         pthread_mutex_unlock(&g_tuning_lock);
         return STFPM_OK;
     }
-    if (env && *env)
+    if (env && *env) {
+        /* checked whole before any part is applied: CLBlast cannot undo an override */
+        STFPM_TRY(stfpm_wrap_error(stfpm_clblast_check_spec(env),
+                                   "CLBlast parameters (clblast_params option / STFPM_CLBLAST_PARAMS)"));
         return stfpm_wrap_error(stfpm_clblast_apply_spec(ctx, env, "env"), "CLBlast parameters (clblast_params option / STFPM_CLBLAST_PARAMS)");
+    }
 
     char note[768] = {0}, path[1100], spec[1024];
     if (stfpm_clblast_cache_path(dev, stfpm_ctx_cache_dir(ctx), path, sizeof path) == STFPM_OK && stfpm_path_exists(path)) {

@@ -496,7 +496,7 @@ stfpm_status stfpm_conv2d_backward(stfpm_ctx *ctx, const stfpm_tensor *x, const 
             const float beta = i0 == 0 ? 0.0f : 1.0f;
             cl_mem dst = dwp ? dwp : dw->buf;
             const size_t dn = dwp ? kp : g.k, doff = dwp ? 0 : dw->off;
-            if (stfpm_gemm_splitk_wanted(ctx, g.cout, dn, ld))
+            if (stfpm_gemm_splitk_wanted(ctx, 1, g.cout, dn, ld))
                 /* GPU variant: a small output with a long reduction (conv1: 64 x 192 over every
                  * output pixel of the chunk) as split-K, so the whole device works on it */
                 STFPM_TRY(stfpm_gemm_splitk(ctx, 1, g.cout, dn, ld, dyc, 0, ld, 0, col, 0, dn, 0, beta, dst, doff, dn, 0));

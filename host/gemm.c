@@ -33,10 +33,11 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
 /* ------------------------------------------------------------------------------------------ */
 /* split-K (cl/gemm.cl) */
 
-int stfpm_gemm_splitk_wanted(stfpm_ctx *ctx, size_t m, size_t n, size_t k) {
+int stfpm_gemm_splitk_wanted(stfpm_ctx *ctx, int planes, size_t m, size_t n, size_t k) {
     if (!stfpm_gpu_kernels(ctx)) return 0;
     const size_t cu = stfpm_ctx_device(ctx)->compute_units ? stfpm_ctx_device(ctx)->compute_units : 1;
-    const size_t tiles = ((m + 63) / 64) * ((n + 63) / 64);   /* CLBlast's work-groups, about */
+    /* CLBlast's work-groups, about, over all the planes (which it would run one after another) */
+    const size_t tiles = ((m + 63) / 64) * ((n + 63) / 64) * (size_t)(planes > 0 ? planes : 1);
     return k >= 1024 && tiles < 2 * cu;
 }
 

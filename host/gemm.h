@@ -21,9 +21,9 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
 stfpm_status stfpm_gemm_splitk(stfpm_ctx *ctx, int planes, size_t m, size_t n, size_t k, cl_mem a, size_t a_off,
                                size_t lda, size_t sa, cl_mem b, size_t b_off, size_t ldb, size_t sb, float beta,
                                cl_mem c, size_t c_off, size_t ldc, size_t sc);
-/* Whether a GEMM of this shape runs as split-K: the GPU kernel variant, a reduction of at least
- * 1024, and an output of fewer 64 x 64 tiles than twice the compute units (CLBlast would leave
- * most of the device idle). */
-int stfpm_gemm_splitk_wanted(stfpm_ctx *ctx, size_t m, size_t n, size_t k);
+/* Whether `planes` GEMMs of this shape run as split-K: the GPU kernel variant, a reduction of at
+ * least 1024, and outputs of fewer 64 x 64 tiles in all than twice the compute units (CLBlast
+ * would leave most of the device idle). */
+int stfpm_gemm_splitk_wanted(stfpm_ctx *ctx, int planes, size_t m, size_t n, size_t k);
 
 #endif

@@ -58,18 +58,37 @@ static void test_stem(const stfpm_sample *all, int i, char *out, size_t n) {
     snprintf(out, n, "%s_%s", all[i].defect, stem);
 }
 
-/* For predict: the file stem, with "_2", "_3", ... when an earlier image has the same stem
- * (two folders' 000.png must not overwrite each other's maps). */
-static void predict_stem(const stfpm_sample *all, int i, char *out, size_t n) {
-    char stem[1024], other[1024];
-    path_stem(all[i].path, stem, sizeof stem);
-    int dup = 0;
-    for (int q = 0; q < i; q++) {
-        path_stem(all[q].path, other, sizeof other);
-        dup += strcmp(stem, other) == 0;
+/* For predict: heatmap names for paths[0..n), each the file stem, or the stem with "_2", "_3",
+ * ... when that name is taken by an earlier image (two folders' 000.png, or a.png beside an
+ * earlier a.png and a_2.png, must not overwrite each other's maps). A hash set of the names
+ * given out: linear in n. *out: n malloc'd names (free with stfpm_dataset_free_list). */
+static stfpm_status unique_stems(const stfpm_sample *all, int n, char ***out) {
+    size_t cap = 16;
+    while (cap < (size_t)n * 2) cap *= 2;
+    char **set = calloc(cap, sizeof *set), **names = calloc((size_t)(n ? n : 1), sizeof *names);
+    stfpm_status s = set && names ? STFPM_OK : stfpm_set_error(STFPM_ERR_OOM, "out of host memory for %d names", n);
+    for (int i = 0; i < n && s == STFPM_OK; i++) {
+        char stem[1024], cand[1100];
+        path_stem(all[i].path, stem, sizeof stem);
+        snprintf(cand, sizeof cand, "%s", stem);
+        for (int k = 2;; k++) {
+            size_t h = (size_t)stfpm_fnv1a64(STFPM_FNV1A64_INIT, cand, strlen(cand)) & (cap - 1);
+            while (set[h] && strcmp(set[h], cand) != 0) h = (h + 1) & (cap - 1);
+            if (!set[h]) {
+                if (!(names[i] = strdup(cand))) s = stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+                set[h] = names[i];
+                break;
+            }
+            snprintf(cand, sizeof cand, "%s_%d", stem, k);
+        }
     }
-    if (dup) snprintf(out, n, "%s_%d", stem, dup + 1);
-    else snprintf(out, n, "%s", stem);
+    free(set);   /* its entries are the names */
+    if (s != STFPM_OK) {
+        stfpm_dataset_free_list(names, n);
+        names = NULL;
+    }
+    *out = names;
+    return s;
 }
 
 /* DIR/STEM_overlay.png (the image with the map over it) and DIR/STEM_map.png (the raw map,
@@ -104,7 +123,8 @@ typedef struct score_job {
     int n, batch;
     const char *maps_dir;        /* NULL: no heatmaps */
     float map_threshold;         /* the heatmaps' scale is 2 x this when > 0, else each map's max */
-    void (*stem)(const stfpm_sample *all, int i, char *out, size_t n);
+    void (*stem)(const stfpm_sample *all, int i, char *out, size_t n);   /* or: */
+    char *const *stems;          /* the names of all n images, given */
     int keep_maps;               /* maps / masks hold all n images (else one batch) */
     /* after each batch: images [i0, i0 + nb) are scored (j->scores) and their heatmaps written */
     stfpm_status (*on_batch)(const struct score_job *j, int i0, int nb, char (*stems)[STEM_MAX]);
@@ -179,8 +199,12 @@ static stfpm_status score_batches(stfpm_ctx *ctx, stfpm_model *m, score_job *j) 
         s = stfpm_model_eval(ctx, m, chw, nb, NULL, j->scores + i, maps);
         j->t_infer += stfpm_now() - ti;
         for (int k = 0; k < nb && s == STFPM_OK; k++) {
-            j->stem(j->samples, i + k, stems[k], sizeof stems[k]);
-            if (!j->maps_dir) continue;
+            if (!j->maps_dir) {   /* the names are only for heatmaps */
+                stems[k][0] = 0;
+                continue;
+            }
+            if (j->stems) snprintf(stems[k], sizeof stems[k], "%s", j->stems[i + k]);
+            else j->stem(j->samples, i + k, stems[k], sizeof stems[k]);
             /* raw maps scaled by 2 x the threshold when known (so 0.5 = threshold), else by each
              * map's max; the scale of every file goes to scales.csv */
             float sc = isfinite(j->map_threshold) && j->map_threshold > 0 ? 2.0f * j->map_threshold : 0;
@@ -500,13 +524,16 @@ stfpm_status stfpm_predict(stfpm_ctx *ctx, const stfpm_predict_options *o, stfpm
         s = predict_threshold(o, &m, &w, model_path, sum);
         stfpm_weights_free(&w);   /* the weights are on the device now */
     }
+    char **names = NULL;
+    if (s == STFPM_OK && o->maps_dir) s = unique_stems(samples, o->n_paths, &names);
     if (s == STFPM_OK) {
         predict_state ps = {.o = o, .samples = samples, .threshold = sum->threshold, .fn = fn, .user = user, .sum = sum};
         job = (score_job){.samples = samples, .n = o->n_paths, .batch = o->batch, .maps_dir = o->maps_dir,
-                          .map_threshold = (float)sum->threshold, .stem = predict_stem, .on_batch = on_predict_batch,
+                          .map_threshold = (float)sum->threshold, .stems = names, .on_batch = on_predict_batch,
                           .user = &ps};
         s = score_batches(ctx, &m, &job);
     }
+    if (names) stfpm_dataset_free_list(names, o->n_paths);
     score_job_free(&job);
     stfpm_model_free(ctx, &m);
     free(samples);

@@ -243,9 +243,17 @@ stfpm_status stfpm_ctx_set_options(stfpm_ctx *ctx, const stfpm_ctx_options *o) {
     if (str_differs(o->device, ctx->opt.device) || (o->profile && o->profile != ctx->opt.profile) ||
         str_differs(o->cache_dir, ctx->opt.cache_dir) || str_differs(o->cl_dir, ctx->opt.cl_dir) ||
         str_differs(o->clblast_params, ctx->opt.clblast_params) ||
-        (o->device_mem_limit && o->device_mem_limit != ctx->opt.device_mem_limit))
+        (o->device_mem_limit && o->device_mem_limit != ctx->opt.device_mem_limit) ||
+        (o->kernels && o->kernels != ctx->opt.kernels) ||
+        (o->max_work_group && o->max_work_group != ctx->opt.max_work_group) ||
+        (o->sub_buffer_align && o->sub_buffer_align != ctx->opt.sub_buffer_align))
         return stfpm_set_error(STFPM_ERR_ARG, "stfpm_ctx_set_options: device, profile, cache_dir, cl_dir, "
-                               "clblast_params and device_mem_limit are fixed when the context is created");
+                               "clblast_params, device_mem_limit, kernels, max_work_group and sub_buffer_align "
+                               "are fixed when the context is created");
+    if ((unsigned)o->conv_algo > STFPM_CONV_ALGO_WINOGRAD2 || (unsigned)o->fold_bn > STFPM_SWITCH_OFF ||
+        (unsigned)o->fused_map > STFPM_SWITCH_OFF)
+        return stfpm_set_error(STFPM_ERR_ARG, "stfpm_ctx_set_options: conv_algo %d / fold_bn %d / fused_map %d out of "
+                               "range", (int)o->conv_algo, (int)o->fold_bn, (int)o->fused_map);
     /* nothing in flight may see a mix of old and new settings */
     if (ctx->queue) clFinish(ctx->queue);
     stfpm_ctx_options n = ctx->opt;

@@ -141,6 +141,16 @@ static stfpm_status lock_run_dir(const char *dir, int *fd_out) {
     if (fd < 0) return stfpm_set_error(STFPM_ERR_IO, "cannot create the lock file %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
+        if (e == ENOSYS || e == ENOLCK || e == EOPNOTSUPP
+#if defined(ENOTSUP) && ENOTSUP != EOPNOTSUPP
+            || e == ENOTSUP
+#endif
+        ) {
+            /* a file system without locks (NFS mounted nolock, Lustre without flock, some FUSE
+             * file systems): run unprotected rather than not at all */
+            *fd_out = fd;
+            return STFPM_OK;
+        }
         long pid = 0;
         /* the holder writes its pid right after taking the lock: give it a moment */
         for (int tries = 0; e == EWOULDBLOCK && pid <= 0 && tries < 50; tries++) {

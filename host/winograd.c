@@ -300,7 +300,7 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
             }
         }
         /* S[xi] (K x C) (+)= Z[xi] (K x ld) * Vt[xi] (ld x C) */
-        if (stfpm_gemm_splitk_wanted(ctx, (size_t)K, (size_t)C, ld))
+        if (stfpm_gemm_splitk_wanted(ctx, 36, (size_t)K, (size_t)C, ld))
             /* GPU variant: all 36 planes (K x C each, a reduction over the tiles) in one split-K
              * launch instead of 36 GEMMs of a few work-groups each */
             STFPM_TRY(stfpm_gemm_splitk(ctx, 36, (size_t)K, (size_t)C, ld, Z, 0, ld, pz, Vt, 0, (size_t)C, pv,

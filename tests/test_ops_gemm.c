@@ -86,9 +86,10 @@ START_TEST(test_splitk_args) {
     stfpm_tensor_free(ctx, &t);
     /* only the GPU variant routes GEMMs here, and only small outputs with long reductions */
     const int gpu = stfpm_gpu_kernels(ctx);
-    ck_assert_int_eq(stfpm_gemm_splitk_wanted(ctx, 64, 192, 131072), gpu);
-    ck_assert_int_eq(stfpm_gemm_splitk_wanted(ctx, 64, 192, 512), 0);
-    ck_assert_int_eq(stfpm_gemm_splitk_wanted(ctx, 4096, 4096, 131072), 0);
+    ck_assert_int_eq(stfpm_gemm_splitk_wanted(ctx, 1, 64, 192, 131072), gpu);
+    ck_assert_int_eq(stfpm_gemm_splitk_wanted(ctx, 1, 64, 192, 512), 0);
+    ck_assert_int_eq(stfpm_gemm_splitk_wanted(ctx, 1, 4096, 4096, 131072), 0);
+    ck_assert_int_eq(stfpm_gemm_splitk_wanted(ctx, 36, 256, 256, 131072), 0);   /* 576 tiles in all */
 }
 END_TEST
 

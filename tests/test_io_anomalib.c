@@ -4,7 +4,8 @@
  *     2.7): loaded through stfpm_model_load, the six bottle images scored, the anomaly maps
  *     and scores compared with anomalib's raw outputs times 8 (anomalib's per-level map is
  *     0.5 * ||t - s||^2, so its product of three levels is 1/8 of stfpm-cl's), size, layers and
- *     threshold taken from the checkpoint; `stfpm predict --model <ckpt> IMAGE` on the CLI.
+ *     threshold taken from the checkpoint; `stfpm predict --model <ckpt> IMAGE` and
+ *     `stfpm test --model <ckpt>` on the CLI.
  *   - Hand-assembled checkpoints: the opaque objects Lightning pickles beside the weights
  *     (a dict subclass for the hyper-parameters, enums, callbacks with state, sets, protocol 4
  *     opcodes) are skipped without error and without running anything; a hostile global
@@ -12,6 +13,7 @@
  *     hyper_parameters, or recognisable from the layer shapes) are refused naming the backbone,
  *     in the library and on the CLI. */
 #include "cli_util.h"
+#include "fsutil.h"
 #include "testutil.h"
 #include "stfpm/image.h"
 #include "stfpm/model.h"
@@ -148,6 +150,56 @@ START_TEST(test_cli_predict_checkpoint) {
     cli_expect_ok("predict --model <anomalib ckpt> (text)", &r);
     ck_assert_msg(strstr(r.out, "broken_large_000.png\t3.2007"), "%s", r.out);
     cli_result_free(&r);
+}
+END_TEST
+
+/* `stfpm test --model <ckpt>` on the six images laid out as an MVTec AD category, with the
+ * MVTec AD masks (../shared/data/mvtec_ad) shrunk to 256 x 256 by nearest neighbour: image
+ * AUROC is that of anomalib's scores (7 of 9 pairs ordered: 0.7778). */
+START_TEST(test_cli_test_checkpoint) {
+    char ckpt[2048], mask[2048];
+    if (!shared_file(CKPT, ckpt, sizeof ckpt)) TU_SKIP("io_anomalib: stfpm test is not checked because ../shared/%s is absent", CKPT);
+    if (!shared_file("data/mvtec_ad/bottle/ground_truth/broken_large/000_mask.png", mask, sizeof mask))
+        TU_SKIP("io_anomalib: stfpm test is not checked because the MVTec AD bottle masks in ../shared/data are absent");
+    char *dir = cli_mkdtemp("anomalib_test");
+    char p[2400], src[2400];
+    snprintf(p, sizeof p, "%s/test/good", dir);
+    TU_CHECK_STATUS(stfpm_mkdir_p(p));
+    snprintf(p, sizeof p, "%s/test/broken_large", dir);
+    TU_CHECK_STATUS(stfpm_mkdir_p(p));
+    snprintf(p, sizeof p, "%s/ground_truth/broken_large", dir);
+    TU_CHECK_STATUS(stfpm_mkdir_p(p));
+    for (int i = 0; i < N_IMAGES; i++) {
+        int bad = i >= 3;
+        snprintf(src, sizeof src, "%s/anomalib/images/%s", tu_shared_dir(), images[i]);
+        snprintf(p, sizeof p, "%s/test/%s/%03d.png", dir, bad ? "broken_large" : "good", i % 3);
+        size_t n;
+        char *bytes = cli_read_file(src, &n);
+        ck_assert_ptr_nonnull(bytes);
+        ck_assert_int_eq(cli_write_file(p, bytes, n), 0);
+        free(bytes);
+        if (!bad) continue;
+        stfpm_image m, small = {256, 256, 1, NULL};
+        snprintf(src, sizeof src, "%s/data/mvtec_ad/bottle/ground_truth/broken_large/%03d_mask.png", tu_shared_dir(), i % 3);
+        TU_CHECK_STATUS(stfpm_image_load(src, &m));
+        small.data = malloc(256 * 256);
+        ck_assert_ptr_nonnull(small.data);
+        for (int y = 0; y < 256; y++)
+            for (int x = 0; x < 256; x++)
+                small.data[y * 256 + x] = m.data[((size_t)(y * m.h / 256) * m.w + (size_t)(x * m.w / 256)) * m.c];
+        snprintf(p, sizeof p, "%s/ground_truth/broken_large/%03d_mask.png", dir, i % 3);
+        TU_CHECK_STATUS(stfpm_png_write(p, 256, 256, 1, small.data));
+        free(small.data);
+        stfpm_image_free(&m);
+    }
+    cli_result r = cli_run(NULL, "test", "--data", dir, "--model", ckpt, NULL);
+    cli_expect_ok("test --model <anomalib ckpt>", &r);
+    printf("io_anomalib: stfpm test --model %s:\n%s", CKPT, r.out);
+    const char *a = strstr(r.out, "image AUROC");
+    ck_assert_msg(a != NULL, "%s", r.out);
+    ck_assert_msg(fabs(strtod(a + strlen("image AUROC"), NULL) - 7.0 / 9.0) < 1e-4, "%s", r.out);
+    cli_result_free(&r);
+    cli_rm_rf(dir);
 }
 END_TEST
 
@@ -417,6 +469,7 @@ int main(void) {
     TCase *tc = tcase_create("anomalib");
     tcase_add_test(tc, test_real_checkpoint_matches_anomalib);
     tcase_add_test(tc, test_cli_predict_checkpoint);
+    tcase_add_test(tc, test_cli_test_checkpoint);
     tcase_add_test(tc, test_opaque_objects_skipped);
     tcase_add_test(tc, test_other_backbones_refused);
     suite_add_tcase(s, tc);

@@ -804,7 +804,7 @@ static const pk_val *pk_dict_get(const pk_val *d, const char *key) {
 
 /* The state_dict inside the loaded object: the object itself or its "state_dict" / "model". */
 static stfpm_status pk_find_state_dict(pk *u, const pk_val *root, const pk_val **out) {
-    if (root && root->kind == PK_OBJECT && root->u.seq.cls) {
+    if (root && root->kind == PK_OBJECT && root->u.seq.cls && (root->u.seq.listlike || root->u.seq.n == 0)) {
         char a[PK_MAX_GLOBAL_LINE + 1], b[PK_MAX_GLOBAL_LINE + 1];
         const pk_val *c = root->u.seq.cls;
         return stfpm_set_error(STFPM_ERR_FORMAT, "%s: the file holds a pickled Python object (%s.%s), not a "
@@ -832,6 +832,7 @@ static stfpm_status pk_find_state_dict(pk *u, const pk_val *root, const pk_val *
 
 #define PK_META_MAX 512          /* metadata pairs taken from one file */
 #define PK_META_VISITS 4096      /* values looked at under one top-level key */
+#define PK_META_VISITS_ALL 65536 /* values looked at in all */
 #define PK_META_DEPTH 10
 #define PK_META_KEY 200
 #define PK_META_VALUE 1024
@@ -839,8 +840,12 @@ static stfpm_status pk_find_state_dict(pk *u, const pk_val *root, const pk_val *
 typedef struct pk_meta_walk {
     pk *u;
     stfpm_weights *out;
-    int visits, added;
+    int visits, visits_all, added;
 } pk_meta_walk;
+
+static int pk_meta_spent(const pk_meta_walk *m) {
+    return m->visits > PK_META_VISITS || m->visits_all > PK_META_VISITS_ALL || m->added >= PK_META_MAX;
+}
 
 /* Text of a scalar (str of printable ASCII, int, bool, float) into buf; 0 when v is not one. */
 static int pk_scalar_text(const pk_val *v, char *buf, size_t cap) {
@@ -868,7 +873,9 @@ static int pk_scalar_text(const pk_val *v, char *buf, size_t cap) {
  * placeholders, None) is recorded. */
 static stfpm_status pk_meta_put(pk_meta_walk *m, char *key, size_t klen, const pk_val *v, int depth) {
     char text[PK_META_VALUE + 1];
-    if (++m->visits > PK_META_VISITS || m->added >= PK_META_MAX || depth > PK_META_DEPTH) return STFPM_OK;
+    m->visits++;
+    m->visits_all++;
+    if (pk_meta_spent(m) || depth > PK_META_DEPTH) return STFPM_OK;
     if (pk_scalar_text(v, text, sizeof text)) {
         m->added++;
         return stfpm_weights_set_meta(m->out, key, text);
@@ -889,7 +896,7 @@ static stfpm_status pk_meta_put(pk_meta_walk *m, char *key, size_t klen, const p
             m->added++;
             return stfpm_weights_set_meta(m->out, key, text);
         }
-        for (size_t k = 0; k < v->u.seq.n; k++) {
+        for (size_t k = 0; k < v->u.seq.n && !pk_meta_spent(m); k++) {
             int w = snprintf(key + klen, PK_META_KEY + 1 - klen, ".%zu", k);
             if (w < 0 || klen + (size_t)w > PK_META_KEY) break;
             STFPM_TRY(pk_meta_put(m, key, klen + (size_t)w, v->u.seq.v[k], depth + 1));
@@ -898,7 +905,7 @@ static stfpm_status pk_meta_put(pk_meta_walk *m, char *key, size_t klen, const p
         return STFPM_OK;
     }
     if (pk_dictlike(v)) {
-        for (size_t k = 0; k + 1 < v->u.seq.n; k += 2) {
+        for (size_t k = 0; k + 1 < v->u.seq.n && !pk_meta_spent(m); k += 2) {
             char name[PK_META_KEY + 1];
             const pk_val *kv = v->u.seq.v[k];
             if ((kv->kind != PK_STR && kv->kind != PK_INT) || !pk_scalar_text(kv, name, sizeof name) ||
@@ -920,8 +927,8 @@ static stfpm_status pk_meta_put(pk_meta_walk *m, char *key, size_t klen, const p
 static stfpm_status pk_checkpoint_meta(pk *u, const pk_val *root, const pk_val *sd, stfpm_weights *out) {
     static const char *const skipped[] = {"state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks"};
     if (sd == root || !pk_dictlike(root)) return STFPM_OK;
-    pk_meta_walk m = {u, out, 0, 0};
-    for (size_t k = 0; k + 1 < root->u.seq.n; k += 2) {
+    pk_meta_walk m = {u, out, 0, 0, 0};
+    for (size_t k = 0; k + 1 < root->u.seq.n && m.visits_all <= PK_META_VISITS_ALL && m.added < PK_META_MAX; k += 2) {
         const pk_val *kv = root->u.seq.v[k], *v = root->u.seq.v[k + 1];
         char key[PK_META_KEY + 1] = "ckpt.", name[PK_META_KEY + 1];
         int skip = v == sd || kv->kind != PK_STR || !pk_scalar_text(kv, name, sizeof name) ||
@@ -940,6 +947,19 @@ static stfpm_status pk_to_weights(pk *u, const pk_val *sd, int big_endian, stfpm
     char name[STFPM_WEIGHT_NAME_MAX], shown[80];
     for (size_t k = 0; k + 1 < sd->u.seq.n; k += 2) {
         const pk_val *key = sd->u.seq.v[k], *t = sd->u.seq.v[k + 1];
+        if (t->kind == PK_OBJECT && t->u.seq.cls && t->u.seq.cls->u.g.mod_n >= 5 &&
+            memcmp(t->u.seq.cls->u.g.mod, "torch", 5) == 0 &&
+            (t->u.seq.cls->u.g.mod_n == 5 || t->u.seq.cls->u.g.mod[5] == '.')) {
+            /* a tensor rebuilt by a torch function outside the whitelist (quantized, sparse,
+             * a tensor subclass, ...): an error, not a silently missing tensor */
+            char a[PK_MAX_GLOBAL_LINE + 1], b[PK_MAX_GLOBAL_LINE + 1];
+            const pk_val *c = t->u.seq.cls;
+            return stfpm_set_error(STFPM_ERR_FORMAT, "%s: state_dict entry '%s' is built by %s.%s, which is not "
+                                   "supported (only dense float tensors are loaded)", u->label,
+                                   key->kind == PK_STR ? pk_printable(shown, sizeof shown, key->u.s.p, key->u.s.n) : "?",
+                                   pk_printable(a, sizeof a, c->u.g.mod, c->u.g.mod_n),
+                                   pk_printable(b, sizeof b, c->u.g.name, c->u.g.name_n));
+        }
         if (t->kind != PK_TENSOR) continue;               /* epoch, config, ... */
         if (key->kind != PK_STR)
             return stfpm_set_error(STFPM_ERR_FORMAT, "%s: a tensor is stored under a %s key", u->label,

@@ -403,6 +403,22 @@ START_TEST(test_opaque_objects_skipped) {
     ck_assert_int_eq(w.count, 0);
     free(x.b);
 
+    /* a state_dict entry rebuilt by a torch function outside the whitelist is an error naming
+     * both, not a silently missing tensor */
+    bld q = {0};
+    PUTS(&q, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.\x80\x02}(");
+    put_str(&q, "little_endian");
+    PUTS(&q, "\x88u.\x80\x02}(");
+    put_str(&q, "state_dict");
+    PUTS(&q, "}(");
+    put_str(&q, "layer1.0.conv1.weight");
+    PUTS(&q, "ctorch._utils\n_rebuild_qtensor\n)Ruu.\x80\x02].");
+    ck_assert_int_eq(stfpm_pth_read_mem(q.b, q.n, "quantized.ckpt", &w), STFPM_ERR_FORMAT);
+    msg = stfpm_last_error();
+    ck_assert_msg(strstr(msg, "quantized.ckpt") && strstr(msg, "layer1.0.conv1.weight") &&
+                  strstr(msg, "torch._utils._rebuild_qtensor"), "%s", msg);
+    free(q.b);
+
     /* a whole pickled module (not a state_dict) is named as such */
     bld y = {0};
     PUTS(&y, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.\x80\x02}(");

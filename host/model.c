@@ -216,7 +216,8 @@ static const char *backbone_from_shapes(const stfpm_weights *w, const char *pref
         int wide = l1 && l1->ndim >= 1 && l1->shape[0] > 64;
         int deep = find_prefixed(w, prefix, "layer3.6.conv1.weight") != NULL;
         snprintf(buf, cap, "%s (Bottleneck blocks)",
-                 wide ? (deep ? "wide_resnet101_2" : "wide_resnet50_2") : (deep ? "resnet101 or resnet152" : "resnet50"));
+                 wide ? (deep ? "wide_resnet101_2" : "wide_resnet50_2")
+                      : (deep ? "resnet101 or resnet152" : "resnet50"));
         return buf;
     }
     if (find_prefixed(w, prefix, "layer1.2.conv1.weight")) {
@@ -363,8 +364,8 @@ static stfpm_status anomalib_config(const stfpm_weights *w, const char *path, co
 }
 
 /* anomalib's threshold scaled to stfpm-cl's maps (see above), NAN when there is none. */
-static float anomalib_threshold(const stfpm_weights *w, int naming, int n_layers) {
-    const stfpm_weight *t = stfpm_weights_find(w, naming == 0 ? "post_processor._image_threshold" : "_image_threshold");
+static float anomalib_threshold(const stfpm_weights *w, int n_layers) {
+    const stfpm_weight *t = stfpm_weights_find(w, "post_processor._image_threshold");
     if (!t || stfpm_weight_numel(t) != 1 || !isfinite(t->data[0]) || !(t->data[0] > 0)) return NAN;
     return ldexpf(t->data[0], n_layers);
 }
@@ -388,7 +389,7 @@ static stfpm_status anomalib_load(stfpm_ctx *ctx, stfpm_model *m, const char *pa
     if (s != STFPM_OK) return stfpm_wrap_error(s, "%s (anomalib checkpoint)", path);
     s = stfpm_resnet_load(ctx, m->teacher, w, path, tp);
     if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->student, w, path, sp);
-    if (s == STFPM_OK) m->threshold = anomalib_threshold(w, naming, nl);
+    if (s == STFPM_OK) m->threshold = anomalib_threshold(w, nl);
     return s;
 }
 

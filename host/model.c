@@ -1,6 +1,7 @@
 /* STFPM model: teacher + student, batch operations, model files. */
 #include "stfpm/model.h"
 #include "options.h"
+#include "stfpm/image.h"
 #include "stfpm/ops.h"
 #include "runtime.h"
 
@@ -155,6 +156,243 @@ stfpm_status stfpm_model_resolve_path(const char *p, char *out, size_t out_len) 
     return STFPM_OK;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* anomalib STFPM checkpoints (Lightning .ckpt)
+ *
+ * anomalib's Stfpm keeps both networks as timm feature extractors whose parameters carry the
+ * torchvision names: state_dict keys "model.teacher_model.feature_extractor.<name>" and
+ * "model.student_model.feature_extractor.<name>" (without the leading "model." when the
+ * inner model's state_dict was saved alone). The configuration comes from the checkpoint's
+ * plain values (stfpm_pth_read gives them as "ckpt.*" metadata):
+ *   - backbone: hyper_parameters.backbone, which must be resnet18; without it, the layer
+ *     shapes must be ResNet-18's. Anything else is refused, naming the backbone.
+ *   - layers: hyper_parameters.layers ("layer1,layer2,layer3"), default 1,2,3.
+ *   - image size: hyper_parameters.image_size / input_size when present, else the Resize of
+ *     the pre-processor configuration (anomalib_pre_processor_config), else 256 (anomalib's
+ *     default). A Normalize there must use the ImageNet statistics, which stfpm-cl applies.
+ *   - threshold: anomalib's per-level map is 0.5 * ||t - s||^2, so its map and score are
+ *     2^-L of stfpm-cl's for L layers. post_processor._image_threshold (anomalib's adaptive
+ *     image threshold, on its raw scores) times 2^L becomes the model's threshold when it is
+ *     finite and positive; otherwise the model has no threshold. */
+
+static const char *const anomalib_prefixes[][2] = {
+    {"model.teacher_model.feature_extractor.", "model.student_model.feature_extractor."},
+    {"teacher_model.feature_extractor.", "student_model.feature_extractor."},
+};
+
+static const stfpm_weight *find_prefixed(const stfpm_weights *w, const char *prefix, const char *name) {
+    char full[STFPM_WEIGHT_NAME_MAX + 64];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    return stfpm_weights_find(w, full);
+}
+
+/* Index into anomalib_prefixes of the naming w uses, -1 when it is no anomalib STFPM. */
+static int anomalib_naming(const stfpm_weights *w) {
+    for (int k = 0; k < 2; k++)
+        if (find_prefixed(w, anomalib_prefixes[k][0], "conv1.weight") ||
+            find_prefixed(w, anomalib_prefixes[k][1], "conv1.weight"))
+            return k;
+    return -1;
+}
+
+static int shape_is(const stfpm_weight *t, int ndim, int64_t a, int64_t b, int64_t c, int64_t d) {
+    const int64_t want[4] = {a, b, c, d};
+    if (!t || t->ndim != ndim) return 0;
+    for (int i = 0; i < ndim; i++)
+        if (t->shape[i] != want[i]) return 0;
+    return 1;
+}
+
+/* NULL when the tensors under prefix have ResNet-18's layout, else a description of what they
+ * are (in buf). */
+static const char *backbone_from_shapes(const stfpm_weights *w, const char *prefix, char *buf, size_t cap) {
+    const stfpm_weight *c1 = find_prefixed(w, prefix, "conv1.weight");
+    const stfpm_weight *l1 = find_prefixed(w, prefix, "layer1.0.conv1.weight");
+    if (!c1) {
+        snprintf(buf, cap, "unknown (no %sconv1.weight)", prefix);
+        return buf;
+    }
+    if (find_prefixed(w, prefix, "layer1.0.conv3.weight")) {   /* Bottleneck blocks */
+        int wide = l1 && l1->ndim >= 1 && l1->shape[0] > 64;
+        int deep = find_prefixed(w, prefix, "layer3.6.conv1.weight") != NULL;
+        snprintf(buf, cap, "%s (Bottleneck blocks)",
+                 wide ? (deep ? "wide_resnet101_2" : "wide_resnet50_2")
+                      : (deep ? "resnet101 or resnet152" : "resnet50"));
+        return buf;
+    }
+    if (find_prefixed(w, prefix, "layer1.2.conv1.weight")) {
+        snprintf(buf, cap, "resnet34 (three or more blocks in layer1)");
+        return buf;
+    }
+    static const struct { const char *name; int64_t s[4]; } r18[] = {
+        {"conv1.weight", {64, 3, 7, 7}},           {"layer1.0.conv1.weight", {64, 64, 3, 3}},
+        {"layer2.0.conv1.weight", {128, 64, 3, 3}}, {"layer3.0.conv1.weight", {256, 128, 3, 3}},
+    };
+    for (size_t i = 0; i < sizeof r18 / sizeof r18[0]; i++) {
+        const stfpm_weight *t = find_prefixed(w, prefix, r18[i].name);
+        if (t && !shape_is(t, 4, r18[i].s[0], r18[i].s[1], r18[i].s[2], r18[i].s[3])) {
+            size_t k = (size_t)snprintf(buf, cap, "not ResNet-18 (%s%s is [", prefix, r18[i].name);
+            for (int d = 0; d < t->ndim && k < cap; d++)
+                k += (size_t)snprintf(buf + k, cap - k, d ? ",%lld" : "%lld", (long long)t->shape[d]);
+            if (k < cap) snprintf(buf + k, cap - k, "], ResNet-18's is [%lld,%lld,%lld,%lld])", (long long)r18[i].s[0],
+                                  (long long)r18[i].s[1], (long long)r18[i].s[2], (long long)r18[i].s[3]);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* "a,b,c" of doubles into v (at most n); the count read, -1 when malformed. */
+static int parse_list(const char *text, double *v, int n) {
+    int k = 0;
+    const char *p = text;
+    while (*p) {
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || k == n) return -1;
+        v[k++] = x;
+        if (*end == ',') end++;
+        else if (*end) return -1;
+        p = end;
+    }
+    return k;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* The pre-processor transform named class_suffix (the transform itself, or one of a Compose's
+ * first 64): the metadata key prefix of its init_args in key (size cap), 0 when absent. */
+static int find_transform(const stfpm_weights *w, const char *class_suffix, char *key, size_t cap) {
+    static const char *const base = "ckpt.anomalib_pre_processor_config.transform";
+    char k[256];
+    snprintf(k, sizeof k, "%s.class_path", base);
+    const char *c = stfpm_weights_meta(w, k);
+    if (c && ends_with(c, class_suffix)) {
+        snprintf(key, cap, "%s.init_args", base);
+        return 1;
+    }
+    for (int i = 0; i < 64; i++) {
+        snprintf(k, sizeof k, "%s.init_args.transforms.%d.class_path", base, i);
+        c = stfpm_weights_meta(w, k);
+        if (c && ends_with(c, class_suffix)) {
+            snprintf(key, cap, "%s.init_args.transforms.%d.init_args", base, i);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const char *meta_at(const stfpm_weights *w, const char *key_prefix, const char *leaf) {
+    char k[320];
+    snprintf(k, sizeof k, "%s.%s", key_prefix, leaf);
+    return stfpm_weights_meta(w, k);
+}
+
+/* Image size, layers (as "1,2,3") and backbone check of an anomalib checkpoint. */
+static stfpm_status anomalib_config(const stfpm_weights *w, const char *path, const char *prefix, int *size,
+                                    char *layers, size_t layers_len) {
+    char what[200];
+    const char *bb = stfpm_weights_meta(w, "ckpt.hyper_parameters.backbone");
+    if (bb && strcmp(bb, "resnet18") != 0 && strncmp(bb, "resnet18.", 9) != 0)
+        return stfpm_set_error(STFPM_ERR_FORMAT, "%s: an anomalib STFPM checkpoint with backbone %s "
+                               "(hyper_parameters.backbone): only resnet18 is supported", path, bb);
+    const char *shapes = backbone_from_shapes(w, prefix, what, sizeof what);
+    if (shapes)
+        return stfpm_set_error(STFPM_ERR_FORMAT, "%s: an anomalib STFPM checkpoint whose backbone is %s: "
+                               "only resnet18 is supported", path, shapes);
+    /* layers */
+    const char *hl = stfpm_weights_meta(w, "ckpt.hyper_parameters.layers");
+    if (!hl) {
+        snprintf(layers, layers_len, "1,2,3");
+    } else {
+        size_t k = 0;
+        const char *p = hl;
+        layers[0] = 0;
+        while (*p) {
+            const char *end = strchr(p, ',');
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            if (n != 6 || strncmp(p, "layer", 5) != 0 || p[5] < '1' || p[5] > '4' || k + 3 > layers_len)
+                return stfpm_set_error(STFPM_ERR_FORMAT, "%s: hyper_parameters.layers is \"%s\": expected ResNet "
+                                       "layer names layer1 .. layer4", path, hl);
+            k += (size_t)snprintf(layers + k, layers_len - k, k ? ",%c" : "%c", p[5]);
+            p += n;
+            if (*p == ',') p++;
+        }
+        if (!k) return stfpm_set_error(STFPM_ERR_FORMAT, "%s: hyper_parameters.layers is empty", path);
+    }
+    /* image size */
+    const char *st = stfpm_weights_meta(w, "ckpt.hyper_parameters.image_size");
+    const char *from = "hyper_parameters.image_size";
+    char tk[256];
+    if (!st) {
+        st = stfpm_weights_meta(w, "ckpt.hyper_parameters.input_size");
+        from = "hyper_parameters.input_size";
+    }
+    if (!st && find_transform(w, "Resize", tk, sizeof tk)) {
+        st = meta_at(w, tk, "size");
+        from = "the pre-processor's Resize size";
+    }
+    *size = 256;
+    if (st) {
+        double v[2];
+        int n = parse_list(st, v, 2);
+        if (n < 1 || (n == 2 && v[0] != v[1]) || v[0] != floor(v[0]) || v[0] < 32 || v[0] > 8192)
+            return stfpm_set_error(STFPM_ERR_FORMAT, "%s: image size \"%s\" (%s): stfpm-cl needs one square size, a "
+                                   "multiple of 32", path, st, from);
+        *size = (int)v[0];
+    }
+    /* normalisation */
+    if (find_transform(w, "Normalize", tk, sizeof tk)) {
+        const char *keys[2] = {"mean", "std"};
+        const float *want[2] = {stfpm_imagenet_mean, stfpm_imagenet_std};
+        for (int i = 0; i < 2; i++) {
+            const char *t = meta_at(w, tk, keys[i]);
+            double v[3];
+            if (!t) continue;
+            int ok = parse_list(t, v, 3) == 3;
+            for (int c = 0; c < 3 && ok; c++) ok = fabs(v[c] - want[i][c]) <= 1e-3;
+            if (!ok)
+                return stfpm_set_error(STFPM_ERR_FORMAT, "%s: the pre-processor normalises with %s %s; stfpm-cl "
+                                       "uses the ImageNet statistics (mean 0.485,0.456,0.406, std "
+                                       "0.229,0.224,0.225)", path, keys[i], t);
+        }
+    }
+    return STFPM_OK;
+}
+
+/* anomalib's threshold scaled to stfpm-cl's maps (see above), NAN when there is none. */
+static float anomalib_threshold(const stfpm_weights *w, int n_layers) {
+    const stfpm_weight *t = stfpm_weights_find(w, "post_processor._image_threshold");
+    if (!t || stfpm_weight_numel(t) != 1 || !isfinite(t->data[0]) || !(t->data[0] > 0)) return NAN;
+    return ldexpf(t->data[0], n_layers);
+}
+
+static stfpm_status anomalib_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, const stfpm_weights *w,
+                                  int naming, stfpm_model_mode mode) {
+    const char *tp = anomalib_prefixes[naming][0], *sp = anomalib_prefixes[naming][1];
+    int size = 256, L[4], nl = 0;
+    char layers[16];
+    STFPM_TRY(anomalib_config(w, path, find_prefixed(w, tp, "conv1.weight") ? tp : sp, &size, layers, sizeof layers));
+    stfpm_status s = stfpm_parse_layers(layers, L, &nl);
+    if (s == STFPM_OK) {
+        /* the student's layout is checked too (the teacher's came first above) */
+        char what[200];
+        const char *other = backbone_from_shapes(w, sp, what, sizeof what);
+        if (other)
+            s = stfpm_set_error(STFPM_ERR_FORMAT, "%s: an anomalib STFPM checkpoint whose student backbone is %s: "
+                                "only resnet18 is supported", path, other);
+    }
+    if (s == STFPM_OK) s = stfpm_model_init(ctx, m, size, L, nl, mode);
+    if (s != STFPM_OK) return stfpm_wrap_error(s, "%s (anomalib checkpoint)", path);
+    s = stfpm_resnet_load(ctx, m->teacher, w, path, tp);
+    if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->student, w, path, sp);
+    if (s == STFPM_OK) m->threshold = anomalib_threshold(w, nl);
+    return s;
+}
+
 stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_model_mode mode,
                               stfpm_weights *w_out) {
     stfpm_weights w = {0};
@@ -164,9 +402,22 @@ stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, 
     const char *size = stfpm_weights_meta(&w, "size");
     const char *layers = stfpm_weights_meta(&w, "layers");
     int L[4], nl = 0;
-    if (!fmt || strcmp(fmt, "stfpm-cl-1") != 0 || !size || !layers)
+    int naming = fmt ? -1 : anomalib_naming(&w);
+    if (naming >= 0) {
+        memset(m, 0, sizeof *m);
+        s = anomalib_load(ctx, m, path, &w, naming, mode);
+        if (s != STFPM_OK && m->teacher) stfpm_model_free(ctx, m);
+        if (s == STFPM_OK && w_out) *w_out = w;
+        else stfpm_weights_free(&w);
+        return s;
+    }
+    if (!fmt && stfpm_weights_meta(&w, "ckpt.pytorch-lightning_version"))
+        s = stfpm_set_error(STFPM_ERR_FORMAT, "%s is a Lightning checkpoint without anomalib STFPM weights "
+                            "(no model.teacher_model.feature_extractor.* / model.student_model.feature_extractor.* "
+                            "tensors): only anomalib's Stfpm with a resnet18 backbone can be loaded", path);
+    else if (!fmt || strcmp(fmt, "stfpm-cl-1") != 0 || !size || !layers)
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s is not an stfpm-cl model file (metadata format/size/layers "
-                            "missing); train one with `stfpm train`", path);
+                            "missing); train one with `stfpm train`, or pass an anomalib STFPM checkpoint", path);
     if (s == STFPM_OK) s = stfpm_parse_layers(layers, L, &nl);
     if (s == STFPM_OK) s = stfpm_model_init(ctx, m, atoi(size), L, nl, mode);
     if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path, "teacher.");

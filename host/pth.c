@@ -10,12 +10,24 @@
  *     magic number, protocol version 1001, sys_info (little_endian), the object, the sorted list
  *     of storage keys - then for each key an int64 element count and the raw storage bytes.
  *
- * The unpickler is a small stack machine for the opcodes a state_dict uses (protocol 2, plus
- * the protocol 4 framing opcodes). It builds plain values (None, bool, int, float, str, tuple,
- * list, dict, storage, tensor) and never calls or imports anything: GLOBAL resolves only a fixed
- * whitelist (collections.OrderedDict, torch._utils._rebuild_tensor[_v2], _rebuild_parameter,
- * torch.<Type>Storage); any other global is an error naming it. Object, stack and memo sizes are
- * bounded, and nothing recurses, so hostile input cannot exhaust memory or the C stack. */
+ * The unpickler is a small stack machine for the opcodes torch.save writes (protocol 2, plus
+ * the protocol 4 framing and set opcodes). It builds plain values (None, bool, int, float, str,
+ * tuple, list, dict, storage, tensor, opaque object) and never calls or imports anything.
+ * GLOBAL resolves a fixed whitelist to what a state_dict needs (collections.OrderedDict,
+ * torch._utils._rebuild_tensor[_v2], _rebuild_parameter, torch.<Type>Storage). Any other class
+ * or function - the hyper-parameters, callbacks, enums and configuration objects a Lightning
+ * checkpoint pickles beside its state_dict - becomes an opaque placeholder: REDUCE, NEWOBJ and
+ * BUILD on it give another opaque value (dict and list items set on it are kept, so a dict
+ * subclass can still be read), and none of it is ever run. Globals that only a hostile file
+ * would name (os.system, builtins.eval, subprocess, importlib, ...) are still refused with an
+ * error naming them. Object, stack and memo sizes are bounded, and the unpickler does not
+ * recurse (the metadata walk over a checkpoint's plain values recurses at most PK_META_DEPTH
+ * deep and visits a bounded number of values), so hostile input cannot exhaust memory or the
+ * C stack.
+ *
+ * A checkpoint (a dict holding the state_dict under "state_dict" or "model", as Lightning and
+ * many training scripts write) also gives its plain values (str, numbers, lists of them, nested
+ * dicts) as metadata "ckpt.<key>[.<sub>...]", e.g. ckpt.hyper_parameters.backbone. */
 #include "stfpm/weights.h"
 
 #include <stdarg.h>
@@ -49,6 +61,7 @@ enum {
     PK_G_REBUILD_TENSOR,
     PK_G_REBUILD_PARAMETER,
     PK_G_REBUILD_PARAMETER_STATE,
+    PK_G_OPAQUE,    /* any other class or function: a placeholder, never called */
     PK_G_STORAGE0   /* + index into pk_storage_types */
 };
 
@@ -65,11 +78,11 @@ static const struct pk_global {
 
 typedef enum {
     PK_NONE, PK_BOOL, PK_INT, PK_BIGINT, PK_FLOAT, PK_STR, PK_TUPLE, PK_LIST, PK_DICT,
-    PK_GLOBAL, PK_STORAGE, PK_TENSOR
+    PK_GLOBAL, PK_STORAGE, PK_TENSOR, PK_OBJECT
 } pk_kind;
 
 static const char *const pk_kind_names[] = {"None", "bool", "int", "int", "float", "str", "tuple",
-                                            "list", "dict", "global", "storage", "tensor"};
+                                            "list", "dict", "global", "storage", "tensor", "object"};
 
 enum { PK_BAD_NONE, PK_BAD_STRIDE, PK_BAD_BOUNDS };
 
@@ -79,9 +92,18 @@ struct pk_val {
     union {
         int64_t i;                                  /* BOOL, INT */
         double f;                                   /* FLOAT */
-        int g;                                      /* GLOBAL id */
+        struct {
+            int id;                                 /* PK_G_* */
+            const char *mod, *name;                 /* PK_G_OPAQUE: where it would come from */
+            size_t mod_n, name_n;
+        } g;                                        /* GLOBAL */
         struct { const char *p; size_t n; } s;      /* STR; BIGINT: little-endian bytes */
-        struct { pk_val **v; size_t n, cap; } seq;  /* TUPLE, LIST; DICT: key, value pairs */
+        struct {
+            pk_val **v;
+            size_t n, cap;
+            int listlike;                           /* OBJECT: items came from APPEND(S) / ADDITEMS */
+            const pk_val *cls;                      /* OBJECT: the GLOBAL it came from, or NULL */
+        } seq;  /* TUPLE, LIST; DICT: key, value pairs; OBJECT: items set on it (pairs unless listlike) */
         struct {
             int type;                               /* index into pk_storage_types */
             const char *key;
@@ -147,7 +169,7 @@ static void pk_release(pk *u) {
         next = b->next;
         for (size_t i = 0; i < b->used; i++) {
             pk_kind k = b->v[i].kind;
-            if (k == PK_TUPLE || k == PK_LIST || k == PK_DICT) free(b->v[i].u.seq.v);
+            if (k == PK_TUPLE || k == PK_LIST || k == PK_DICT || k == PK_OBJECT) free(b->v[i].u.seq.v);
         }
         free(b);
     }
@@ -296,24 +318,82 @@ static stfpm_status pk_memo_get(pk *u, uint64_t idx) {
     return pk_push(u, u->memo[idx]);
 }
 
+/* Globals refused even as placeholders: modules and functions that run code, start processes,
+ * touch files or the network, or reach the import machinery. Nothing is ever called, so this
+ * is not what keeps loading safe; it reports a file built to attack an unpickler instead of
+ * quietly loading its tensors. A module entry covers its submodules ("os" covers "os.path"). */
+static const char *const pk_refused_modules[] = {
+    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "ssl", "select", "signal",
+    "importlib", "imp", "pkgutil", "zipimport", "runpy", "code", "codeop", "pdb", "bdb", "timeit",
+    "trace", "profile", "cProfile", "pickle", "_pickle", "pickletools", "shelve", "marshal", "dill",
+    "cloudpickle", "joblib", "ctypes", "_ctypes", "cffi", "pty", "tty", "termios", "fcntl", "resource",
+    "io", "_io", "pathlib", "tempfile", "glob", "fileinput", "zipfile", "tarfile", "types", "inspect",
+    "operator", "_operator", "gc", "threading", "_thread", "multiprocessing", "concurrent", "asyncio",
+    "platform", "webbrowser", "urllib", "http", "ftplib", "smtplib", "telnetlib", "xmlrpc", "requests",
+    "torch.hub", "torch.jit", "torch._C", "torch.ops", "torch.package", "torch.serialization",
+    "torch.utils.cpp_extension", "torch.distributed", "torch.multiprocessing", "torch._dynamo",
+    "torch._inductor", "numpy.f2py", "numpy.distutils", "numpy.testing",
+};
+/* Functions refused by module and name. */
+static const struct { const char *module, *name; } pk_refused_names[] = {
+    {"torch", "load"}, {"torch", "save"}, {"torch", "compile"}, {"numpy", "load"}, {"numpy", "save"},
+    {"numpy", "fromfile"}, {"numpy", "loadtxt"}, {"numpy", "genfromtxt"},
+};
+/* builtins (Python 3) and __builtin__ (Python 2): only these harmless types and constants are
+ * placeholders (getattr appears in enum members pickled by name); eval, exec, compile, open,
+ * __import__, setattr and the rest are refused. */
+static const char *const pk_builtins_allowed[] = {
+    "set", "frozenset", "slice", "complex", "bytearray", "bytes", "range", "object", "tuple", "list",
+    "dict", "int", "float", "str", "bool", "getattr", "Ellipsis", "NotImplemented",
+};
+
+static int pk_span_eq(const char *p, size_t n, const char *s) {
+    return strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
+static int pk_global_refused(const char *mod, size_t mod_n, const char *name, size_t name_n) {
+    for (size_t k = 0; k < sizeof pk_refused_modules / sizeof pk_refused_modules[0]; k++) {
+        size_t n = strlen(pk_refused_modules[k]);
+        if (mod_n >= n && memcmp(mod, pk_refused_modules[k], n) == 0 && (mod_n == n || mod[n] == '.'))
+            return 1;
+    }
+    for (size_t k = 0; k < sizeof pk_refused_names / sizeof pk_refused_names[0]; k++)
+        if (pk_span_eq(mod, mod_n, pk_refused_names[k].module) && pk_span_eq(name, name_n, pk_refused_names[k].name))
+            return 1;
+    if (pk_span_eq(mod, mod_n, "builtins") || pk_span_eq(mod, mod_n, "__builtin__")) {
+        for (size_t k = 0; k < sizeof pk_builtins_allowed / sizeof pk_builtins_allowed[0]; k++)
+            if (pk_span_eq(name, name_n, pk_builtins_allowed[k])) return 0;
+        return 1;
+    }
+    return 0;
+}
+
 static stfpm_status pk_global(pk *u, const char *mod, size_t mod_n, const char *name, size_t name_n) {
     int id = -1;
     for (size_t k = 0; k < sizeof pk_globals / sizeof pk_globals[0]; k++)
-        if (strlen(pk_globals[k].module) == mod_n && memcmp(pk_globals[k].module, mod, mod_n) == 0 &&
-            strlen(pk_globals[k].name) == name_n && memcmp(pk_globals[k].name, name, name_n) == 0)
+        if (pk_span_eq(mod, mod_n, pk_globals[k].module) && pk_span_eq(name, name_n, pk_globals[k].name))
             id = pk_globals[k].id;
-    if (id < 0 && mod_n == 5 && memcmp(mod, "torch", 5) == 0)
+    if (id < 0 && pk_span_eq(mod, mod_n, "torch"))
         for (int k = 0; k < PK_N_STORAGE_TYPES; k++)
-            if (strlen(pk_storage_types[k].name) == name_n && memcmp(pk_storage_types[k].name, name, name_n) == 0)
-                id = PK_G_STORAGE0 + k;
+            if (pk_span_eq(name, name_n, pk_storage_types[k].name)) id = PK_G_STORAGE0 + k;
     if (id < 0) {
-        char a[PK_MAX_GLOBAL_LINE + 1], b[PK_MAX_GLOBAL_LINE + 1];
-        return pk_fail(u, "global '%s.%s' is not allowed (only a state_dict of tensors can be loaded; "
-                          "nothing in the file is executed)",
-                       pk_printable(a, sizeof a, mod, mod_n), pk_printable(b, sizeof b, name, name_n));
+        if (mod_n == 0 || name_n == 0 || pk_global_refused(mod, mod_n, name, name_n)) {
+            char a[PK_MAX_GLOBAL_LINE + 1], b[PK_MAX_GLOBAL_LINE + 1];
+            return pk_fail(u, "global '%s.%s' is not allowed (only the tensors of a state_dict are loaded, "
+                              "other objects are skipped unread, but this one can only come from a file "
+                              "made to run code when loaded in Python; nothing in the file is executed)",
+                           pk_printable(a, sizeof a, mod, mod_n), pk_printable(b, sizeof b, name, name_n));
+        }
+        id = PK_G_OPAQUE;
     }
     pk_val *v = pk_new(u, PK_GLOBAL);
-    if (v) v->u.g = id;
+    if (v) {
+        v->u.g.id = id;
+        v->u.g.mod = mod;
+        v->u.g.mod_n = mod_n;
+        v->u.g.name = name;
+        v->u.g.name_n = name_n;
+    }
     return pk_push(u, v);
 }
 
@@ -344,7 +424,7 @@ static stfpm_status pk_persistent(pk *u, pk_val *pid) {
         return pk_fail(u, "persistent id is not a 5- or 6-tuple");
     pk_val **a = pid->u.seq.v;
     if (!pk_str_eq(a[0], "storage")) return pk_fail(u, "persistent id is not a storage");
-    if (a[1]->kind != PK_GLOBAL || a[1]->u.g < PK_G_STORAGE0)
+    if (a[1]->kind != PK_GLOBAL || a[1]->u.g.id < PK_G_STORAGE0)
         return pk_fail(u, "persistent id: storage type is not a torch.<Type>Storage");
     if (a[2]->kind != PK_STR) return pk_fail(u, "persistent id: storage key is not a string");
     if (a[3]->kind != PK_STR) return pk_fail(u, "persistent id: location is not a string");
@@ -355,7 +435,7 @@ static stfpm_status pk_persistent(pk *u, pk_val *pid) {
         return pk_fail(u, "storage views (legacy view_metadata) are not supported");
     pk_val *v = pk_new(u, PK_STORAGE);
     if (!v) return pk_status_of_last();
-    v->u.st.type = a[1]->u.g - PK_G_STORAGE0;
+    v->u.st.type = a[1]->u.g.id - PK_G_STORAGE0;
     v->u.st.key = a[2]->u.s.p;
     v->u.st.key_n = a[2]->u.s.n;
     v->u.st.numel = numel;
@@ -428,10 +508,26 @@ static stfpm_status pk_rebuild_tensor(pk *u, pk_val *args, size_t min_args, size
     return pk_push(u, t);
 }
 
+/* An opaque placeholder (an instance or call result of a class or function outside the
+ * whitelist); it is never looked into except for dict / list items set on it. */
+static stfpm_status pk_push_object(pk *u, int listlike, const pk_val *from) {
+    pk_val *v = pk_new(u, PK_OBJECT);
+    if (v) {
+        v->u.seq.listlike = listlike;
+        v->u.seq.cls = from && from->kind == PK_GLOBAL ? from : from && from->kind == PK_OBJECT ? from->u.seq.cls : NULL;
+    }
+    return pk_push(u, v);
+}
+
+static int pk_is_opaque_callable(const pk_val *v) {
+    return (v->kind == PK_GLOBAL && v->u.g.id == PK_G_OPAQUE) || v->kind == PK_OBJECT;
+}
+
 static stfpm_status pk_reduce(pk *u, pk_val *fn, pk_val *args) {
-    if (fn->kind != PK_GLOBAL) return pk_fail(u, "REDUCE of a %s", pk_kind_names[fn->kind]);
     if (args->kind != PK_TUPLE) return pk_fail(u, "REDUCE arguments are not a tuple");
-    switch (fn->u.g) {
+    if (pk_is_opaque_callable(fn)) return pk_push_object(u, 0, fn);   /* not called */
+    if (fn->kind != PK_GLOBAL) return pk_fail(u, "REDUCE of a %s", pk_kind_names[fn->kind]);
+    switch (fn->u.g.id) {
     case PK_G_ORDERED_DICT:
         if (args->u.seq.n != 0) return pk_fail(u, "OrderedDict() with arguments is not supported");
         return pk_push(u, pk_new(u, PK_DICT));
@@ -439,13 +535,18 @@ static stfpm_status pk_reduce(pk *u, pk_val *fn, pk_val *args) {
     case PK_G_REBUILD_TENSOR: return pk_rebuild_tensor(u, args, 4, 4);
     case PK_G_REBUILD_PARAMETER:
     case PK_G_REBUILD_PARAMETER_STATE:
-        if (args->u.seq.n != (fn->u.g == PK_G_REBUILD_PARAMETER ? 3u : 4u) ||
+        if (args->u.seq.n != (fn->u.g.id == PK_G_REBUILD_PARAMETER ? 3u : 4u) ||
             args->u.seq.v[0]->kind != PK_TENSOR)
             return pk_fail(u, "_rebuild_parameter: unexpected arguments");
         return pk_push(u, args->u.seq.v[0]);
     default:
-        return pk_fail(u, "torch.%s is not callable here", pk_storage_types[fn->u.g - PK_G_STORAGE0].name);
+        return pk_fail(u, "torch.%s is not callable here", pk_storage_types[fn->u.g.id - PK_G_STORAGE0].name);
     }
+}
+
+/* APPEND(S) may go to a placeholder with no dict items yet (a list subclass). */
+static int pk_object_takes_items(const pk_val *x) {
+    return x->kind == PK_OBJECT && (x->u.seq.listlike || x->u.seq.n == 0);
 }
 
 /* Run the pickle starting at u->pos until STOP; *result receives the object. Memo and stack
@@ -585,9 +686,10 @@ static stfpm_status pk_load(pk *u, pk_val **result) {
             if (!(v = pk_top(u))) return STFPM_ERR_FORMAT;
             s = pk_push(u, v);
             break;
-        case 's': /* SETITEM */
+        case 's': /* SETITEM (on a dict, or an opaque dict subclass) */
             if (!(v = pk_pop(u)) || !(w = pk_pop(u)) || !(x = pk_top(u))) return STFPM_ERR_FORMAT;
-            if (x->kind != PK_DICT) return pk_fail(u, "SETITEM on a %s", pk_kind_names[x->kind]);
+            if (x->kind != PK_DICT && !(x->kind == PK_OBJECT && !x->u.seq.listlike))
+                return pk_fail(u, "SETITEM on a %s", pk_kind_names[x->kind]);
             s = pk_seq_append(u, x, w);
             if (s == STFPM_OK) s = pk_seq_append(u, x, v);
             break;
@@ -595,19 +697,33 @@ static stfpm_status pk_load(pk *u, pk_val **result) {
             STFPM_TRY(pk_pop_mark(u, &items, &n));
             if (n % 2) return pk_fail(u, "SETITEMS with an odd number of items");
             if (!(x = pk_top(u))) return STFPM_ERR_FORMAT;
-            if (x->kind != PK_DICT) return pk_fail(u, "SETITEMS on a %s", pk_kind_names[x->kind]);
+            if (x->kind != PK_DICT && !(x->kind == PK_OBJECT && !x->u.seq.listlike))
+                return pk_fail(u, "SETITEMS on a %s", pk_kind_names[x->kind]);
             for (size_t k = 0; k < n && s == STFPM_OK; k++) s = pk_seq_append(u, x, items[k]);
             break;
-        case 'a': /* APPEND */
+        case 'a': /* APPEND (on a list, or an opaque list subclass) */
             if (!(v = pk_pop(u)) || !(x = pk_top(u))) return STFPM_ERR_FORMAT;
-            if (x->kind != PK_LIST) return pk_fail(u, "APPEND on a %s", pk_kind_names[x->kind]);
+            if (x->kind != PK_LIST && !pk_object_takes_items(x))
+                return pk_fail(u, "APPEND on a %s", pk_kind_names[x->kind]);
+            if (x->kind == PK_OBJECT) x->u.seq.listlike = 1;
             s = pk_seq_append(u, x, v);
             break;
-        case 'e': /* APPENDS */
+        case 'e': case 0x90: /* APPENDS; ADDITEMS (protocol 4, to a set) */
             STFPM_TRY(pk_pop_mark(u, &items, &n));
             if (!(x = pk_top(u))) return STFPM_ERR_FORMAT;
-            if (x->kind != PK_LIST) return pk_fail(u, "APPENDS on a %s", pk_kind_names[x->kind]);
+            if (op == 'e' ? x->kind != PK_LIST && !pk_object_takes_items(x)
+                          : !(x->kind == PK_OBJECT && x->u.seq.listlike))
+                return pk_fail(u, "%s on a %s", op == 'e' ? "APPENDS" : "ADDITEMS", pk_kind_names[x->kind]);
+            if (x->kind == PK_OBJECT) x->u.seq.listlike = 1;
             for (size_t k = 0; k < n && s == STFPM_OK; k++) s = pk_seq_append(u, x, items[k]);
+            break;
+        case 0x8f: /* EMPTY_SET: a placeholder holding the items */
+            s = pk_push_object(u, 1, NULL);
+            break;
+        case 0x91: /* FROZENSET */
+            STFPM_TRY(pk_pop_mark(u, &items, &n));
+            if ((v = pk_make_seq(u, PK_OBJECT, items, n))) v->u.seq.listlike = 1;
+            s = pk_push(u, v);
             break;
         case 'c': /* GLOBAL "module\nname\n" */
             STFPM_TRY(pk_read_line(u, &s1, &n1));
@@ -623,15 +739,20 @@ static stfpm_status pk_load(pk *u, pk_val **result) {
             if (!(w = pk_pop(u)) || !(v = pk_pop(u))) return STFPM_ERR_FORMAT;
             s = pk_reduce(u, v, w);
             break;
-        case 0x81: /* NEWOBJ: cls.__new__(cls, *args), only OrderedDict */
+        case 0x81: case 0x92: /* NEWOBJ: cls.__new__(cls, *args); NEWOBJ_EX: (cls, args, kwargs) */
+            if (op == 0x92) {
+                if (!(x = pk_pop(u))) return STFPM_ERR_FORMAT;
+                if (x->kind != PK_DICT) return pk_fail(u, "NEWOBJ_EX keyword arguments are not a dict");
+            }
             if (!(w = pk_pop(u)) || !(v = pk_pop(u))) return STFPM_ERR_FORMAT;
-            if (v->kind != PK_GLOBAL || v->u.g != PK_G_ORDERED_DICT || w->kind != PK_TUPLE)
-                return pk_fail(u, "NEWOBJ of something other than OrderedDict");
-            s = pk_push(u, pk_new(u, PK_DICT));
+            if (w->kind != PK_TUPLE) return pk_fail(u, "NEWOBJ arguments are not a tuple");
+            if (v->kind == PK_GLOBAL && v->u.g.id == PK_G_ORDERED_DICT) s = pk_push(u, pk_new(u, PK_DICT));
+            else if (pk_is_opaque_callable(v)) s = pk_push_object(u, 0, v);   /* nothing is constructed */
+            else return pk_fail(u, "NEWOBJ of a %s that is neither OrderedDict nor a class", pk_kind_names[v->kind]);
             break;
-        case 'b': /* BUILD: state of an OrderedDict (its _metadata) is ignored */
+        case 'b': /* BUILD: the state of an OrderedDict (its _metadata) or of a placeholder is ignored */
             if (!(v = pk_pop(u)) || !(x = pk_top(u))) return STFPM_ERR_FORMAT;
-            if (x->kind != PK_DICT) return pk_fail(u, "BUILD on a %s", pk_kind_names[x->kind]);
+            if (x->kind != PK_DICT && x->kind != PK_OBJECT) return pk_fail(u, "BUILD on a %s", pk_kind_names[x->kind]);
             break;
         case 'Q': /* BINPERSID */
             if (!(v = pk_pop(u))) return STFPM_ERR_FORMAT;
@@ -670,6 +791,11 @@ static float pk_load_float(const unsigned char *p, int kind, int big) {
     }
 }
 
+/* A dict, or a placeholder that received only key, value pairs (a dict subclass). */
+static int pk_dictlike(const pk_val *d) {
+    return d && (d->kind == PK_DICT || (d->kind == PK_OBJECT && !d->u.seq.listlike && d->u.seq.n % 2 == 0));
+}
+
 static const pk_val *pk_dict_get(const pk_val *d, const char *key) {
     for (size_t k = 0; k + 1 < d->u.seq.n; k += 2)
         if (pk_str_eq(d->u.seq.v[k], key)) return d->u.seq.v[k + 1];
@@ -678,13 +804,21 @@ static const pk_val *pk_dict_get(const pk_val *d, const char *key) {
 
 /* The state_dict inside the loaded object: the object itself or its "state_dict" / "model". */
 static stfpm_status pk_find_state_dict(pk *u, const pk_val *root, const pk_val **out) {
-    if (!root || root->kind != PK_DICT)
+    if (root && root->kind == PK_OBJECT && root->u.seq.cls && (root->u.seq.listlike || root->u.seq.n == 0)) {
+        char a[PK_MAX_GLOBAL_LINE + 1], b[PK_MAX_GLOBAL_LINE + 1];
+        const pk_val *c = root->u.seq.cls;
+        return stfpm_set_error(STFPM_ERR_FORMAT, "%s: the file holds a pickled Python object (%s.%s), not a "
+                               "state_dict: save model.state_dict() instead", u->label,
+                               pk_printable(a, sizeof a, c->u.g.mod, c->u.g.mod_n),
+                               pk_printable(b, sizeof b, c->u.g.name, c->u.g.name_n));
+    }
+    if (!pk_dictlike(root))
         return stfpm_set_error(STFPM_ERR_FORMAT, "%s: the file holds a %s, not a state_dict", u->label,
                                root ? pk_kind_names[root->kind] : "nothing");
     static const char *const nested[] = {"state_dict", "model"};
     for (int k = 0; k < 2; k++) {
         const pk_val *v = pk_dict_get(root, nested[k]);
-        if (v && v->kind == PK_DICT) {
+        if (v && pk_dictlike(v)) {
             *out = v;
             return STFPM_OK;
         }
@@ -693,10 +827,139 @@ static stfpm_status pk_find_state_dict(pk *u, const pk_val *root, const pk_val *
     return STFPM_OK;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* checkpoint metadata: the plain values beside a nested state_dict */
+
+#define PK_META_MAX 512          /* metadata pairs taken from one file */
+#define PK_META_VISITS 4096      /* values looked at under one top-level key */
+#define PK_META_VISITS_ALL 65536 /* values looked at in all */
+#define PK_META_DEPTH 10
+#define PK_META_KEY 200
+#define PK_META_VALUE 1024
+
+typedef struct pk_meta_walk {
+    pk *u;
+    stfpm_weights *out;
+    int visits, visits_all, added;
+} pk_meta_walk;
+
+static int pk_meta_spent(const pk_meta_walk *m) {
+    return m->visits > PK_META_VISITS || m->visits_all > PK_META_VISITS_ALL || m->added >= PK_META_MAX;
+}
+
+/* Text of a scalar (str of printable ASCII, int, bool, float) into buf; 0 when v is not one. */
+static int pk_scalar_text(const pk_val *v, char *buf, size_t cap) {
+    switch (v->kind) {
+    case PK_STR:
+        if (v->u.s.n >= cap) return 0;
+        for (size_t k = 0; k < v->u.s.n; k++)
+            if (v->u.s.p[k] < 0x20 || v->u.s.p[k] >= 0x7f) return 0;
+        memcpy(buf, v->u.s.p, v->u.s.n);
+        buf[v->u.s.n] = 0;
+        return 1;
+    case PK_INT: snprintf(buf, cap, "%lld", (long long)v->u.i); return 1;
+    case PK_BOOL: snprintf(buf, cap, "%s", v->u.i ? "true" : "false"); return 1;
+    case PK_FLOAT: /* the shortest of %.15g / %.17g that reads back the same double */
+        snprintf(buf, cap, "%.15g", v->u.f);
+        if (strtod(buf, NULL) != v->u.f) snprintf(buf, cap, "%.17g", v->u.f);
+        return 1;
+    default: return 0;
+    }
+}
+
+/* Record v under key (its length klen, in a buffer of PK_META_KEY + 1 bytes): a scalar as its
+ * text, a list or tuple of scalars as their comma-joined texts; walks into dicts ("key.sub")
+ * and other lists ("key.N"). Bounded in depth and in the values visited; nothing else (tensors,
+ * placeholders, None) is recorded. */
+static stfpm_status pk_meta_put(pk_meta_walk *m, char *key, size_t klen, const pk_val *v, int depth) {
+    char text[PK_META_VALUE + 1];
+    m->visits++;
+    m->visits_all++;
+    if (pk_meta_spent(m) || depth > PK_META_DEPTH) return STFPM_OK;
+    if (pk_scalar_text(v, text, sizeof text)) {
+        m->added++;
+        return stfpm_weights_set_meta(m->out, key, text);
+    }
+    if (v->kind == PK_LIST || v->kind == PK_TUPLE) {
+        size_t n = 0;
+        int scalars = v->u.seq.n > 0;
+        for (size_t k = 0; k < v->u.seq.n && scalars; k++) {
+            char one[PK_META_VALUE + 1];
+            if (!pk_scalar_text(v->u.seq.v[k], one, sizeof one) || strchr(one, ',') ||
+                n + strlen(one) + 1 > sizeof text) {
+                scalars = 0;
+                break;
+            }
+            n += (size_t)snprintf(text + n, sizeof text - n, k ? ",%s" : "%s", one);
+        }
+        if (scalars) {
+            m->added++;
+            return stfpm_weights_set_meta(m->out, key, text);
+        }
+        for (size_t k = 0; k < v->u.seq.n && !pk_meta_spent(m); k++) {
+            int w = snprintf(key + klen, PK_META_KEY + 1 - klen, ".%zu", k);
+            if (w < 0 || klen + (size_t)w > PK_META_KEY) break;
+            STFPM_TRY(pk_meta_put(m, key, klen + (size_t)w, v->u.seq.v[k], depth + 1));
+        }
+        key[klen] = 0;
+        return STFPM_OK;
+    }
+    if (pk_dictlike(v)) {
+        for (size_t k = 0; k + 1 < v->u.seq.n && !pk_meta_spent(m); k += 2) {
+            char name[PK_META_KEY + 1];
+            const pk_val *kv = v->u.seq.v[k];
+            if ((kv->kind != PK_STR && kv->kind != PK_INT) || !pk_scalar_text(kv, name, sizeof name) ||
+                strchr(name, '.') || klen + 1 + strlen(name) > PK_META_KEY)
+                continue;
+            key[klen] = '.';
+            memcpy(key + klen + 1, name, strlen(name) + 1);
+            STFPM_TRY(pk_meta_put(m, key, klen + 1 + strlen(name), v->u.seq.v[k + 1], depth + 1));
+        }
+        key[klen] = 0;
+    }
+    return STFPM_OK;
+}
+
+/* A checkpoint (the state_dict nested in a dict, as Lightning writes): every plain value beside
+ * it becomes metadata "ckpt.<key>[.<sub>...]", e.g. ckpt.hyper_parameters.backbone = resnet18,
+ * ckpt.hyper_parameters.layers = layer1,layer2,layer3, ckpt.pytorch-lightning_version. The
+ * training state (optimizer_states, lr_schedulers, loops, callbacks) is left out. */
+static stfpm_status pk_checkpoint_meta(pk *u, const pk_val *root, const pk_val *sd, stfpm_weights *out) {
+    static const char *const skipped[] = {"state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks"};
+    if (sd == root || !pk_dictlike(root)) return STFPM_OK;
+    pk_meta_walk m = {u, out, 0, 0, 0};
+    for (size_t k = 0; k + 1 < root->u.seq.n && m.visits_all <= PK_META_VISITS_ALL && m.added < PK_META_MAX; k += 2) {
+        const pk_val *kv = root->u.seq.v[k], *v = root->u.seq.v[k + 1];
+        char key[PK_META_KEY + 1] = "ckpt.", name[PK_META_KEY + 1];
+        int skip = v == sd || kv->kind != PK_STR || !pk_scalar_text(kv, name, sizeof name) ||
+                   strchr(name, '.') || 5 + strlen(name) > PK_META_KEY;
+        for (size_t j = 0; j < sizeof skipped / sizeof skipped[0] && !skip; j++) skip = strcmp(name, skipped[j]) == 0;
+        if (skip) continue;
+        strcat(key, name);
+        m.visits = 0;
+        stfpm_status s = pk_meta_put(&m, key, strlen(key), v, 0);
+        if (s != STFPM_OK) return stfpm_wrap_error(s, "%s", u->label);
+    }
+    return STFPM_OK;
+}
+
 static stfpm_status pk_to_weights(pk *u, const pk_val *sd, int big_endian, stfpm_weights *out) {
     char name[STFPM_WEIGHT_NAME_MAX], shown[80];
     for (size_t k = 0; k + 1 < sd->u.seq.n; k += 2) {
         const pk_val *key = sd->u.seq.v[k], *t = sd->u.seq.v[k + 1];
+        if (t->kind == PK_OBJECT && t->u.seq.cls && t->u.seq.cls->u.g.mod_n >= 5 &&
+            memcmp(t->u.seq.cls->u.g.mod, "torch", 5) == 0 &&
+            (t->u.seq.cls->u.g.mod_n == 5 || t->u.seq.cls->u.g.mod[5] == '.')) {
+            /* a tensor rebuilt by a torch function outside the whitelist (quantized, sparse,
+             * a tensor subclass, ...): an error, not a silently missing tensor */
+            char a[PK_MAX_GLOBAL_LINE + 1], b[PK_MAX_GLOBAL_LINE + 1];
+            const pk_val *c = t->u.seq.cls;
+            return stfpm_set_error(STFPM_ERR_FORMAT, "%s: state_dict entry '%s' is built by %s.%s, which is not "
+                                   "supported (only dense float tensors are loaded)", u->label,
+                                   key->kind == PK_STR ? pk_printable(shown, sizeof shown, key->u.s.p, key->u.s.n) : "?",
+                                   pk_printable(a, sizeof a, c->u.g.mod, c->u.g.mod_n),
+                                   pk_printable(b, sizeof b, c->u.g.name, c->u.g.name_n));
+        }
         if (t->kind != PK_TENSOR) continue;               /* epoch, config, ... */
         if (key->kind != PK_STR)
             return stfpm_set_error(STFPM_ERR_FORMAT, "%s: a tensor is stored under a %s key", u->label,
@@ -937,6 +1200,7 @@ static stfpm_status pth_read_zip(const unsigned char *b, size_t len, const char 
     const pk_val *sd;
     s = pk_find_state_dict(&u, root, &sd);
     if (s == STFPM_OK) s = pk_to_weights(&u, sd, big, out);
+    if (s == STFPM_OK) s = pk_checkpoint_meta(&u, root, sd, out);
 done:
     pk_release(&u);
     free(ents);
@@ -1029,6 +1293,7 @@ static stfpm_status pth_read_legacy(const unsigned char *b, size_t len, const ch
     const pk_val *sd;
     if (s == STFPM_OK) s = pk_find_state_dict(&u, root, &sd);
     if (s == STFPM_OK) s = pk_to_weights(&u, sd, big, out);
+    if (s == STFPM_OK) s = pk_checkpoint_meta(&u, root, sd, out);
     pk_release(&u);
     return s;
 }

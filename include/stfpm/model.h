@@ -73,8 +73,11 @@ stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, 
                               const char *const *meta_keys, const char *const *meta_values, int n_meta);
 /* Resolve a model path: a run directory (uses DIR/best.safetensors) or a file. */
 stfpm_status stfpm_model_resolve_path(const char *path_or_dir, char *out, size_t out_len);
-/* Load a saved model for inference (size, layers and threshold from its metadata). The weight
- * dictionary is returned in *w_out when not NULL (for metadata / momentum), else freed. */
+/* Load a saved model for inference (size, layers and threshold from its metadata): a model file
+ * written by stfpm train, or an anomalib STFPM checkpoint (.ckpt, ResNet-18; teacher and
+ * student from its state_dict, threshold from its post-processor; README "Models from
+ * anomalib"). The weight dictionary is returned in *w_out when not NULL (for metadata /
+ * momentum), else freed. */
 stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_model_mode mode,
                               stfpm_weights *w_out);
 

@@ -6,7 +6,10 @@
  *     dtypes are validated and skipped), strictly validated;
  *   - PyTorch torch.save files holding a state_dict: the zip format (torch >= 1.6) and the
  *     legacy pickle stream (_use_new_zipfile_serialization=False), read with a small safe
- *     unpickler that never executes anything and accepts only the globals a state_dict needs.
+ *     unpickler that never executes anything: tensors and plain values are read, objects of
+ *     other classes (Lightning's hyper-parameters, callbacks, enums) become opaque
+ *     placeholders, and globals only a hostile file would name (os, subprocess, eval, ...) are
+ *     refused.
  * and written as safetensors (F32 + metadata) atomically.
  *
  * A zero-initialised stfpm_weights (`stfpm_weights w = {0};`) is an empty dictionary. Readers

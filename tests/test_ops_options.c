@@ -13,14 +13,55 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The environments below are built by the test: folders it makes under a fresh temporary
+ * directory (TMPDIR, else the system's), so nothing depends on the machine's own HOME. */
+static char g_root[1024];
+static const char *const k_dirs[] = {"home", "xdg", "cache", "cl"};
+
+static void make_root(void) {
+    const char *t = getenv("TMPDIR");
+    snprintf(g_root, sizeof g_root, "%s/stfpm-options-XXXXXX", t && *t ? t : P_tmpdir);
+    ck_assert_msg(mkdtemp(g_root) != NULL, "mkdtemp %s", g_root);
+    for (size_t i = 0; i < sizeof k_dirs / sizeof k_dirs[0]; i++) {
+        char d[1100];
+        snprintf(d, sizeof d, "%s/%s", g_root, k_dirs[i]);
+        ck_assert_int_eq(mkdir(d, 0755), 0);
+    }
+}
+
+static void remove_root(void) {
+    for (size_t i = 0; i < sizeof k_dirs / sizeof k_dirs[0]; i++) {
+        char d[1100];
+        snprintf(d, sizeof d, "%s/%s", g_root, k_dirs[i]);
+        rmdir(d);
+    }
+    rmdir(g_root);
+}
+
+/* "NAME=<root>/<sub>" into buf; returns buf. */
+static const char *var(char *buf, size_t n, const char *name, const char *sub) {
+    snprintf(buf, n, "%s=%s/%s", name, g_root, sub);
+    return buf;
+}
+
+/* "<root>/<sub><tail>" */
+static const char *under(char *buf, size_t n, const char *sub, const char *tail) {
+    snprintf(buf, n, "%s/%s%s", g_root, sub, tail);
+    return buf;
+}
 
 START_TEST(test_defaults) {
-    const char *env[] = {"HOME=/home/u", NULL};
+    make_root();
+    char home[1200], xdg_v[1200], want[1200];
+    const char *env[] = {var(home, sizeof home, "HOME", "home"), NULL};
     stfpm_ctx_options o = {0};
     TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&o, env));
     ck_assert_str_eq(o.device, "");
     ck_assert_int_eq(o.profile, STFPM_SWITCH_OFF);
-    ck_assert_str_eq(o.cache_dir, "/home/u/.cache/stfpm");
+    ck_assert_str_eq(o.cache_dir, under(want, sizeof want, "home", "/.cache/stfpm"));
     ck_assert_str_eq(o.cl_dir, "");
     ck_assert_str_eq(o.clblast_params, "");
     ck_assert_int_eq(o.conv_algo, STFPM_CONV_ALGO_AUTO);
@@ -31,19 +72,23 @@ START_TEST(test_defaults) {
     ck_assert_int_eq(o.wino_min_tiles, STFPM_WINO_MIN_TILES_DEFAULT);
     ck_assert_uint_eq(o.device_mem_limit, 0);
 
-    const char *xdg[] = {"HOME=/home/u", "XDG_CACHE_HOME=/x", NULL};
+    const char *xdg[] = {home, var(xdg_v, sizeof xdg_v, "XDG_CACHE_HOME", "xdg"), NULL};
     stfpm_ctx_options p = {0};
     TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&p, xdg));
-    ck_assert_str_eq(p.cache_dir, "/x/stfpm");
-    const char *off[] = {"HOME=/home/u", "STFPM_CACHE_DIR=", NULL};   /* set and empty: no cache */
+    ck_assert_str_eq(p.cache_dir, under(want, sizeof want, "xdg", "/stfpm"));
+    const char *off[] = {home, "STFPM_CACHE_DIR=", NULL};   /* set and empty: no cache */
     stfpm_ctx_options q = {0};
     TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&q, off));
     ck_assert_str_eq(q.cache_dir, "");
+    remove_root();
 }
 END_TEST
 
 START_TEST(test_environment_then_caller) {
-    const char *env[] = {"STFPM_DEVICE=pthread", "STFPM_PROFILE=1", "STFPM_CACHE_DIR=/c", "STFPM_CL_DIR=/k",
+    make_root();
+    char cache_v[1200], cl_v[1200], want[1200];
+    const char *env[] = {"STFPM_DEVICE=pthread", "STFPM_PROFILE=1", var(cache_v, sizeof cache_v, "STFPM_CACHE_DIR", "cache"),
+                         var(cl_v, sizeof cl_v, "STFPM_CL_DIR", "cl"),
                          "STFPM_CLBLAST_PARAMS=default", "STFPM_DEVICE_MEM_LIMIT=123456",
                          "STFPM_CONV_ALGO=winograd2", "STFPM_NO_FOLD=1", "STFPM_FUSED_MAP=0",
                          "STFPM_CONV_CHUNK_BYTES=4096", "STFPM_WINO_CHUNK_BYTES=8192",
@@ -53,8 +98,8 @@ START_TEST(test_environment_then_caller) {
     TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&o, env));
     ck_assert_str_eq(o.device, "pthread");
     ck_assert_int_eq(o.profile, STFPM_SWITCH_ON);
-    ck_assert_str_eq(o.cache_dir, "/c");
-    ck_assert_str_eq(o.cl_dir, "/k");
+    ck_assert_str_eq(o.cache_dir, under(want, sizeof want, "cache", ""));
+    ck_assert_str_eq(o.cl_dir, under(want, sizeof want, "cl", ""));
     ck_assert_str_eq(o.clblast_params, "default");
     ck_assert_uint_eq(o.device_mem_limit, 123456);
     ck_assert_int_eq(o.conv_algo, STFPM_CONV_ALGO_WINOGRAD2);
@@ -79,7 +124,7 @@ START_TEST(test_environment_then_caller) {
     ck_assert_int_eq(c.fused_map, STFPM_SWITCH_ON);
     ck_assert_uint_eq(c.conv_chunk_bytes, 1);
     ck_assert_int_eq(c.wino_min_tiles, 100);
-    ck_assert_str_eq(c.cl_dir, "/k");   /* not set by the caller: the environment's */
+    ck_assert_str_eq(c.cl_dir, under(want, sizeof want, "cl", ""));   /* not set by the caller: the environment's */
 
     /* switches off in the environment only when set to something other than 0 */
     const char *zero[] = {"STFPM_NO_FOLD=0", "STFPM_PROFILE=0", "STFPM_FUSED_MAP=1", NULL};
@@ -88,6 +133,7 @@ START_TEST(test_environment_then_caller) {
     ck_assert_int_eq(z.fold_bn, STFPM_SWITCH_ON);
     ck_assert_int_eq(z.profile, STFPM_SWITCH_OFF);
     ck_assert_int_eq(z.fused_map, STFPM_SWITCH_ON);
+    remove_root();
 }
 END_TEST
 

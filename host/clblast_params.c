@@ -286,17 +286,6 @@ stfpm_status stfpm_clblast_cache_path(const stfpm_device_info *dev, const char *
     return STFPM_OK;
 }
 
-/* Case-insensitive substring test. */
-int stfpm_name_contains(const char *hay, const char *needle) {
-    size_t nl = strlen(needle);
-    for (const char *h = hay; *h; h++) {
-        size_t k = 0;
-        while (k < nl && h[k] && tolower((unsigned char)h[k]) == tolower((unsigned char)needle[k])) k++;
-        if (k == nl) return 1;
-    }
-    return nl == 0;
-}
-
 static char *trim(char *s) {
     while (*s == ' ' || *s == '\t') s++;
     size_t n = strlen(s);

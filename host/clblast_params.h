@@ -13,7 +13,4 @@ stfpm_status stfpm_clblast_apply_tuning(stfpm_ctx *ctx);
 stfpm_status stfpm_clblast_override(stfpm_ctx *ctx, const char *kernel, size_t count,
                                     const char **names, const size_t *values);
 
-/* 1 when needle is a case-insensitive substring of hay. */
-int stfpm_name_contains(const char *hay, const char *needle);
-
 #endif

@@ -1,5 +1,6 @@
 #include "fsutil.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -248,4 +249,15 @@ void stfpm_json_escape(const char *in, char *out, size_t out_len) {
         else out[k++] = (char)*p;
     }
     out[k] = 0;
+}
+
+/* Case-insensitive substring test. */
+int stfpm_name_contains(const char *hay, const char *needle) {
+    size_t nl = strlen(needle);
+    for (const char *h = hay; *h; h++) {
+        size_t k = 0;
+        while (k < nl && h[k] && tolower((unsigned char)h[k]) == tolower((unsigned char)needle[k])) k++;
+        if (k == nl) return 1;
+    }
+    return nl == 0;
 }

@@ -65,6 +65,9 @@ void stfpm_strbuf_free(stfpm_strbuf *b);
 #define STFPM_FNV1A64_INIT 1469598103934665603ULL
 uint64_t stfpm_fnv1a64(uint64_t h, const void *data, size_t n);
 
+/* 1 when needle is a case-insensitive substring of hay (device selectors). */
+int stfpm_name_contains(const char *hay, const char *needle);
+
 /* JSON string escaping into out (always NUL-terminated). */
 void stfpm_json_escape(const char *in, char *out, size_t out_len);
 #endif

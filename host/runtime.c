@@ -132,15 +132,6 @@ int stfpm_device_is_simulator(const stfpm_device_info *d) {
     return strstr(d->platform_name, "Oclgrind") != NULL || strstr(d->device_name, "Oclgrind") != NULL;
 }
 
-static int ci_contains(const char *hay, const char *needle) {
-    size_t nl = strlen(needle);
-    for (const char *h = hay; *h; h++) {
-        size_t k = 0;
-        while (k < nl && h[k] && tolower((unsigned char)h[k]) == tolower((unsigned char)needle[k])) k++;
-        if (k == nl) return 1;
-    }
-    return nl == 0;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* context */
@@ -167,7 +158,7 @@ stfpm_status stfpm_runtime_create(stfpm_ctx **out, const stfpm_ctx_options *opt)
             for (int i = 0; i < n && pick < 0; i++) {
                 char both[300];
                 snprintf(both, sizeof both, "%s %s", recs[i].info.platform_name, recs[i].info.device_name);
-                if (ci_contains(both, sel)) pick = i;
+                if (stfpm_name_contains(both, sel)) pick = i;
             }
             if (pick < 0)
                 return stfpm_set_error(STFPM_ERR_NO_DEVICE,

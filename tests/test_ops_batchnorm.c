@@ -68,12 +68,6 @@ static void free_data(bn_data *d) {
     free(d->x); free(d->wt); free(d->b); free(d->rm); free(d->rv);
 }
 
-static void close_t(const char *what, const stfpm_tensor *t, const float *want, double atol, double rtol) {
-    float *got = tu_read(t);
-    tu_assert_close(what, got, want, stfpm_tensor_numel(t), atol, rtol);
-    free(got);
-}
-
 /* Two training steps (different batches): y, saved statistics and running statistics. */
 START_TEST(test_forward_train) {
     stfpm_ctx *ctx = tu_ctx();
@@ -119,15 +113,15 @@ START_TEST(test_forward_train) {
                                         ry, rsm, rsi);
             char what[96];
             snprintf(what, sizeof what, "case %d step %d y", ci, step);
-            close_t(what, &y, ry, 1e-4, 1e-4);
+            tu_assert_tensor_close(what, &y, ry, 1e-4, 1e-4);
             snprintf(what, sizeof what, "case %d step %d save_mean", ci, step);
-            close_t(what, &sm, rsm, 1e-5, 1e-6);
+            tu_assert_tensor_close(what, &sm, rsm, 1e-5, 1e-6);
             snprintf(what, sizeof what, "case %d step %d save_invstd", ci, step);
-            close_t(what, &si, rsi, 1e-5, 2e-5);
+            tu_assert_tensor_close(what, &si, rsi, 1e-5, 2e-5);
             snprintf(what, sizeof what, "case %d step %d running_mean", ci, step);
-            close_t(what, &rm, d.rm, 1e-5, 1e-6);
+            tu_assert_tensor_close(what, &rm, d.rm, 1e-5, 1e-6);
             snprintf(what, sizeof what, "case %d step %d running_var", ci, step);
-            close_t(what, &rv, d.rv, 1e-5, 2e-5);
+            tu_assert_tensor_close(what, &rv, d.rv, 1e-5, 2e-5);
         }
         stfpm_tensor *all[] = {&x, &y, &w, &b, &rm, &rv, &sm, &si};
         for (int i = 0; i < 8; i++) stfpm_tensor_free(ctx, all[i]);
@@ -150,8 +144,8 @@ START_TEST(test_forward_train_inplace_no_running) {
         float *ry = malloc(d.cnt * sizeof(float)), *rsm = malloc(d.c * sizeof(float));
         ref_batchnorm_forward_train(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, NULL, NULL, MOMENTUM, EPS, ry,
                                     rsm, NULL);
-        close_t("in-place y", &x, ry, 1e-4, 1e-4);
-        close_t("save_mean", &sm, rsm, 1e-5, 1e-6);
+        tu_assert_tensor_close("in-place y", &x, ry, 1e-4, 1e-4);
+        tu_assert_tensor_close("save_mean", &sm, rsm, 1e-5, 1e-6);
         stfpm_tensor *all[] = {&x, &w, &b, &sm, &si};
         for (int i = 0; i < 5; i++) stfpm_tensor_free(ctx, all[i]);
         free(ry); free(rsm);
@@ -170,11 +164,11 @@ START_TEST(test_forward_eval) {
         float *ry = malloc(d.cnt * sizeof(float));
         ref_batchnorm_forward_eval(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, d.rm, d.rv, EPS, ry);
         TU_CHECK_STATUS(stfpm_batchnorm_forward_eval(ctx, &x, &w, &b, &rm, &rv, EPS, &y));
-        close_t("eval y", &y, ry, 1e-4, 1e-4);
+        tu_assert_tensor_close("eval y", &y, ry, 1e-4, 1e-4);
         TU_CHECK_STATUS(stfpm_batchnorm_forward_eval(ctx, &x, &w, &b, &rm, &rv, EPS, &x));
-        close_t("eval in-place y", &x, ry, 1e-4, 1e-4);
+        tu_assert_tensor_close("eval in-place y", &x, ry, 1e-4, 1e-4);
         /* running statistics untouched */
-        close_t("eval running_mean", &rm, d.rm, 1e-30, 0);
+        tu_assert_tensor_close("eval running_mean", &rm, d.rm, 1e-30, 0);
         stfpm_tensor *all[] = {&x, &y, &w, &b, &rm, &rv};
         for (int i = 0; i < 6; i++) stfpm_tensor_free(ctx, all[i]);
         free(ry);
@@ -207,25 +201,25 @@ START_TEST(test_views) {
     float *rdx = malloc(cnt * sizeof(float)), rdw[5], rdb[5];
     TU_CHECK_STATUS(stfpm_batchnorm_forward_train(ctx, &x, &w, &b, NULL, NULL, MOMENTUM, EPS, &y, &sm, &si));
     ref_batchnorm_forward_train(hx, 2, 5, 6, 7, d.wt, d.b, NULL, NULL, MOMENTUM, EPS, ry, rsm, rsi);
-    close_t("view train y", &y, ry, 1e-4, 1e-4);
-    close_t("view save_mean", &sm, rsm, 1e-5, 1e-6);
+    tu_assert_tensor_close("view train y", &y, ry, 1e-4, 1e-4);
+    tu_assert_tensor_close("view save_mean", &sm, rsm, 1e-5, 1e-6);
     float *hdy = tu_read(&dy);
     stfpm_tensor dw = tu_tensor(NULL, 1, 5, 1, 1), db = tu_tensor(NULL, 1, 5, 1, 1);
     TU_CHECK_STATUS(stfpm_batchnorm_backward(ctx, &x, &dy, &w, &sm, &si, &dx, &dw, &db));
     ref_batchnorm_backward(hx, hdy, 2, 5, 6, 7, d.wt, rsm, rsi, rdx, rdw, rdb);
-    close_t("view dx", &dx, rdx, 2e-4, 1e-3);
-    close_t("view dweight", &dw, rdw, 1e-3, 1e-4);
-    close_t("view dbias", &db, rdb, 1e-3, 1e-4);
+    tu_assert_tensor_close("view dx", &dx, rdx, 2e-4, 1e-3);
+    tu_assert_tensor_close("view dweight", &dw, rdw, 1e-3, 1e-4);
+    tu_assert_tensor_close("view dbias", &db, rdb, 1e-3, 1e-4);
     /* sample 0 of dx and y untouched */
     stfpm_tensor dx0 = stfpm_tensor_view(&dxbig, 0, 1), y0 = stfpm_tensor_view(&ybig, 0, 1);
     float zero[210] = {0};
-    close_t("dx sample 0 untouched", &dx0, zero, 1e-30, 0);
-    close_t("y sample 0 untouched", &y0, zero, 1e-30, 0);
+    tu_assert_tensor_close("dx sample 0 untouched", &dx0, zero, 1e-30, 0);
+    tu_assert_tensor_close("y sample 0 untouched", &y0, zero, 1e-30, 0);
     /* eval with views */
     stfpm_tensor rm = stfpm_tensor_view(&pbig, 0, 1), rv = tu_tensor(d.rv, 1, 5, 1, 1);
     TU_CHECK_STATUS(stfpm_batchnorm_forward_eval(ctx, &x, &w, &b, &rm, &rv, EPS, &y));
     ref_batchnorm_forward_eval(hx, 2, 5, 6, 7, d.wt, d.b, d.rm, d.rv, EPS, ry);
-    close_t("view eval y", &y, ry, 1e-4, 1e-4);
+    tu_assert_tensor_close("view eval y", &y, ry, 1e-4, 1e-4);
     stfpm_tensor *all[] = {&big, &ybig, &dybig, &dxbig, &pbig, &b, &smbig, &si, &dw, &db, &rv};
     for (int i = 0; i < 11; i++) stfpm_tensor_free(ctx, all[i]);
     free(ry); free(rsm); free(rsi); free(rdx); free(hdy);
@@ -252,11 +246,11 @@ START_TEST(test_backward_vs_reference) {
         TU_CHECK_STATUS(stfpm_batchnorm_backward(ctx, &x, &dy, &w, &sm, &si, &dx, &dw, &db));
         char what[64];
         snprintf(what, sizeof what, "case %d dx", ci);
-        close_t(what, &dx, rdx, 2e-4, 1e-3);
+        tu_assert_tensor_close(what, &dx, rdx, 2e-4, 1e-3);
         snprintf(what, sizeof what, "case %d dweight", ci);
-        close_t(what, &dw, rdw, 1e-3, 1e-4);
+        tu_assert_tensor_close(what, &dw, rdw, 1e-3, 1e-4);
         snprintf(what, sizeof what, "case %d dbias", ci);
-        close_t(what, &db, rdb, 1e-3, 1e-4);
+        tu_assert_tensor_close(what, &db, rdb, 1e-3, 1e-4);
         /* dweight / dbias optional; dx deterministic across calls */
         float *first = tu_read(&dx);
         TU_CHECK_STATUS(stfpm_tensor_fill(ctx, &dx, 7.0f));
@@ -437,35 +431,35 @@ START_TEST(test_tiny) {
         ref_batchnorm_forward_train(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, d.rm, d.rv, MOMENTUM, EPS, ry + per,
                                     rsm, rsi);
         snprintf(what, sizeof what, "tiny %d train y", ci);
-        close_t(what, &yb, ry, 1e-4, 1e-4);
+        tu_assert_tensor_close(what, &yb, ry, 1e-4, 1e-4);
         snprintf(what, sizeof what, "tiny %d save_mean", ci);
-        close_t(what, &sm, rsm, 1e-5, 1e-6);
+        tu_assert_tensor_close(what, &sm, rsm, 1e-5, 1e-6);
         snprintf(what, sizeof what, "tiny %d save_invstd", ci);
-        close_t(what, &si, rsi, 1e-5, 2e-5);
+        tu_assert_tensor_close(what, &si, rsi, 1e-5, 2e-5);
         snprintf(what, sizeof what, "tiny %d running_mean", ci);
-        close_t(what, &rm, d.rm, 1e-5, 1e-6);
+        tu_assert_tensor_close(what, &rm, d.rm, 1e-5, 1e-6);
         snprintf(what, sizeof what, "tiny %d running_var", ci);
-        close_t(what, &rv, d.rv, 1e-5, 2e-5);
+        tu_assert_tensor_close(what, &rv, d.rv, 1e-5, 2e-5);
 
         float *gsm = tu_read(&sm), *gsi = tu_read(&si);
         ref_batchnorm_backward(d.x, hdy + per, d.n, d.c, d.h, d.w, d.wt, gsm, gsi, rdx + per, rdw, rdb);
         TU_CHECK_STATUS(stfpm_batchnorm_backward(ctx, &x, &dy, &w, &sm, &si, &dx, &dw, &db));
         snprintf(what, sizeof what, "tiny %d dx", ci);
-        close_t(what, &dxb, rdx, 2e-4, 1e-3);
+        tu_assert_tensor_close(what, &dxb, rdx, 2e-4, 1e-3);
         snprintf(what, sizeof what, "tiny %d dweight", ci);
-        close_t(what, &dw, rdw, 1e-3, 1e-4);
+        tu_assert_tensor_close(what, &dw, rdw, 1e-3, 1e-4);
         snprintf(what, sizeof what, "tiny %d dbias", ci);
-        close_t(what, &db, rdb, 1e-3, 1e-4);
+        tu_assert_tensor_close(what, &db, rdb, 1e-3, 1e-4);
         /* without dweight / dbias, dx aliasing dy: sample 0 of dy keeps its values */
         TU_CHECK_STATUS(stfpm_batchnorm_backward(ctx, &x, &dy, &w, &sm, &si, &dy, NULL, NULL));
         memcpy(rdx, hdy, per * sizeof(float));
         snprintf(what, sizeof what, "tiny %d dx in place", ci);
-        close_t(what, &dyb, rdx, 2e-4, 1e-3);
+        tu_assert_tensor_close(what, &dyb, rdx, 2e-4, 1e-3);
 
         ref_batchnorm_forward_eval(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, d.rm, d.rv, EPS, ry + per);
         TU_CHECK_STATUS(stfpm_batchnorm_forward_eval(ctx, &x, &w, &b, &rm, &rv, EPS, &y));
         snprintf(what, sizeof what, "tiny %d eval y", ci);
-        close_t(what, &yb, ry, 1e-4, 1e-4);
+        tu_assert_tensor_close(what, &yb, ry, 1e-4, 1e-4);
 
         /* train in place without running statistics: sample 0 of x keeps its values */
         ref_batchnorm_forward_train(d.x, d.n, d.c, d.h, d.w, d.wt, d.b, NULL, NULL, MOMENTUM, EPS, ry + per,
@@ -473,9 +467,9 @@ START_TEST(test_tiny) {
         memcpy(ry, hx, per * sizeof(float));
         TU_CHECK_STATUS(stfpm_batchnorm_forward_train(ctx, &x, &w, &b, NULL, NULL, MOMENTUM, EPS, &x, &sm, &si));
         snprintf(what, sizeof what, "tiny %d train in place", ci);
-        close_t(what, &xb, ry, 1e-4, 1e-4);
+        tu_assert_tensor_close(what, &xb, ry, 1e-4, 1e-4);
         snprintf(what, sizeof what, "tiny %d in-place save_mean", ci);
-        close_t(what, &sm, rsm, 1e-5, 1e-6);
+        tu_assert_tensor_close(what, &sm, rsm, 1e-5, 1e-6);
 
         stfpm_tensor *all[] = {&xb, &yb, &dyb, &dxb, &w, &b, &rm, &rv, &sm, &si, &dw, &db};
         for (int i = 0; i < 12; i++) stfpm_tensor_free(ctx, all[i]);

@@ -26,40 +26,28 @@ static const shape SHAPES[] = {
 
 static size_t numel(const shape *s) { return (size_t)s->n * s->c * s->h * s->w; }
 
-static float *host_rand(size_t n, uint64_t seed, float lo, float hi) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    tu_fill_uniform(x, n, seed, lo, hi);
-    return x;
-}
-
-static void close_t(const char *what, const stfpm_tensor *t, const float *want, double atol, double rtol) {
-    float *got = tu_read(t);
-    tu_assert_close(what, got, want, stfpm_tensor_numel(t), atol, rtol);
-    free(got);
-}
-
 START_TEST(test_relu) {
     stfpm_ctx *ctx = tu_ctx();
     for (int si = 0; si < N_SHAPES; si++) {
         const shape *s = &SHAPES[si];
         size_t n = numel(s);
-        float *hx = host_rand(n, 10 + si, -1.0f, 1.0f), *hdy = host_rand(n, 20 + si, -1.0f, 1.0f);
+        float *hx = tu_host_rand(n, 10 + si, -1.0f, 1.0f), *hdy = tu_host_rand(n, 20 + si, -1.0f, 1.0f);
         for (size_t i = 0; i < n; i += 7) hx[i] = 0.0f;   /* exact zeros: relu'(0) = 0 */
         float *ry = malloc(n * sizeof(float)), *rdx = malloc(n * sizeof(float));
         ref_relu_forward(hx, n, ry);
         stfpm_tensor x = tu_tensor(hx, s->n, s->c, s->h, s->w), y = tu_tensor(NULL, s->n, s->c, s->h, s->w);
         stfpm_tensor dy = tu_tensor(hdy, s->n, s->c, s->h, s->w), dx = tu_tensor(NULL, s->n, s->c, s->h, s->w);
         TU_CHECK_STATUS(stfpm_relu_forward(ctx, &x, &y));
-        close_t("relu y", &y, ry, EXACT);
+        tu_assert_tensor_close("relu y", &y, ry, EXACT);
         /* backward from the forward OUTPUT y */
         ref_relu_backward(ry, hdy, n, rdx);
         TU_CHECK_STATUS(stfpm_relu_backward(ctx, &y, &dy, &dx));
-        close_t("relu dx", &dx, rdx, EXACT);
+        tu_assert_tensor_close("relu dx", &dx, rdx, EXACT);
         /* in place: dx aliasing dy, y aliasing x */
         TU_CHECK_STATUS(stfpm_relu_backward(ctx, &y, &dy, &dy));
-        close_t("relu dx in place", &dy, rdx, EXACT);
+        tu_assert_tensor_close("relu dx in place", &dy, rdx, EXACT);
         TU_CHECK_STATUS(stfpm_relu_forward(ctx, &x, &x));
-        close_t("relu y in place", &x, ry, EXACT);
+        tu_assert_tensor_close("relu y in place", &x, ry, EXACT);
         stfpm_tensor *all[] = {&x, &y, &dy, &dx};
         for (int i = 0; i < 4; i++) stfpm_tensor_free(ctx, all[i]);
         free(hx); free(hdy); free(ry); free(rdx);
@@ -73,7 +61,7 @@ START_TEST(test_views) {
     stfpm_ctx *ctx = tu_ctx();
     const int N = 4, C = 3, H = 5, W = 7;
     size_t per = (size_t)C * H * W, n = N * per;
-    float *ha = host_rand(n, 30, -2.0f, 2.0f), *hb = host_rand(n, 31, -2.0f, 2.0f);
+    float *ha = tu_host_rand(n, 30, -2.0f, 2.0f), *hb = tu_host_rand(n, 31, -2.0f, 2.0f);
     stfpm_tensor a = tu_tensor(ha, N, C, H, W), b = tu_tensor(hb, N, C, H, W);
     stfpm_tensor av = stfpm_tensor_view(&a, 1, 2), bv = stfpm_tensor_view(&b, 2, 2);
     ck_assert(av.off != 0 && bv.off != av.off);
@@ -82,15 +70,15 @@ START_TEST(test_views) {
     TU_CHECK_STATUS(stfpm_relu_forward(ctx, &av, &av));
     memcpy(want, ha, n * sizeof(float));
     ref_relu_forward(ha + per, 2 * per, want + per);
-    close_t("relu on a view", &a, want, EXACT);
+    tu_assert_tensor_close("relu on a view", &a, want, EXACT);
     /* a[1..2] += b[2..3] */
     TU_CHECK_STATUS(stfpm_add(ctx, &av, &bv, &av));
     ref_add(want + per, hb + 2 * per, 2 * per, want + per);
-    close_t("add on views", &a, want, EXACT);
+    tu_assert_tensor_close("add on views", &a, want, EXACT);
     /* a[1..2] += 0.5 * b[2..3] */
     TU_CHECK_STATUS(stfpm_axpy(ctx, 0.5f, &bv, &av));
     ref_axpy(0.5f, hb + 2 * per, 2 * per, want + per);
-    close_t("axpy on views", &a, want, 1e-7, 1e-6);
+    tu_assert_tensor_close("axpy on views", &a, want, 1e-7, 1e-6);
     stfpm_tensor_free(ctx, &a); stfpm_tensor_free(ctx, &b);
     free(ha); free(hb); free(want);
 }
@@ -101,31 +89,31 @@ START_TEST(test_add_mul_axpy_scale) {
     for (int si = 0; si < N_SHAPES; si++) {
         const shape *s = &SHAPES[si];
         size_t n = numel(s);
-        float *ha = host_rand(n, 40 + si, -3.0f, 3.0f), *hb = host_rand(n, 50 + si, -3.0f, 3.0f);
+        float *ha = tu_host_rand(n, 40 + si, -3.0f, 3.0f), *hb = tu_host_rand(n, 50 + si, -3.0f, 3.0f);
         float *want = malloc(n * sizeof(float));
         stfpm_tensor a = tu_tensor(ha, s->n, s->c, s->h, s->w), b = tu_tensor(hb, s->n, s->c, s->h, s->w);
         stfpm_tensor y = tu_tensor(NULL, s->n, s->c, s->h, s->w);
         ref_add(ha, hb, n, want);
         TU_CHECK_STATUS(stfpm_add(ctx, &a, &b, &y));
-        close_t("add", &y, want, EXACT);
+        tu_assert_tensor_close("add", &y, want, EXACT);
         ref_mul(ha, hb, n, want);
         TU_CHECK_STATUS(stfpm_mul(ctx, &a, &b, &y));
-        close_t("mul", &y, want, EXACT);
+        tu_assert_tensor_close("mul", &y, want, EXACT);
         /* y = a*b, then y = -1.75*a + y */
         ref_axpy(-1.75f, ha, n, want);
         TU_CHECK_STATUS(stfpm_axpy(ctx, -1.75f, &a, &y));
-        close_t("axpy", &y, want, 1e-7, 1e-6);
+        tu_assert_tensor_close("axpy", &y, want, 1e-7, 1e-6);
         TU_CHECK_STATUS(stfpm_tensor_write(ctx, &y, want));   /* scale alone, exact */
         ref_scale(0.3f, want, n);
         TU_CHECK_STATUS(stfpm_scale(ctx, 0.3f, &y));
-        close_t("scale", &y, want, EXACT);
+        tu_assert_tensor_close("scale", &y, want, EXACT);
         /* aliasing: b = a * b, then a = a + a */
         ref_mul(ha, hb, n, want);
         TU_CHECK_STATUS(stfpm_mul(ctx, &a, &b, &b));
-        close_t("mul in place", &b, want, EXACT);
+        tu_assert_tensor_close("mul in place", &b, want, EXACT);
         ref_add(ha, ha, n, want);
         TU_CHECK_STATUS(stfpm_add(ctx, &a, &a, &a));
-        close_t("add in place", &a, want, EXACT);
+        tu_assert_tensor_close("add in place", &a, want, EXACT);
         stfpm_tensor_free(ctx, &a); stfpm_tensor_free(ctx, &b); stfpm_tensor_free(ctx, &y);
         free(ha); free(hb); free(want);
     }
@@ -147,7 +135,7 @@ START_TEST(test_argument_errors) {
     ck_assert_int_eq(stfpm_scale(ctx, 1.0f, NULL), STFPM_ERR_ARG);
     /* nothing was written by the failed calls */
     float zero[120] = {0};
-    close_t("a untouched", &a, zero, EXACT);
+    tu_assert_tensor_close("a untouched", &a, zero, EXACT);
     stfpm_tensor *all[] = {&a, &b, &c};
     for (int i = 0; i < 3; i++) stfpm_tensor_free(ctx, all[i]);
 }
@@ -161,7 +149,7 @@ START_TEST(test_tiny) {
     for (int si = 0; si < (int)(sizeof T / sizeof T[0]); si++) {
         const shape *s = &T[si];
         const size_t per = (size_t)s->c * s->h * s->w, n = numel(s), all_n = n + per;
-        float *ha = host_rand(all_n, 60 + si, -2.0f, 2.0f), *hb = host_rand(all_n, 70 + si, -2.0f, 2.0f);
+        float *ha = tu_host_rand(all_n, 60 + si, -2.0f, 2.0f), *hb = tu_host_rand(all_n, 70 + si, -2.0f, 2.0f);
         for (size_t i = 0; i < all_n; i += 5) ha[i] = 0.0f;
         stfpm_tensor a = tu_tensor(ha, s->n + 1, s->c, s->h, s->w), b = tu_tensor(hb, s->n + 1, s->c, s->h, s->w);
         stfpm_tensor y = tu_tensor(NULL, s->n + 1, s->c, s->h, s->w);
@@ -173,31 +161,31 @@ START_TEST(test_tiny) {
         ref_relu_forward(ha + per, n, want + per);
         TU_CHECK_STATUS(stfpm_relu_forward(ctx, &av, &yv));
         snprintf(what, sizeof what, "tiny %d relu", si);
-        close_t(what, &y, want, EXACT);
+        tu_assert_tensor_close(what, &y, want, EXACT);
         memcpy(tmp, want + per, n * sizeof(float));   /* relu output */
         ref_relu_backward(tmp, hb + per, n, want + per);
         TU_CHECK_STATUS(stfpm_relu_backward(ctx, &yv, &bv, &yv));
         snprintf(what, sizeof what, "tiny %d relu backward", si);
-        close_t(what, &y, want, EXACT);
+        tu_assert_tensor_close(what, &y, want, EXACT);
         ref_add(ha + per, hb + per, n, want + per);
         TU_CHECK_STATUS(stfpm_add(ctx, &av, &bv, &yv));
         snprintf(what, sizeof what, "tiny %d add", si);
-        close_t(what, &y, want, EXACT);
+        tu_assert_tensor_close(what, &y, want, EXACT);
         ref_mul(ha + per, hb + per, n, want + per);
         TU_CHECK_STATUS(stfpm_mul(ctx, &av, &bv, &yv));
         snprintf(what, sizeof what, "tiny %d mul", si);
-        close_t(what, &y, want, EXACT);
+        tu_assert_tensor_close(what, &y, want, EXACT);
         ref_axpy(0.75f, ha + per, n, want + per);
         TU_CHECK_STATUS(stfpm_axpy(ctx, 0.75f, &av, &yv));
         snprintf(what, sizeof what, "tiny %d axpy", si);
-        close_t(what, &y, want, 1e-7, 1e-6);
+        tu_assert_tensor_close(what, &y, want, 1e-7, 1e-6);
         float *got = tu_read(&y);
         memcpy(want, got, all_n * sizeof(float));
         free(got);
         ref_scale(-1.5f, want + per, n);
         TU_CHECK_STATUS(stfpm_scale(ctx, -1.5f, &yv));
         snprintf(what, sizeof what, "tiny %d scale", si);
-        close_t(what, &y, want, EXACT);
+        tu_assert_tensor_close(what, &y, want, EXACT);
         stfpm_tensor_free(ctx, &a); stfpm_tensor_free(ctx, &b); stfpm_tensor_free(ctx, &y);
         free(ha); free(hb); free(want); free(tmp);
     }

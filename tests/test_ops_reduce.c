@@ -31,19 +31,6 @@ typedef struct { int n, c, h, w; } shape;
 
 static size_t numel(const shape *s) { return (size_t)s->n * s->c * s->h * s->w; }
 
-static float *host_rand(size_t n, uint64_t seed, float lo, float hi) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    ck_assert_ptr_nonnull(x);
-    tu_fill_uniform(x, n, seed, lo, hi);
-    return x;
-}
-
-static void close_t(const char *what, const stfpm_tensor *t, const float *want, double atol, double rtol) {
-    float *got = tu_read(t);
-    tu_assert_close(what, got, want, stfpm_tensor_numel(t), atol, rtol);
-    free(got);
-}
-
 /* Per-sample lengths 315, 2431, 9240, 3, 1, 65536 (32 chunks per row), the prime 7919, 17, 1155,
  * 2049 (just past one chunk), 4097, 257, the prime 65537, 39007 (batch 3, C = 19) and the prime
  * 10007. */
@@ -61,7 +48,7 @@ START_TEST(test_reduce) {
         const shape *s = &RS[si];
         size_t n = numel(s), per = n / s->n;
         for (int sign = 0; sign < 2; sign++) {
-            float *hx = sign ? host_rand(n, 60 + si, -5.0f, -0.5f) : host_rand(n, 70 + si, -1.0f, 3.0f);
+            float *hx = sign ? tu_host_rand(n, 60 + si, -5.0f, -0.5f) : tu_host_rand(n, 70 + si, -1.0f, 3.0f);
             if (!sign && n > 10) hx[n - 3] = 50.0f;   /* a maximum near the end of the last sample */
             float *rmax = malloc(s->n * sizeof(float)), *rmean = malloc(s->n * sizeof(float));
             ref_reduce_max(hx, s->n, per, rmax);
@@ -72,10 +59,10 @@ START_TEST(test_reduce) {
             char what[96];
             TU_CHECK_STATUS(stfpm_reduce_max(ctx, &x, &out));
             snprintf(what, sizeof what, "shape %d (%d x %zu) sign %d reduce_max", si, s->n, per, sign);
-            close_t(what, &out, rmax, EXACT);
+            tu_assert_tensor_close(what, &out, rmax, EXACT);
             TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x, &out));
             snprintf(what, sizeof what, "shape %d (%d x %zu) sign %d reduce_mean", si, s->n, per, sign);
-            close_t(what, &out, rmean, MEAN_TOL);
+            tu_assert_tensor_close(what, &out, rmean, MEAN_TOL);
             /* deterministic: bit-identical on a repeat */
             float *m1 = tu_read(&out);
             TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x, &out));
@@ -85,7 +72,7 @@ START_TEST(test_reduce) {
             free(m2);
             TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x, &all));
             snprintf(what, sizeof what, "shape %d (%zu values) sign %d reduce_mean_all", si, n, sign);
-            close_t(what, &all, &rall, MEAN_TOL);
+            tu_assert_tensor_close(what, &all, &rall, MEAN_TOL);
             float first, second;
             TU_CHECK_STATUS(stfpm_tensor_read(ctx, &all, &first));
             TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x, &all));
@@ -103,36 +90,36 @@ END_TEST
 START_TEST(test_mean_all_large) {
     stfpm_ctx *ctx = tu_ctx();
     const int len = 1000003;
-    float *hx = host_rand(len, 77, -1.0f, 3.0f);
+    float *hx = tu_host_rand(len, 77, -1.0f, 3.0f);
     float want = ref_reduce_mean_all(hx, len);
     stfpm_tensor x = tu_tensor(hx, 1, 1, 1, len), all = tu_tensor(NULL, 1, 1, 1, 1);
     TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x, &all));
-    close_t("reduce_mean_all of 1000003 values", &all, &want, MEAN_TOL);
+    tu_assert_tensor_close("reduce_mean_all of 1000003 values", &all, &want, MEAN_TOL);
     float got1;
     TU_CHECK_STATUS(stfpm_tensor_read(ctx, &all, &got1));
     /* per-sample mean of the single row is the same quantity */
     stfpm_tensor out = tu_tensor(NULL, 1, 1, 1, 1);
     TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x, &out));
-    close_t("reduce_mean of one 1000003-value row", &out, &want, MEAN_TOL);
+    tu_assert_tensor_close("reduce_mean of one 1000003-value row", &out, &want, MEAN_TOL);
     stfpm_tensor_free(ctx, &x);
     /* 1000003 = 1 x 1000003 only (prime): use 999999 = 3 x 333333 values for the multi-sample form */
     const int len3 = 999999;
     float want3 = ref_reduce_mean_all(hx, len3);
     stfpm_tensor x3 = tu_tensor(hx, 3, 1, 1, len3 / 3);
     TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x3, &all));
-    close_t("reduce_mean_all of 3 x 333333 values", &all, &want3, MEAN_TOL);
+    tu_assert_tensor_close("reduce_mean_all of 3 x 333333 values", &all, &want3, MEAN_TOL);
     printf("reduce_mean_all: 1000003 values got %.9g want %.9g\n", got1, want);
     stfpm_tensor_free(ctx, &x3);
     free(hx);
     /* 2621447 values (prime): past 1024 chunks of 256 x 8 (the GPU variant's limit) */
     const int len4 = 2621447;
-    hx = host_rand(len4, 78, -1.0f, 3.0f);
+    hx = tu_host_rand(len4, 78, -1.0f, 3.0f);
     want = ref_reduce_mean_all(hx, len4);
     stfpm_tensor x4 = tu_tensor(hx, 1, 1, 1, len4);
     TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x4, &all));
-    close_t("reduce_mean_all of 2621447 values", &all, &want, MEAN_TOL);
+    tu_assert_tensor_close("reduce_mean_all of 2621447 values", &all, &want, MEAN_TOL);
     TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x4, &out));
-    close_t("reduce_mean of one 2621447-value row", &out, &want, MEAN_TOL);
+    tu_assert_tensor_close("reduce_mean of one 2621447-value row", &out, &want, MEAN_TOL);
     stfpm_tensor_free(ctx, &x4); stfpm_tensor_free(ctx, &out); stfpm_tensor_free(ctx, &all);
     free(hx);
 }
@@ -148,7 +135,7 @@ START_TEST(test_mean_counts_every_value) {
     for (int si = 0; si < (int)(sizeof S / sizeof S[0]); si++) {
         const shape *s = &S[si];
         size_t n = numel(s), per = n / s->n;
-        float *hx = host_rand(n, 300 + si, 0.0f, 4.0f);
+        float *hx = tu_host_rand(n, 300 + si, 0.0f, 4.0f);
         static const float VALS[4] = {-2.0f, -1.0f, 1.0f, 2.0f};
         for (size_t i = 0; i < n; i++) hx[i] = VALS[(int)hx[i] & 3];
         float *want = malloc(s->n * sizeof(float));
@@ -165,10 +152,10 @@ START_TEST(test_mean_counts_every_value) {
         char what[96];
         TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x, &out));
         snprintf(what, sizeof what, "integer data %d x %zu: reduce_mean", s->n, per);
-        close_t(what, &out, want, 0.25 / (double)per, 4 * 0x1p-23);
+        tu_assert_tensor_close(what, &out, want, 0.25 / (double)per, 4 * 0x1p-23);
         TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x, &all));
         snprintf(what, sizeof what, "integer data %zu values: reduce_mean_all", n);
-        close_t(what, &all, &want_all, 0.25 / (double)n, 4 * 0x1p-23);
+        tu_assert_tensor_close(what, &all, &want_all, 0.25 / (double)n, 4 * 0x1p-23);
         stfpm_tensor_free(ctx, &x); stfpm_tensor_free(ctx, &out); stfpm_tensor_free(ctx, &all);
         free(hx); free(want);
     }
@@ -183,7 +170,7 @@ START_TEST(test_max_any_position) {
     for (int li = 0; li < 3; li++) {
         const int len = LENS[li], rows = 3;
         size_t n = (size_t)rows * len;
-        float *hx = host_rand(n, 400 + li, -1.0f, 1.0f);
+        float *hx = tu_host_rand(n, 400 + li, -1.0f, 1.0f);
         const int pos[] = {0, 1, 2047, 2048, 2049, len / 2, len - 2, len - 1};
         stfpm_tensor x = tu_tensor(NULL, rows, 1, 1, len), out = tu_tensor(NULL, rows, 1, 1, 1);
         float want[3], got[3];
@@ -214,7 +201,7 @@ START_TEST(test_nan) {
     stfpm_ctx *ctx = tu_ctx();
     const int rows = 3, len = 5000;
     size_t n = (size_t)rows * len;
-    float *hx = host_rand(n, 500, -1.0f, 1.0f);
+    float *hx = tu_host_rand(n, 500, -1.0f, 1.0f);
     hx[(size_t)1 * len + 3001] = NAN;
     float rmax[3], rmean[3];
     ref_reduce_max(hx, rows, len, rmax);
@@ -223,9 +210,9 @@ START_TEST(test_nan) {
     stfpm_tensor x = tu_tensor(hx, rows, 1, 1, len), out = tu_tensor(NULL, rows, 1, 1, 1);
     stfpm_tensor all = tu_tensor(NULL, 1, 1, 1, 1);
     TU_CHECK_STATUS(stfpm_reduce_max(ctx, &x, &out));
-    close_t("reduce_max with a NaN in sample 1", &out, rmax, EXACT);
+    tu_assert_tensor_close("reduce_max with a NaN in sample 1", &out, rmax, EXACT);
     TU_CHECK_STATUS(stfpm_reduce_mean(ctx, &x, &out));
-    close_t("reduce_mean with a NaN in sample 1", &out, rmean, MEAN_TOL);
+    tu_assert_tensor_close("reduce_mean with a NaN in sample 1", &out, rmean, MEAN_TOL);
     TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &x, &all));
     float got;
     TU_CHECK_STATUS(stfpm_tensor_read(ctx, &all, &got));
@@ -241,7 +228,7 @@ START_TEST(test_views) {
     stfpm_ctx *ctx = tu_ctx();
     const int N = 4, C = 3, H = 5, W = 7;
     size_t per = (size_t)C * H * W, n = N * per;
-    float *hb = host_rand(n, 31, -2.0f, 2.0f);
+    float *hb = tu_host_rand(n, 31, -2.0f, 2.0f);
     stfpm_tensor b = tu_tensor(hb, N, C, H, W), bv = stfpm_tensor_view(&b, 2, 2);
     ck_assert(bv.off != 0);
     stfpm_tensor out = tu_tensor(NULL, 4, 1, 1, 1), ov = stfpm_tensor_view(&out, 2, 2);
@@ -261,7 +248,7 @@ START_TEST(test_views) {
     stfpm_tensor all = tu_tensor(NULL, 1, 1, 1, 1);
     float rall = ref_reduce_mean_all(hb + 2 * per, 2 * per);
     TU_CHECK_STATUS(stfpm_reduce_mean_all(ctx, &bv, &all));
-    close_t("reduce_mean_all on a view", &all, &rall, MEAN_TOL);
+    tu_assert_tensor_close("reduce_mean_all on a view", &all, &rall, MEAN_TOL);
     stfpm_tensor_free(ctx, &b); stfpm_tensor_free(ctx, &out); stfpm_tensor_free(ctx, &all);
     free(hb);
 }
@@ -283,9 +270,9 @@ START_TEST(test_argument_errors) {
     ck_assert_int_eq(stfpm_reduce_mean_all(ctx, NULL, &o1), STFPM_ERR_ARG);
     /* nothing was written by the failed calls */
     float zero[4] = {0};   /* o21 has 4 values */
-    close_t("o3 untouched", &o3, zero, EXACT);
-    close_t("o21 untouched", &o21, zero, EXACT);
-    close_t("o2 untouched", &o2, zero, EXACT);
+    tu_assert_tensor_close("o3 untouched", &o3, zero, EXACT);
+    tu_assert_tensor_close("o21 untouched", &o21, zero, EXACT);
+    tu_assert_tensor_close("o2 untouched", &o2, zero, EXACT);
     stfpm_tensor *all[] = {&a, &o1, &o2, &o3, &o21};
     for (int i = 0; i < 5; i++) stfpm_tensor_free(ctx, all[i]);
 }
@@ -317,7 +304,7 @@ START_TEST(test_tiny) {
     for (int si = 0; si < n_t; si++) {
         const shape *s = &T[si];
         const size_t per = (size_t)s->c * s->h * s->w, n = numel(s);
-        float *hx = host_rand(n + per, 950 + si, -3.0f, -0.5f);   /* all negative: max is not 0 */
+        float *hx = tu_host_rand(n + per, 950 + si, -3.0f, -0.5f);   /* all negative: max is not 0 */
         if (si == n_t - 1) hx[2 * per + 4] = NAN;                /* row 1 of the view */
         float rmax[3], rmean[3], rall = ref_reduce_mean_all(hx + per, n);
         ref_reduce_max(hx + per, s->n, per, rmax);

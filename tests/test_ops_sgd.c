@@ -27,19 +27,6 @@ typedef struct { int n, c, h, w; } shape;
 
 static size_t numel(const shape *s) { return (size_t)s->n * s->c * s->h * s->w; }
 
-static float *host_rand(size_t n, uint64_t seed, float lo, float hi) {
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    ck_assert_ptr_nonnull(x);
-    tu_fill_uniform(x, n, seed, lo, hi);
-    return x;
-}
-
-static void close_t(const char *what, const stfpm_tensor *t, const float *want, double atol, double rtol) {
-    float *got = tu_read(t);
-    tu_assert_close(what, got, want, stfpm_tensor_numel(t), atol, rtol);
-    free(got);
-}
-
 /* 9408 (a conv weight), 17, 1, 7, 1155, 4099, 65537, 10007, 1995 values */
 static const shape SS[] = {{64, 3, 7, 7}, {1, 17, 1, 1}, {1, 1, 1, 1}, {1, 1, 1, 7},
                            {3, 5, 7, 11}, {1, 4099, 1, 1}, {1, 1, 1, 65537}, {1, 1, 1, 10007},
@@ -54,12 +41,12 @@ START_TEST(test_sgd) {
     for (int si = 0; si < N_SS; si++) {
         const shape *s = &SS[si];
         size_t n = numel(s);
-        float *hw = host_rand(n, 80 + si, -1.0f, 1.0f), *hv = malloc(n * sizeof(float));
+        float *hw = tu_host_rand(n, 80 + si, -1.0f, 1.0f), *hv = malloc(n * sizeof(float));
         for (size_t i = 0; i < n; i++) hv[i] = 123.0f;   /* garbage the first step must overwrite */
         stfpm_tensor w = tu_tensor(hw, s->n, s->c, s->h, s->w), v = tu_tensor(hv, s->n, s->c, s->h, s->w);
         stfpm_tensor g = tu_tensor(NULL, s->n, s->c, s->h, s->w);
         for (int step = 0; step < 3; step++) {
-            float *hg = host_rand(n, 90 + 10 * si + step, -0.5f, 0.5f);
+            float *hg = tu_host_rand(n, 90 + 10 * si + step, -0.5f, 0.5f);
             TU_CHECK_STATUS(stfpm_tensor_write(ctx, &g, hg));
             TU_CHECK_STATUS(stfpm_sgd_step(ctx, &w, &g, &v, lr, mom, wd, step == 0));
             ref_sgd_step(hw, hg, hv, n, lr, mom, wd, step == 0);
@@ -68,17 +55,17 @@ START_TEST(test_sgd) {
                     ck_assert_msg(fabsf(hv[i]) < 2.0f, "reference first step kept the old v");
             char what[64];
             snprintf(what, sizeof what, "shape %d step %d w", si, step);
-            close_t(what, &w, hw, STEP_TOL);
+            tu_assert_tensor_close(what, &w, hw, STEP_TOL);
             snprintf(what, sizeof what, "shape %d step %d v", si, step);
-            close_t(what, &v, hv, STEP_TOL);
+            tu_assert_tensor_close(what, &v, hv, STEP_TOL);
             free(hg);
         }
         /* momentum 0 without a buffer: plain w -= lr * (g + wd * w) */
-        float *hg = host_rand(n, 99, -0.5f, 0.5f);
+        float *hg = tu_host_rand(n, 99, -0.5f, 0.5f);
         TU_CHECK_STATUS(stfpm_tensor_write(ctx, &g, hg));
         TU_CHECK_STATUS(stfpm_sgd_step(ctx, &w, &g, NULL, lr, 0.0f, wd, 0));
         ref_sgd_step(hw, hg, NULL, n, lr, 0.0f, wd, 0);
-        close_t("sgd without momentum", &w, hw, STEP_TOL);
+        tu_assert_tensor_close("sgd without momentum", &w, hw, STEP_TOL);
         stfpm_tensor_free(ctx, &w); stfpm_tensor_free(ctx, &v); stfpm_tensor_free(ctx, &g);
         free(hw); free(hv); free(hg);
     }
@@ -115,13 +102,13 @@ START_TEST(test_two_steps_vs_double) {
         for (int si = 0; si < N_SS; si++) {
             const shape *s = &SS[si];
             size_t n = numel(s);
-            float *hw = host_rand(n, 600 + si, -2.0f, 2.0f);
+            float *hw = tu_host_rand(n, 600 + si, -2.0f, 2.0f);
             double *dw = malloc(n * sizeof *dw), *dv = malloc(n * sizeof *dv), *nomom = malloc(n * sizeof *nomom);
             for (size_t i = 0; i < n; i++) { dw[i] = hw[i]; dv[i] = 0; }
             stfpm_tensor w = tu_tensor(hw, s->n, s->c, s->h, s->w), v = tu_tensor(NULL, s->n, s->c, s->h, s->w);
             stfpm_tensor g = tu_tensor(NULL, s->n, s->c, s->h, s->w);
             for (int step = 0; step < 2; step++) {
-                float *hg = host_rand(n, 700 + 10 * si + step, -1.0f, 1.0f);
+                float *hg = tu_host_rand(n, 700 + 10 * si + step, -1.0f, 1.0f);
                 TU_CHECK_STATUS(stfpm_tensor_write(ctx, &g, hg));
                 TU_CHECK_STATUS(stfpm_sgd_step(ctx, &w, &g, &v, lr, mom, wd, step == 0));
                 if (step == 1)   /* the same step without momentum, for the check below */
@@ -132,9 +119,9 @@ START_TEST(test_two_steps_vs_double) {
             float *fw = to_float(dw, n), *fv = to_float(dv, n);
             char what[96];
             snprintf(what, sizeof what, "lr %g mom %g wd %g, %zu values: w after 2 steps", lr, mom, wd, n);
-            close_t(what, &w, fw, DOUBLE_TOL);
+            tu_assert_tensor_close(what, &w, fw, DOUBLE_TOL);
             snprintf(what, sizeof what, "lr %g mom %g wd %g, %zu values: v after 2 steps", lr, mom, wd, n);
-            close_t(what, &v, fv, DOUBLE_TOL);
+            tu_assert_tensor_close(what, &v, fv, DOUBLE_TOL);
             float *gw = tu_read(&w);
             for (size_t i = 0; i < n; i++) moved = fmax(moved, fabs(gw[i] - nomom[i]));
             free(gw);
@@ -153,8 +140,8 @@ START_TEST(test_momentum_buffer_carried_in) {
     const shape s = {3, 5, 7, 11};
     size_t n = numel(&s);
     const float lr = 0.1f, mom = 0.9f, wd = 0.01f;
-    float *hw = host_rand(n, 800, -1.0f, 1.0f), *hv = host_rand(n, 801, -1.0f, 1.0f);
-    float *hg = host_rand(n, 802, -1.0f, 1.0f);
+    float *hw = tu_host_rand(n, 800, -1.0f, 1.0f), *hv = tu_host_rand(n, 801, -1.0f, 1.0f);
+    float *hg = tu_host_rand(n, 802, -1.0f, 1.0f);
     stfpm_tensor w = tu_tensor(hw, s.n, s.c, s.h, s.w), v = tu_tensor(hv, s.n, s.c, s.h, s.w);
     stfpm_tensor g = tu_tensor(hg, s.n, s.c, s.h, s.w);
     TU_CHECK_STATUS(stfpm_sgd_step(ctx, &w, &g, &v, lr, mom, wd, 0));
@@ -162,8 +149,8 @@ START_TEST(test_momentum_buffer_carried_in) {
     for (size_t i = 0; i < n; i++) { dw[i] = hw[i]; dv[i] = hv[i]; }
     sgd_double(dw, hg, dv, n, lr, mom, wd, 0);
     float *fw = to_float(dw, n), *fv = to_float(dv, n);
-    close_t("carried-in momentum: w", &w, fw, DOUBLE_TOL);
-    close_t("carried-in momentum: v", &v, fv, DOUBLE_TOL);
+    tu_assert_tensor_close("carried-in momentum: w", &w, fw, DOUBLE_TOL);
+    tu_assert_tensor_close("carried-in momentum: v", &v, fv, DOUBLE_TOL);
     stfpm_tensor_free(ctx, &w); stfpm_tensor_free(ctx, &v); stfpm_tensor_free(ctx, &g);
     free(hw); free(hv); free(hg); free(dw); free(dv); free(fw); free(fv);
 }
@@ -173,16 +160,16 @@ END_TEST
 START_TEST(test_lr_zero) {
     stfpm_ctx *ctx = tu_ctx();
     const int n = 1155;
-    float *hw = host_rand(n, 810, -1.0f, 1.0f), *hg = host_rand(n, 811, -1.0f, 1.0f);
+    float *hw = tu_host_rand(n, 810, -1.0f, 1.0f), *hg = tu_host_rand(n, 811, -1.0f, 1.0f);
     float *hv = malloc(n * sizeof *hv);
     stfpm_tensor w = tu_tensor(hw, 1, 1, 1, n), v = tu_tensor(NULL, 1, 1, 1, n), g = tu_tensor(hg, 1, 1, 1, n);
     TU_CHECK_STATUS(stfpm_sgd_step(ctx, &w, &g, &v, 0.0f, 0.9f, 0.05f, 1));
-    close_t("lr 0: w", &w, hw, EXACT);
+    tu_assert_tensor_close("lr 0: w", &w, hw, EXACT);
     float *wcopy = malloc(n * sizeof *wcopy);
     memcpy(wcopy, hw, n * sizeof *wcopy);
     for (int i = 0; i < n; i++) hv[i] = 0.0f;
     ref_sgd_step(wcopy, hg, hv, n, 0.0f, 0.9f, 0.05f, 1);
-    close_t("lr 0: v", &v, hv, STEP_TOL);
+    tu_assert_tensor_close("lr 0: v", &v, hv, STEP_TOL);
     stfpm_tensor_free(ctx, &w); stfpm_tensor_free(ctx, &v); stfpm_tensor_free(ctx, &g);
     free(hw); free(hg); free(hv); free(wcopy);
 }
@@ -194,8 +181,8 @@ START_TEST(test_views) {
     const int N = 5, C = 3, H = 7, W = 9;
     size_t per = (size_t)C * H * W, n = N * per;
     const float lr = 0.2f, mom = 0.9f, wd = 0.1f;
-    float *hw = host_rand(n, 820, -1.0f, 1.0f), *hg = host_rand(n, 821, -1.0f, 1.0f);
-    float *hv = host_rand(n, 822, -1.0f, 1.0f);
+    float *hw = tu_host_rand(n, 820, -1.0f, 1.0f), *hg = tu_host_rand(n, 821, -1.0f, 1.0f);
+    float *hv = tu_host_rand(n, 822, -1.0f, 1.0f);
     stfpm_tensor w = tu_tensor(hw, N, C, H, W), g = tu_tensor(hg, N, C, H, W), v = tu_tensor(hv, N, C, H, W);
     stfpm_tensor wv = stfpm_tensor_view(&w, 1, 3), gv = stfpm_tensor_view(&g, 2, 3), vv = stfpm_tensor_view(&v, 0, 3);
     ck_assert(wv.off != 0 && gv.off != 0 && gv.off != wv.off);
@@ -204,9 +191,9 @@ START_TEST(test_views) {
     memcpy(ww, hw, n * sizeof *ww);
     memcpy(wvv, hv, n * sizeof *wvv);
     ref_sgd_step(ww + per, hg + 2 * per, wvv, 3 * per, lr, mom, wd, 0);
-    close_t("sgd on views: w", &w, ww, STEP_TOL);
-    close_t("sgd on views: v", &v, wvv, STEP_TOL);
-    close_t("sgd on views: g untouched", &g, hg, EXACT);
+    tu_assert_tensor_close("sgd on views: w", &w, ww, STEP_TOL);
+    tu_assert_tensor_close("sgd on views: v", &v, wvv, STEP_TOL);
+    tu_assert_tensor_close("sgd on views: g untouched", &g, hg, EXACT);
     stfpm_tensor_free(ctx, &w); stfpm_tensor_free(ctx, &g); stfpm_tensor_free(ctx, &v);
     free(hw); free(hg); free(hv); free(ww); free(wvv);
 }
@@ -230,8 +217,8 @@ START_TEST(test_argument_errors) {
     ck_assert_ptr_nonnull(strstr(stfpm_last_error(), "hyper-parameters"));
     /* nothing was written by the failed calls */
     float zero[120] = {0};
-    close_t("a untouched", &a, zero, EXACT);
-    close_t("d untouched", &d, zero, EXACT);
+    tu_assert_tensor_close("a untouched", &a, zero, EXACT);
+    tu_assert_tensor_close("d untouched", &d, zero, EXACT);
     stfpm_tensor *all[] = {&a, &b, &c, &d};
     for (int i = 0; i < 4; i++) stfpm_tensor_free(ctx, all[i]);
 }
@@ -246,7 +233,7 @@ START_TEST(test_tiny) {
     for (int si = 0; si < (int)(sizeof T / sizeof T[0]); si++) {
         const shape *s = &T[si];
         const size_t per = (size_t)s->c * s->h * s->w, n = numel(s), all_n = n + per;
-        float *hw = host_rand(all_n, 900 + si, -1.0f, 1.0f), *hv = malloc(all_n * sizeof(float));
+        float *hw = tu_host_rand(all_n, 900 + si, -1.0f, 1.0f), *hv = malloc(all_n * sizeof(float));
         for (size_t i = 0; i < all_n; i++) hv[i] = 123.0f;   /* the first step ignores it */
         stfpm_tensor w = tu_tensor(hw, s->n + 1, s->c, s->h, s->w), v = tu_tensor(hv, s->n + 1, s->c, s->h, s->w);
         stfpm_tensor g = tu_tensor(NULL, s->n + 1, s->c, s->h, s->w);
@@ -254,7 +241,7 @@ START_TEST(test_tiny) {
         stfpm_tensor gv = stfpm_tensor_view(&g, 1, s->n);
         ck_assert(wv.off != 0);
         for (int step = 0; step < 3; step++) {
-            float *hg = host_rand(all_n, 910 + 10 * si + step, -0.5f, 0.5f);
+            float *hg = tu_host_rand(all_n, 910 + 10 * si + step, -0.5f, 0.5f);
             TU_CHECK_STATUS(stfpm_tensor_write(ctx, &g, hg));
             if (step < 2) {
                 TU_CHECK_STATUS(stfpm_sgd_step(ctx, &wv, &gv, &vv, lr, mom, wd, step == 0));
@@ -265,9 +252,9 @@ START_TEST(test_tiny) {
             }
             char what[64];
             snprintf(what, sizeof what, "tiny %d step %d w", si, step);
-            close_t(what, &w, hw, STEP_TOL);
+            tu_assert_tensor_close(what, &w, hw, STEP_TOL);
             snprintf(what, sizeof what, "tiny %d step %d v", si, step);
-            close_t(what, &v, hv, STEP_TOL);
+            tu_assert_tensor_close(what, &v, hv, STEP_TOL);
             free(hg);
         }
         stfpm_tensor_free(ctx, &w); stfpm_tensor_free(ctx, &v); stfpm_tensor_free(ctx, &g);

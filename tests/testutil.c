@@ -160,3 +160,16 @@ int tu_run_suite(Suite *s) {
                "the rest ran and passed\n", skipped, ran, parts);
     return EXIT_SUCCESS;
 }
+
+float *tu_host_rand(size_t n, uint64_t seed, float lo, float hi) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    tu_fill_uniform(x, n, seed, lo, hi);
+    return x;
+}
+
+void tu_assert_tensor_close(const char *what, const stfpm_tensor *t, const float *want, double atol, double rtol) {
+    float *got = tu_read(t);
+    tu_assert_close(what, got, want, stfpm_tensor_numel(t), atol, rtol);
+    free(got);
+}

@@ -16,6 +16,10 @@ stfpm_tensor tu_tensor(const float *host, int n, int c, int h, int w);
 stfpm_tensor tu_tensor_rand(uint64_t seed, int n, int c, int h, int w, float lo, float hi);
 /* Download into a malloc'd array. */
 float *tu_read(const stfpm_tensor *t);
+/* n floats uniform in [lo, hi) in a malloc'd array (tu_fill_uniform). */
+float *tu_host_rand(size_t n, uint64_t seed, float lo, float hi);
+/* tu_assert_close of a device tensor's contents against want (numel(t) values). */
+void tu_assert_tensor_close(const char *what, const stfpm_tensor *t, const float *want, double atol, double rtol);
 /* Max |a-b| / (atol + rtol*|b|) over n values: <= 1 means within tolerance.
  * On failure it also reports the worst index through ck_assert_msg with `what`. */
 void tu_assert_close(const char *what, const float *got, const float *want, size_t n, double atol, double rtol);

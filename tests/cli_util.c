@@ -401,3 +401,19 @@ int cli_log_rows(const char *log_path, double *last_val) {
     free(text);
     return rows;
 }
+
+int cli_teacher_or_random(const char *dir, char *out, size_t n) {
+    const char *t = cli_teacher();
+    if (t) {
+        snprintf(out, n, "%s", t);
+        return 1;
+    }
+    snprintf(out, n, "%s/random_teacher.safetensors", dir);
+    printf("NOTE: the real teacher (../shared/weights/resnet18_imagenet_l3_bnfolded.safetensors) is absent: "
+           "using a randomly initialised teacher\n");
+    if (!cli_write_random_teacher(out)) {
+        printf("could not write a random teacher\n");
+        return 0;
+    }
+    return 1;
+}

@@ -16,6 +16,9 @@ const char *cli_teacher(void);
 /* Write a randomly initialised (Kaiming, seed 99) ResNet-18 up to layer3 as a teacher file, from
  * a child process (so the caller never holds an OpenCL context). 1 on success. */
 int cli_write_random_teacher(const char *path);
+/* The teacher for a CLI test: the real one when present, else a random one written to
+ * DIR/random_teacher.safetensors (saying so on stdout). The path goes to out; 1 on success. */
+int cli_teacher_or_random(const char *dir, char *out, size_t n);
 
 typedef struct cli_opts {
     const char *const *env;   /* NULL-terminated: "NAME=value" sets, "NAME" unsets (child only) */

@@ -87,14 +87,7 @@ START_TEST(test_kill_and_resume) {
     snprintf(a, sizeof a, "%s/uninterrupted", base);
     snprintf(b, sizeof b, "%s/killed", base);
     cli_make_demo(data, 20, 1, 1, 64, 11);   /* 16 train + 4 validation images */
-    const char *t = cli_teacher();
-    if (t) {
-        snprintf(teacher, sizeof teacher, "%s", t);
-    } else {
-        snprintf(teacher, sizeof teacher, "%s/random_teacher.safetensors", base);
-        printf("NOTE: the real teacher (../shared/weights) is absent: using a randomly initialised teacher\n");
-        ck_assert_msg(cli_write_random_teacher(teacher), "could not write a random teacher");
-    }
+    ck_assert_msg(cli_teacher_or_random(base, teacher, sizeof teacher), "could not write a random teacher");
     char epochs[8];
     snprintf(epochs, sizeof epochs, "%d", EPOCHS);
     const char *args_a[] = {"train", "--data", data, "--out", a, "--teacher", teacher, "--size", "64", "--batch", "4",

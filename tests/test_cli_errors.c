@@ -59,15 +59,7 @@ static void setup(void) {
     snprintf(g_data, sizeof g_data, "%s/data", g_base);
     snprintf(g_run, sizeof g_run, "%s/run", g_base);
     cli_make_demo(g_data, 6, 2, 4, 64, 3);
-    const char *t = cli_teacher();
-    if (t) {
-        snprintf(g_teacher, sizeof g_teacher, "%s", t);
-    } else {
-        snprintf(g_teacher, sizeof g_teacher, "%s/random_teacher.safetensors", g_base);
-        printf("NOTE: the real teacher (../shared/weights/resnet18_imagenet_l3_bnfolded.safetensors) is absent: "
-               "the CLI cases use a randomly initialised teacher\n");
-        if (!cli_write_random_teacher(g_teacher)) { printf("could not write a random teacher\n"); return; }
-    }
+    if (!cli_teacher_or_random(g_base, g_teacher, sizeof g_teacher)) return;
     /* 6 images: 5 train + 1 validation, batch 4: the last batch of the epoch has 1 image */
     cli_result r = cli_run(NULL, "train", "--data", g_data, "--out", g_run, "--teacher", g_teacher, "--size", "64",
                            "--epochs", "1", "--batch", "4", NULL);

@@ -33,15 +33,7 @@ static void setup(void) {
     snprintf(g_base, sizeof g_base, "%s", cli_mkdtemp("lock"));
     snprintf(g_data, sizeof g_data, "%s/data", g_base);
     cli_make_demo(g_data, 6, 2, 4, 64, 3);
-    const char *t = cli_teacher();
-    if (t) {
-        snprintf(g_teacher, sizeof g_teacher, "%s", t);
-        g_have_teacher = 1;
-    } else {
-        snprintf(g_teacher, sizeof g_teacher, "%s/random_teacher.safetensors", g_base);
-        g_have_teacher = cli_write_random_teacher(g_teacher);
-        if (!g_have_teacher) printf("could not write a random teacher\n");
-    }
+    g_have_teacher = cli_teacher_or_random(g_base, g_teacher, sizeof g_teacher);
 }
 
 static void teardown(void) { cli_rm_rf(g_base); }

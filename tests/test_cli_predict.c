@@ -56,15 +56,7 @@ static void setup(void) {
     snprintf(g_good, sizeof g_good, "%s/test/good", g_data);
     snprintf(g_train, sizeof g_train, "%s/train/good", g_data);
     cli_make_demo(g_data, 10, 2, 2, 64, 11);
-    const char *t = cli_teacher();
-    if (t) {
-        snprintf(g_teacher, sizeof g_teacher, "%s", t);
-    } else {
-        snprintf(g_teacher, sizeof g_teacher, "%s/random_teacher.safetensors", g_base);
-        printf("NOTE: the real teacher (../shared/weights/resnet18_imagenet_l3_bnfolded.safetensors) is absent: "
-               "the predict cases use a randomly initialised teacher\n");
-        if (!cli_write_random_teacher(g_teacher)) { printf("could not write a random teacher\n"); return; }
-    }
+    if (!cli_teacher_or_random(g_base, g_teacher, sizeof g_teacher)) return;
     cli_result r = cli_run(NULL, "train", "--data", g_data, "--out", g_run, "--teacher", g_teacher, "--size", "64",
                            "--epochs", "1", "--batch", "4", NULL);
     g_have_run = r.code == 0 && cli_exists(g_best);

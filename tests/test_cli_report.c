@@ -36,13 +36,7 @@ static void setup(void) {
     snprintf(g_data, sizeof g_data, "%s/data", g_base);
     snprintf(g_run, sizeof g_run, "%s/run", g_base);
     cli_make_demo(g_data, 10, 3, 6, SIZE, 5);
-    const char *t = cli_teacher();
-    if (t) {
-        snprintf(g_teacher, sizeof g_teacher, "%s", t);
-    } else {
-        snprintf(g_teacher, sizeof g_teacher, "%s/random_teacher.safetensors", g_base);
-        if (!cli_write_random_teacher(g_teacher)) { printf("could not write a random teacher\n"); return; }
-    }
+    if (!cli_teacher_or_random(g_base, g_teacher, sizeof g_teacher)) return;
     cli_result r = cli_run(NULL, "train", "--data", g_data, "--out", g_run, "--teacher", g_teacher, "--size", "64",
                            "--epochs", "3", "--batch", "4", NULL);
     if (r.code != 0) printf("training the model failed:\n%s\n", r.err);

@@ -4,12 +4,19 @@
  *   - a teacher file of another backbone (a resnet34 teacher for the default resnet18, a
  *     resnet18 teacher for --backbone resnet34) names both backbones and the --backbone to use;
  *   - --resume with a different --backbone names the run's backbone;
- *   - an unknown --backbone lists the choices.
+ *   - an unknown --backbone lists the choices;
+ *   - a model file without backbone metadata (written before it was recorded) is a resnet18
+ *     one; a file whose metadata names another backbone than its tensors is refused.
  * Teachers: randomly initialised (Kaiming) networks written to files (what is tested does not
  * depend on the weights); 64 x 64 demo images. resnet34 is the backbone trained (the cheapest
  * other than resnet18); the Bottleneck networks' numerics are test_parity_backbones'. */
 #include "testutil.h"
 #include "cli_util.h"
+#include "stfpm/resnet.h"
+#include "stfpm/weights.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +87,56 @@ START_TEST(test_train_test_predict_resume) {
 }
 END_TEST
 
+/* A model file as stfpm-cl wrote it before the backbone was recorded (metadata format, size,
+ * layers only) with random resnet18 teacher and student; backbone_meta != NULL adds a
+ * "backbone" entry. Written from a child process (no OpenCL context in the test). */
+static int write_model(const char *path, const char *backbone_meta) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        stfpm_ctx *ctx = NULL;
+        stfpm_resnet *net = NULL;
+        stfpm_weights w = {0};
+        stfpm_status s = stfpm_ctx_create(&ctx, NULL);
+        if (s == STFPM_OK) s = stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &net);
+        if (s == STFPM_OK) s = stfpm_resnet_init_kaiming(ctx, net, 7);
+        if (s == STFPM_OK) s = stfpm_resnet_export(ctx, net, &w, "teacher.");
+        if (s == STFPM_OK) s = stfpm_resnet_init_kaiming(ctx, net, 8);
+        if (s == STFPM_OK) s = stfpm_resnet_export(ctx, net, &w, "student.");
+        const char *keys[] = {"format", "size", "layers", "backbone"};
+        const char *vals[] = {"stfpm-cl-1", "64", "1,2,3", backbone_meta};
+        if (s == STFPM_OK) s = stfpm_safetensors_write(path, &w, keys, vals, backbone_meta ? 4 : 3);
+        if (s != STFPM_OK) fprintf(stderr, "write_model: %s\n", stfpm_last_error());
+        stfpm_weights_free(&w);
+        if (net) stfpm_resnet_free(ctx, net);
+        stfpm_ctx_free(ctx);
+        _exit(s == STFPM_OK ? 0 : 1);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) return 0;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+START_TEST(test_model_file_backbone) {
+    char old[700], bad[700], img[760];
+    snprintf(old, sizeof old, "%s/old_model.safetensors", g_base);
+    snprintf(bad, sizeof bad, "%s/bad_model.safetensors", g_base);
+    snprintf(img, sizeof img, "%s/test/good/000.png", g_data);
+    ck_assert(write_model(old, NULL));
+    ck_assert(write_model(bad, "resnet34"));
+    /* no backbone metadata: a resnet18 model */
+    cli_result r = cli_run(NULL, "predict", "--model", old, "--format", "json", img, NULL);
+    cli_expect_ok("predict with a model file without backbone metadata", &r);
+    ck_assert_msg(strstr(r.out, "\"score\""), "predict printed no score:\n%s", r.out);
+    cli_result_free(&r);
+    /* metadata naming another backbone than the tensors hold */
+    r = cli_run(NULL, "predict", "--model", bad, "--format", "json", img, NULL);
+    cli_expect_fail("model file recording resnet34 with resnet18 tensors", &r, -1,
+                    NEEDLES("records backbone resnet34", "its teacher is a resnet18"));
+    cli_result_free(&r);
+}
+END_TEST
+
 START_TEST(test_mismatch_refused) {
     char run[700];
     snprintf(run, sizeof run, "%s/run_bad", g_base);
@@ -116,6 +173,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_unchecked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_mismatch_refused);
+    tcase_add_test(tc, test_model_file_backbone);
     tcase_add_test(tc, test_train_test_predict_resume);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);

@@ -1,5 +1,6 @@
 /* Per-op profile of STFPM training steps and inference (OpenCL event profiling).
- *   bench_step [--size S] [--batch N] [--steps K] [--infer] [--no-profile]
+ *   bench_step [--size S] [--batch N] [--steps K] [--backbone B] [--infer] [--no-profile]
+ * B: resnet18 (default), resnet34, resnet50, wide_resnet50_2 (teacher and student).
  * Weights are random (speed does not depend on the values).
  * With profiling on, the queue records an event per command (host/runtime.c reads them in
  * batches, without waiting per command), which adds a little to each launch; --no-profile
@@ -27,14 +28,17 @@ static int cmp_prof(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int size = 128, batch = 8, steps = 3, infer = 0, profile = 1;
+    stfpm_backbone bb = STFPM_RESNET18;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--infer")) infer = 1;
+        else if (!strcmp(argv[i], "--backbone") && i + 1 < argc) {
+            if (stfpm_backbone_parse(argv[++i], &bb)) { fprintf(stderr, "%s\n", stfpm_last_error()); return 2; }
+        } else if (!strcmp(argv[i], "--infer")) infer = 1;
         else if (!strcmp(argv[i], "--no-profile")) profile = 0;
         else {
-            fprintf(stderr, "usage: bench_step [--size S] [--batch N] [--steps K] [--infer] [--no-profile]\n");
+            fprintf(stderr, "usage: bench_step [--size S] [--batch N] [--steps K] [--backbone B] [--infer] [--no-profile]\n");
             return 2;
         }
     }
@@ -48,7 +52,7 @@ int main(int argc, char **argv) {
     int layers[3] = {1, 2, 3};
     float *x = malloc(sizeof(float) * 3 * size * size * batch);
     for (size_t i = 0; i < (size_t)3 * size * size * batch; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    stfpm_status s = stfpm_model_init(ctx, &m, size, layers, 3, STFPM_MODEL_TRAIN);
+    stfpm_status s = stfpm_model_init_backbone(ctx, &m, bb, size, layers, 3, STFPM_MODEL_TRAIN);
     if (!s) s = stfpm_resnet_init_kaiming(ctx, m.teacher, 1);
     if (!s) s = stfpm_resnet_init_kaiming(ctx, m.student, 2);
     float loss;
@@ -71,12 +75,12 @@ int main(int argc, char **argv) {
     double tot = 0;
     for (int i = 0; i < n; i++) tot += e[i].ms;
     if (!profile) {
-        printf("%s size %d batch %d steps %d: %.3f s/step, %.2f images/s, %.3f CPU s/step (not profiled)\n",
-               infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, dc / steps);
+        printf("%s %s size %d batch %d steps %d: %.3f s/step, %.2f images/s, %.3f CPU s/step (not profiled)\n",
+               stfpm_backbone_name(bb), infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, dc / steps);
         n = 0;
     } else {
-        printf("%s size %d batch %d steps %d: %.3f s/step, %.2f images/s, %.3f CPU s/step (profiled kernel time %.1f ms/step)\n",
-               infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, dc / steps,
+        printf("%s %s size %d batch %d steps %d: %.3f s/step, %.2f images/s, %.3f CPU s/step (profiled kernel time %.1f ms/step)\n",
+               stfpm_backbone_name(bb), infer ? "inference" : "training", size, batch, steps, dt / steps, batch * steps / dt, dc / steps,
                tot / steps);
     }
     if (n) printf("%-36s %10s %8s %7s %9s\n", "kernel", "ms/step", "calls", "share", "GFLOP/s");

@@ -38,6 +38,7 @@
 typedef struct opts {
     int size, batch, infer_batch, train_steps, infer_batches, latency_reps, teacher_cache;
     const char *teacher, *json, *phase, *device;
+    stfpm_backbone backbone;
 } opts;
 
 typedef struct results {
@@ -57,7 +58,8 @@ typedef struct results {
 static void usage(void) {
     fprintf(stderr, "usage: bench_throughput [--size 256] [--batch 32] [--infer-batch N] [--train-steps K]\n"
                     "       [--infer-batches K] [--latency-reps K] [--teacher FILE] [--no-teacher-cache]\n"
-                    "       [--phase all|train|infer] [--device SEL] [--json OUT]\n");
+                    "       [--phase all|train|infer] [--device SEL] [--json OUT]\n"
+                    "       [--backbone resnet18|resnet34|resnet50|wide_resnet50_2]\n");
 }
 
 static float *make_images(int n, int size, unsigned salt) {
@@ -76,7 +78,7 @@ static int cmp_double(const void *a, const void *b) {
 
 static stfpm_status make_model(stfpm_ctx *ctx, stfpm_model *m, const opts *o, stfpm_model_mode mode) {
     int layers[3] = {1, 2, 3};
-    STFPM_TRY(stfpm_model_init(ctx, m, o->size, layers, 3, mode));
+    STFPM_TRY(stfpm_model_init_backbone(ctx, m, o->backbone, o->size, layers, 3, mode));
     if (o->teacher) STFPM_TRY(stfpm_model_load_teacher(ctx, m, o->teacher));
     else STFPM_TRY(stfpm_resnet_init_kaiming(ctx, m->teacher, 1));
     return stfpm_resnet_init_kaiming(ctx, m->student, 2);
@@ -212,6 +214,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--no-teacher-cache")) o.teacher_cache = 0;
         else if (!strcmp(a, "--phase") && more) o.phase = argv[++i];
         else if (!strcmp(a, "--device") && more) o.device = argv[++i];
+        else if (!strcmp(a, "--backbone") && more) {
+            if (stfpm_backbone_parse(argv[++i], &o.backbone) != STFPM_OK) {
+                fprintf(stderr, "bench_throughput: %s\n", stfpm_last_error());
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--json") && more) o.json = argv[++i];
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
         else { fprintf(stderr, "bench_throughput: unknown or incomplete option %s\n", a); usage(); return 2; }
@@ -238,11 +246,11 @@ int main(int argc, char **argv) {
     stfpm_json_escape(r.device, dev, sizeof dev);
     stfpm_json_escape(o.teacher ? o.teacher : "random-kaiming", teacher, sizeof teacher);
     size_t k = (size_t)snprintf(buf, sizeof buf,
-                                "{\"impl\": \"stfpm-cl\", \"device\": \"%s\", \"phase\": \"%s\", \"size\": %d, "
+                                "{\"impl\": \"stfpm-cl\", \"device\": \"%s\", \"backbone\": \"%s\", \"phase\": \"%s\", \"size\": %d, "
                                 "\"train_batch\": %d, \"infer_batch\": %d, \"train_steps\": %d, "
                                 "\"infer_batches\": %d, \"latency_reps\": %d, \"teacher\": \"%s\", "
                                 "\"teacher_cache\": %s",
-                                dev, o.phase, o.size, o.batch, o.infer_batch, o.train_steps, o.infer_batches,
+                                dev, stfpm_backbone_name(o.backbone), o.phase, o.size, o.batch, o.infer_batch, o.train_steps, o.infer_batches,
                                 o.latency_reps, teacher, o.teacher_cache ? "true" : "false");
     int tc = r.did_train && o.teacher_cache;
     jnum(buf, sizeof buf, &k, "warmup_train_s", r.warmup_train_s, r.did_train);

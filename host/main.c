@@ -193,8 +193,11 @@ static const char *TRAIN_HELP =
     "  --data DIR            training data (required)\n"
     "  --out RUN             output directory (required): best.safetensors, last.safetensors,\n"
     "                        train_log.csv, config.json\n"
-    "  --teacher FILE        ImageNet ResNet-18 weights (.pth or .safetensors); default: $STFPM_TEACHER,\n"
-    "                        then the torch hub cache (~/.cache/torch/hub/checkpoints/resnet18-*.pth)\n"
+    "  --backbone B          resnet18 (default), resnet34, resnet50 or wide_resnet50_2: the teacher's and\n"
+    "                        the student's architecture (--resume: the run's; another one is refused)\n"
+    "  --teacher FILE        the backbone's ImageNet weights (.pth or .safetensors); default: $STFPM_TEACHER,\n"
+    "                        then the torch hub cache (~/.cache/torch/hub/checkpoints/B-*.pth, e.g.\n"
+    "                        resnet18-*.pth; data/fetch_weights.sh B downloads it)\n"
     "  --epochs N            100      --batch N          32       --size S       256 (multiple of 32)\n"
     "  --lr X                0.4      --momentum X       0.9      --weight-decay X 1e-4\n"
     "  --seed N              0        --layers L         1,2,3 (ResNet layer1..layer4; 4 needs a full teacher)\n"
@@ -216,6 +219,7 @@ static int cmd_train(int argc, char **argv) {
         else if (is_opt(&a, "--data")) c.data_dir = opt_value(&a);
         else if (is_opt(&a, "--out")) c.out_dir = opt_value(&a);
         else if (is_opt(&a, "--teacher")) c.teacher = opt_value(&a);
+        else if (is_opt(&a, "--backbone")) c.backbone = opt_value(&a);
         else if (is_opt(&a, "--device")) device = opt_value(&a);
         else if (is_opt(&a, "--epochs")) { if (parse_int(&a, &v)) c.epochs = v; }
         else if (is_opt(&a, "--batch")) { if (parse_int(&a, &v)) c.batch = v; }

@@ -43,7 +43,13 @@ void stfpm_format_layers(const int *layers, int n, char *out, size_t out_len) {
 
 stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const int *layers, int n_layers,
                               stfpm_model_mode mode) {
+    return stfpm_model_init_backbone(ctx, m, STFPM_RESNET18, size, layers, n_layers, mode);
+}
+
+stfpm_status stfpm_model_init_backbone(stfpm_ctx *ctx, stfpm_model *m, stfpm_backbone backbone, int size,
+                                       const int *layers, int n_layers, stfpm_model_mode mode) {
     memset(m, 0, sizeof *m);
+    m->backbone = backbone;
     m->threshold = NAN;
     if (size < 32 || size % 32 != 0)
         return stfpm_set_error(STFPM_ERR_ARG, "image size %d: must be a positive multiple of 32 (the "
@@ -53,8 +59,10 @@ stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const in
     m->n_layers = n_layers;
     for (int i = 0; i < n_layers; i++) m->layers[i] = layers[i];
     m->depth = layers[n_layers - 1];
-    stfpm_status s = stfpm_resnet_create(ctx, m->depth, STFPM_NET_FROZEN, &m->teacher);
-    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, m->depth, mode == STFPM_MODEL_TRAIN ? STFPM_NET_TRAINABLE : STFPM_NET_FROZEN, &m->student);
+    stfpm_status s = stfpm_resnet_create_backbone(ctx, backbone, m->depth, STFPM_NET_FROZEN, &m->teacher);
+    if (s == STFPM_OK)
+        s = stfpm_resnet_create_backbone(ctx, backbone, m->depth,
+                                         mode == STFPM_MODEL_TRAIN ? STFPM_NET_TRAINABLE : STFPM_NET_FROZEN, &m->student);
     if (s == STFPM_OK) s = stfpm_pyramid_create(ctx, &m->pyr);
     if (s != STFPM_OK) stfpm_model_free(ctx, m);
     return s;
@@ -76,7 +84,7 @@ static int file_exists(const char *p) {
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-stfpm_status stfpm_find_teacher(const char *explicit_path, char *out, size_t out_len) {
+stfpm_status stfpm_find_teacher(stfpm_backbone backbone, const char *explicit_path, char *out, size_t out_len) {
     if (explicit_path && *explicit_path) {
         if (!file_exists(explicit_path))
             return stfpm_set_error(STFPM_ERR_IO, "teacher weights %s: no such file", explicit_path);
@@ -92,27 +100,41 @@ stfpm_status stfpm_find_teacher(const char *explicit_path, char *out, size_t out
     }
     char pattern[1200], hub[1100];
     stfpm_env_torch_checkpoints(hub, sizeof hub);
-    snprintf(pattern, sizeof pattern, "%s/resnet18-*.pth", hub);
+    const char *bb = stfpm_backbone_name(backbone);
+    snprintf(pattern, sizeof pattern, "%s/%s-*.pth", hub, bb);
     glob_t g;
-    if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
-        snprintf(out, out_len, "%s", g.gl_pathv[0]);
-        globfree(&g);
-        return STFPM_OK;
-    }
+    int found = glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0;
+    if (found) snprintf(out, out_len, "%s", g.gl_pathv[0]);
+    globfree(&g);
+    if (found) return STFPM_OK;
+    if (backbone == STFPM_RESNET18)
+        return stfpm_set_error(STFPM_ERR_IO,
+                               "no teacher weights found: pass --teacher FILE, set STFPM_TEACHER, or put "
+                               "torchvision's resnet18-f37072fd.pth in %s (data/fetch_weights.sh downloads it "
+                               "from https://download.pytorch.org/models/resnet18-f37072fd.pth; timm's "
+                               "resnet18.tv_in1k model.safetensors also works)", pattern);
     return stfpm_set_error(STFPM_ERR_IO,
-                           "no teacher weights found: pass --teacher FILE, set STFPM_TEACHER, or put "
-                           "torchvision's resnet18-f37072fd.pth in %s (data/fetch_weights.sh downloads it "
-                           "from https://download.pytorch.org/models/resnet18-f37072fd.pth; timm's "
-                           "resnet18.tv_in1k model.safetensors also works)", pattern);
+                           "no %s teacher weights found: pass --teacher FILE, set STFPM_TEACHER, or put "
+                           "torchvision's %s .pth file in %s (`data/fetch_weights.sh %s` downloads it from "
+                           "https://download.pytorch.org/models/)", bb, bb, pattern, bb);
 }
 
 stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char *path) {
     stfpm_weights w = {0};
     STFPM_TRY(stfpm_weights_load(path, &w));
     stfpm_status s = STFPM_OK;
-    if (m->depth == 4 && !stfpm_resnet_weights_have_layer(&w, "", 4))
+    char why[300];
+    int got = -1;
+    const char *name = stfpm_resnet_weights_backbone(&w, "", &got, why, sizeof why);
+    const char *want = stfpm_backbone_name(m->backbone);
+    if (name && got != (int)m->backbone)
+        s = stfpm_set_error(STFPM_ERR_FORMAT, "teacher file %s holds a %s (%s), but the backbone is %s: pass "
+                            "--backbone %s%s, or a %s teacher file", path, name, why, want,
+                            got >= 0 ? name : "with a supported backbone", got >= 0 ? "" : " (resnet18, resnet34, "
+                            "resnet50, wide_resnet50_2)", want);
+    else if (m->depth == 4 && !stfpm_resnet_weights_have_layer(&w, "", 4))
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s: --layers includes 4 but this teacher file has no layer4 "
-                            "weights (use a full torchvision resnet18 file)", path);
+                            "weights (use a full torchvision %s file)", path, want);
     if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path, NULL);
     stfpm_weights_free(&w);
     return s;
@@ -132,6 +154,7 @@ stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, 
         stfpm_format_layers(m->layers, m->n_layers, layers, sizeof layers);
         snprintf(thr, sizeof thr, "%.9g", m->threshold);
         keys[k] = "format"; vals[k++] = "stfpm-cl-1";
+        keys[k] = "backbone"; vals[k++] = stfpm_backbone_name(m->backbone);
         keys[k] = "size"; vals[k++] = size;
         keys[k] = "layers"; vals[k++] = layers;
         keys[k] = "threshold"; vals[k++] = thr;
@@ -393,6 +416,22 @@ static stfpm_status anomalib_load(stfpm_ctx *ctx, stfpm_model *m, const char *pa
     return s;
 }
 
+/* The backbone a model file records (metadata "backbone"; absent: resnet18), checked against
+ * what its teacher tensors are. */
+static stfpm_status model_file_backbone(const stfpm_weights *w, const char *path, stfpm_backbone *bb) {
+    const char *rec = stfpm_weights_meta(w, "backbone");
+    if (rec && stfpm_backbone_parse(rec, bb) != STFPM_OK)
+        return stfpm_set_error(STFPM_ERR_FORMAT, "%s records backbone \"%s\", which this version of stfpm-cl does "
+                               "not know (resnet18, resnet34, resnet50, wide_resnet50_2)", path, rec);
+    char why[300];
+    int got = -1;
+    const char *name = stfpm_resnet_weights_backbone(w, "teacher.", &got, why, sizeof why);
+    if (name && got != (int)*bb)
+        return stfpm_set_error(STFPM_ERR_FORMAT, "%s records backbone %s%s, but its teacher is a %s (%s)", path,
+                               stfpm_backbone_name(*bb), rec ? "" : " (no backbone metadata)", name, why);
+    return STFPM_OK;
+}
+
 stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_model_mode mode,
                               stfpm_weights *w_out) {
     stfpm_weights w = {0};
@@ -419,7 +458,9 @@ stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, 
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s is not an stfpm-cl model file (metadata format/size/layers "
                             "missing); train one with `stfpm train`, or pass an anomalib STFPM checkpoint", path);
     if (s == STFPM_OK) s = stfpm_parse_layers(layers, L, &nl);
-    if (s == STFPM_OK) s = stfpm_model_init(ctx, m, atoi(size), L, nl, mode);
+    stfpm_backbone bb = STFPM_RESNET18;   /* files written before the backbone was recorded */
+    if (s == STFPM_OK) s = model_file_backbone(&w, path, &bb);
+    if (s == STFPM_OK) s = stfpm_model_init_backbone(ctx, m, bb, atoi(size), L, nl, mode);
     if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path, "teacher.");
     if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->student, &w, path, "student.");
     if (s == STFPM_OK) {
@@ -447,7 +488,7 @@ stfpm_status stfpm_model_reserve(stfpm_ctx *ctx, stfpm_model *m, int n) {
 }
 
 static void level_shape(const stfpm_model *m, int layer, int *c, int *h) {
-    *c = stfpm_resnet_layer_channels(layer);
+    *c = stfpm_resnet_out_channels(m->teacher, layer);
     *h = m->size / stfpm_resnet_layer_stride(layer);
 }
 

@@ -1,5 +1,6 @@
-/* ResNet-18 up to layer3 (layer4 optional) from the engine's ops. One image's path:
- * x -> conv1 -> bn1 -> relu -> maxpool -> layer1 -> layer2 -> layer3 (-> layer4).
+/* torchvision ResNets (ResNet-18/34: BasicBlock; ResNet-50, Wide-ResNet-50-2: Bottleneck, v1.5
+ * with the stride on the 3x3 conv) up to layer3 (layer4 optional) from the engine's ops. One
+ * image's path: x -> conv1 -> bn1 -> relu -> maxpool -> layer1 -> layer2 -> layer3 (-> layer4).
  * Activations needed by the backward pass are kept in buffers owned by the net, sized for the
  * largest batch seen so far; a smaller batch uses views of them. */
 #include "stfpm/resnet.h"
@@ -12,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PARAMS 128
+/* ResNet-50 to layer4: stem + 16 blocks of 3 units + 4 downsamples = 53 units of 5 tensors */
+#define MAX_PARAMS 272
+#define MAX_BLOCKS 16
 #define BN_EPS 1e-5f
 #define BN_MOMENTUM 0.1f
 
@@ -25,21 +28,47 @@ typedef struct unit {           /* conv (no bias) followed by batch norm */
     stfpm_conv_prepared *prep;
 } unit;
 
+/* BasicBlock: c1 (3x3, stride) -> relu -> c2 (3x3) [+ shortcut] -> relu.
+ * Bottleneck: c1 (1x1) -> relu -> c2 (3x3, stride) -> relu -> c3 (1x1) [+ shortcut] -> relu. */
 typedef struct block {
-    unit c1, c2, ds;
-    int has_ds;
+    unit c1, c2, c3, ds;
+    int has_ds, bottleneck;
     int layer;                  /* 1..4 */
-    stfpm_tensor g_out, t1, t2, t_in;   /* gradient buffers (capacity-sized) */
+    int last_in_layer;          /* its output is the layer's feature */
+    int in_c, in_h, in_w;       /* input shape (per image) */
+    /* gradient buffers (capacity-sized); BasicBlock only, a Bottleneck uses the net's shared ones */
+    stfpm_tensor g_out, t1, t2, t_in;
 } block;
 
+/* Per-backbone layout (torchvision). */
+typedef struct arch {
+    const char *name;
+    int bottleneck;
+    int blocks[4];
+    int width[4];               /* inner width of a block of layer l (the 3x3 convs' channels) */
+    int out[4];                 /* output channels of layer l */
+} arch;
+
+static const arch ARCHS[STFPM_BACKBONE_COUNT] = {
+    [STFPM_RESNET18] = {"resnet18", 0, {2, 2, 2, 2}, {64, 128, 256, 512}, {64, 128, 256, 512}},
+    [STFPM_RESNET34] = {"resnet34", 0, {3, 4, 6, 3}, {64, 128, 256, 512}, {64, 128, 256, 512}},
+    [STFPM_RESNET50] = {"resnet50", 1, {3, 4, 6, 3}, {64, 128, 256, 512}, {256, 512, 1024, 2048}},
+    [STFPM_WIDE_RESNET50_2] = {"wide_resnet50_2", 1, {3, 4, 6, 3}, {128, 256, 512, 1024}, {256, 512, 1024, 2048}},
+};
+
 struct stfpm_resnet {
+    stfpm_backbone backbone;
     int depth, trainable;
     stfpm_param params[MAX_PARAMS];
     int n_params;
     unit stem;
     stfpm_tensor pool_out, g_pool, g_stem;
-    block blocks[8];
+    block blocks[MAX_BLOCKS];
     int n_blocks;
+    /* Bottleneck nets: gradient buffers shared by all blocks (sized for the largest block):
+     * g[2] alternate as dL/d(block output) of consecutive blocks, bt[] are one block's
+     * temporaries (see stfpm_resnet_backward). */
+    stfpm_tensor g[2], bt[4];
     /* activation state */
     int cap_n, cur_n, in_h, in_w, last_train, last_max_layer;
     const stfpm_tensor *last_x;
@@ -55,7 +84,27 @@ static int fold_enabled(stfpm_ctx *ctx) { return stfpm_ctx_get_options(ctx)->fol
 
 void stfpm_resnet_params_changed(stfpm_resnet *net) { net->folded = 0; }
 
-int stfpm_resnet_layer_channels(int layer) { return 64 << (layer - 1); }
+const char *stfpm_backbone_name(stfpm_backbone b) {
+    return (unsigned)b < STFPM_BACKBONE_COUNT ? ARCHS[b].name : "unknown";
+}
+
+stfpm_status stfpm_backbone_parse(const char *name, stfpm_backbone *out) {
+    for (int b = 0; b < STFPM_BACKBONE_COUNT; b++)
+        if (name && strcmp(name, ARCHS[b].name) == 0) {
+            *out = (stfpm_backbone)b;
+            return STFPM_OK;
+        }
+    return stfpm_set_error(STFPM_ERR_ARG, "backbone \"%s\": expected resnet18, resnet34, resnet50 or "
+                           "wide_resnet50_2", name ? name : "");
+}
+
+int stfpm_backbone_channels(stfpm_backbone b, int layer) {
+    if ((unsigned)b >= STFPM_BACKBONE_COUNT || layer < 1 || layer > 4) return 0;
+    return ARCHS[b].out[layer - 1];
+}
+
+stfpm_backbone stfpm_resnet_backbone(const stfpm_resnet *net) { return net->backbone; }
+int stfpm_resnet_out_channels(const stfpm_resnet *net, int layer) { return stfpm_backbone_channels(net->backbone, layer); }
 int stfpm_resnet_layer_stride(int layer) { return layer == 1 ? 4 : 4 << (layer - 1); }
 int stfpm_resnet_depth(const stfpm_resnet *net) { return net->depth; }
 int stfpm_resnet_param_count(const stfpm_resnet *net) { return net->n_params; }
@@ -71,6 +120,8 @@ static int trainable_kind(stfpm_param_kind k) { return k <= STFPM_PARAM_BN_BIAS;
 
 static stfpm_status add_param(stfpm_ctx *ctx, stfpm_resnet *net, const char *name, stfpm_param_kind kind,
                               int n, int c, int h, int w, int *index) {
+    if (net->n_params >= MAX_PARAMS)
+        return stfpm_set_error(STFPM_ERR_ARG, "ResNet: more than %d parameter tensors", MAX_PARAMS);
     stfpm_param *p = &net->params[net->n_params];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -111,32 +162,49 @@ static stfpm_status add_unit(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, const c
 }
 
 stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, stfpm_net_params params, stfpm_resnet **out) {
+    return stfpm_resnet_create_backbone(ctx, STFPM_RESNET18, depth, params, out);
+}
+
+stfpm_status stfpm_resnet_create_backbone(stfpm_ctx *ctx, stfpm_backbone backbone, int depth, stfpm_net_params params,
+                                          stfpm_resnet **out) {
     const int trainable = params == STFPM_NET_TRAINABLE;
     *out = NULL;
+    if ((unsigned)backbone >= STFPM_BACKBONE_COUNT)
+        return stfpm_set_error(STFPM_ERR_ARG, "unknown backbone %d", (int)backbone);
     if (depth < 1 || depth > 4)
         return stfpm_set_error(STFPM_ERR_ARG, "ResNet depth must be 1..4 (layer1..layer4), got %d", depth);
+    const arch *A = &ARCHS[backbone];
     stfpm_resnet *net = calloc(1, sizeof *net);
     if (!net) return stfpm_set_error(STFPM_ERR_OOM, "out of host memory");
+    net->backbone = backbone;
     net->depth = depth;
     net->trainable = trainable;
     stfpm_status s = add_unit(ctx, net, &net->stem, "conv1.weight", "bn1", 3, 64, 7, 2, 3);
     int cin = 64;
     for (int l = 1; l <= depth && s == STFPM_OK; l++) {
-        int cout = stfpm_resnet_layer_channels(l);
-        for (int b = 0; b < 2 && s == STFPM_OK; b++) {
+        int cout = A->out[l - 1], width = A->width[l - 1];
+        for (int b = 0; b < A->blocks[l - 1] && s == STFPM_OK; b++) {
             block *bl = &net->blocks[net->n_blocks++];
             memset(bl, 0, sizeof *bl);
             bl->layer = l;
+            bl->bottleneck = A->bottleneck;
+            bl->last_in_layer = b == A->blocks[l - 1] - 1;
             int stride = (b == 0 && l > 1) ? 2 : 1;
             char cn[96], bn[96];
-            snprintf(cn, sizeof cn, "layer%d.%d.conv1.weight", l, b);
-            snprintf(bn, sizeof bn, "layer%d.%d.bn1", l, b);
-            s = add_unit(ctx, net, &bl->c1, cn, bn, cin, cout, 3, stride, 1);
+#define UNIT(u, i, ci, co, k, st, pd)                                            \
+            snprintf(cn, sizeof cn, "layer%d.%d.conv%d.weight", l, b, i);        \
+            snprintf(bn, sizeof bn, "layer%d.%d.bn%d", l, b, i);                 \
+            s = add_unit(ctx, net, u, cn, bn, ci, co, k, st, pd);                \
             if (s != STFPM_OK) break;
-            snprintf(cn, sizeof cn, "layer%d.%d.conv2.weight", l, b);
-            snprintf(bn, sizeof bn, "layer%d.%d.bn2", l, b);
-            s = add_unit(ctx, net, &bl->c2, cn, bn, cout, cout, 3, 1, 1);
-            if (s != STFPM_OK) break;
+            if (A->bottleneck) {
+                UNIT(&bl->c1, 1, cin, width, 1, 1, 0)
+                UNIT(&bl->c2, 2, width, width, 3, stride, 1)
+                UNIT(&bl->c3, 3, width, cout, 1, 1, 0)
+            } else {
+                UNIT(&bl->c1, 1, cin, cout, 3, stride, 1)
+                UNIT(&bl->c2, 2, cout, cout, 3, 1, 1)
+            }
+#undef UNIT
             if (stride != 1 || cin != cout) {
                 bl->has_ds = 1;
                 snprintf(cn, sizeof cn, "layer%d.%d.downsample.0.weight", l, b);
@@ -170,12 +238,15 @@ static void free_acts(stfpm_ctx *ctx, stfpm_resnet *net) {
         block *bl = &net->blocks[b];
         free_unit_acts(ctx, &bl->c1);
         free_unit_acts(ctx, &bl->c2);
+        if (bl->bottleneck) free_unit_acts(ctx, &bl->c3);
         if (bl->has_ds) free_unit_acts(ctx, &bl->ds);
         stfpm_tensor_free(ctx, &bl->g_out);
         stfpm_tensor_free(ctx, &bl->t1);
         stfpm_tensor_free(ctx, &bl->t2);
         stfpm_tensor_free(ctx, &bl->t_in);
     }
+    for (int i = 0; i < 2; i++) stfpm_tensor_free(ctx, &net->g[i]);
+    for (int i = 0; i < 4; i++) stfpm_tensor_free(ctx, &net->bt[i]);
     net->cap_n = 0;
     net->act_bytes = 0;
 }
@@ -192,6 +263,7 @@ static void free_fold(stfpm_ctx *ctx, stfpm_resnet *net) {
     for (int b = 0; b < net->n_blocks; b++) {
         free_unit_fold(ctx, &net->blocks[b].c1);
         free_unit_fold(ctx, &net->blocks[b].c2);
+        if (net->blocks[b].bottleneck) free_unit_fold(ctx, &net->blocks[b].c3);
         if (net->blocks[b].has_ds) free_unit_fold(ctx, &net->blocks[b].ds);
     }
     net->folded = 0;
@@ -282,6 +354,39 @@ int stfpm_resnet_weights_have_layer(const stfpm_weights *w, const char *prefix, 
     return 1;
 }
 
+static const stfpm_weight *find_pre(const stfpm_weights *w, const char *prefix, const char *name) {
+    char k[200];
+    snprintf(k, sizeof k, "%s%s", prefix ? prefix : "", name);
+    return stfpm_weights_find(w, k);
+}
+
+const char *stfpm_resnet_weights_backbone(const stfpm_weights *w, const char *prefix, int *backbone,
+                                          char *why, size_t why_len) {
+    const char *p = prefix ? prefix : "";
+    *backbone = -1;
+    if (why_len) why[0] = 0;
+    const stfpm_weight *l1 = find_pre(w, p, "layer1.0.conv1.weight");
+    if (!find_pre(w, p, "conv1.weight") || !l1) return NULL;
+    if (find_pre(w, p, "layer1.0.conv3.weight")) {   /* Bottleneck blocks */
+        int wide = l1->ndim >= 1 && l1->shape[0] > 64;
+        int deep = find_pre(w, p, "layer3.6.conv1.weight") != NULL;
+        snprintf(why, why_len, "Bottleneck blocks: %slayer1.0.conv3.weight present, %slayer1.0.conv1.weight has "
+                 "%lld output channels%s", p, p, (long long)l1->shape[0],
+                 deep ? ", layer3 has more than 6 blocks" : "");
+        if (deep) return wide ? "wide_resnet101_2" : "resnet101 or resnet152";
+        *backbone = wide ? STFPM_WIDE_RESNET50_2 : STFPM_RESNET50;
+        return ARCHS[*backbone].name;
+    }
+    if (find_pre(w, p, "layer1.2.conv1.weight")) {
+        snprintf(why, why_len, "BasicBlocks, three or more in layer1: %slayer1.2.conv1.weight present", p);
+        *backbone = STFPM_RESNET34;
+        return ARCHS[*backbone].name;
+    }
+    snprintf(why, why_len, "BasicBlocks, two in layer1: no %slayer1.2.conv1.weight", p);
+    *backbone = STFPM_RESNET18;
+    return ARCHS[*backbone].name;
+}
+
 static stfpm_status export_tensor(stfpm_ctx *ctx, const stfpm_param *p, const stfpm_tensor *t,
                                   const char *name, stfpm_weights *out) {
     size_t n = stfpm_tensor_numel(t);
@@ -370,20 +475,44 @@ static stfpm_status ensure_acts(stfpm_ctx *ctx, stfpm_resnet *net, int n, int h,
         net->act_bytes += (stfpm_tensor_numel(&net->g_pool) + stfpm_tensor_numel(&net->g_stem)) * sizeof(float);
     }
     int ch = ph, cw = pw, cc = 64;
+    size_t gmax = 0, tmax[4] = {0, 0, 0, 0};
     for (int b = 0; b < net->n_blocks; b++) {
         block *bl = &net->blocks[b];
-        int oh = stfpm_conv_out_size(ch, 3, bl->c1.stride, 1), ow = stfpm_conv_out_size(cw, 3, bl->c1.stride, 1);
-        STFPM_TRY(alloc_unit_acts(ctx, net, &bl->c1, n, oh, ow));
+        bl->in_c = cc; bl->in_h = ch; bl->in_w = cw;
+        int h1 = stfpm_conv_out_size(ch, bl->c1.k, bl->c1.stride, bl->c1.pad);
+        int w1 = stfpm_conv_out_size(cw, bl->c1.k, bl->c1.stride, bl->c1.pad);
+        int oh = stfpm_conv_out_size(h1, bl->c2.k, bl->c2.stride, bl->c2.pad);
+        int ow = stfpm_conv_out_size(w1, bl->c2.k, bl->c2.stride, bl->c2.pad);
+        STFPM_TRY(alloc_unit_acts(ctx, net, &bl->c1, n, h1, w1));
         STFPM_TRY(alloc_unit_acts(ctx, net, &bl->c2, n, oh, ow));
+        if (bl->bottleneck) STFPM_TRY(alloc_unit_acts(ctx, net, &bl->c3, n, oh, ow));
         if (bl->has_ds) STFPM_TRY(alloc_unit_acts(ctx, net, &bl->ds, n, oh, ow));
-        if (net->trainable) {
+        int cout = bl->bottleneck ? bl->c3.cout : bl->c2.cout;
+        if (net->trainable && !bl->bottleneck) {
             STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->g_out, n, bl->c1.cout, oh, ow));
             STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->t1, n, bl->c1.cout, oh, ow));
             STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->t2, n, bl->c1.cout, oh, ow));
             STFPM_TRY(stfpm_tensor_alloc(ctx, &bl->t_in, n, cc, ch, cw));
             net->act_bytes += (3 * stfpm_tensor_numel(&bl->g_out) + stfpm_tensor_numel(&bl->t_in)) * sizeof(float);
+        } else if (net->trainable) {
+            /* sizes (per image) of what stfpm_resnet_backward puts in the shared buffers */
+            size_t out = (size_t)cout * oh * ow, mid = (size_t)bl->c2.cout * oh * ow;
+            size_t c1o = (size_t)bl->c1.cout * h1 * w1, in = (size_t)cc * ch * cw;
+            size_t need[4] = {out, mid > c1o ? mid : c1o, c1o, in};
+            if (out > gmax) gmax = out;
+            for (int i = 0; i < 4; i++) if (need[i] > tmax[i]) tmax[i] = need[i];
         }
-        ch = oh; cw = ow; cc = bl->c1.cout;
+        ch = oh; cw = ow; cc = cout;
+    }
+    if (gmax) {
+        for (int i = 0; i < 2; i++) {
+            STFPM_TRY(stfpm_tensor_alloc(ctx, &net->g[i], n, (int)gmax, 1, 1));
+            net->act_bytes += stfpm_tensor_numel(&net->g[i]) * sizeof(float);
+        }
+        for (int i = 0; i < 4; i++) {
+            STFPM_TRY(stfpm_tensor_alloc(ctx, &net->bt[i], n, (int)tmax[i], 1, 1));
+            net->act_bytes += stfpm_tensor_numel(&net->bt[i]) * sizeof(float);
+        }
     }
     net->cap_n = n;
     net->in_h = h;
@@ -392,6 +521,17 @@ static stfpm_status ensure_acts(stfpm_ctx *ctx, stfpm_resnet *net, int n, int h,
 }
 
 static stfpm_tensor V(const stfpm_tensor *t, int n) { return stfpm_tensor_view(t, 0, n); }
+
+/* The first n*c*h*w floats of a shared buffer seen as an (n, c, h, w) tensor. */
+static stfpm_tensor shaped(const stfpm_tensor *t, int n, int c, int h, int w) {
+    stfpm_tensor v = *t;
+    v.n = n; v.c = c; v.h = h; v.w = w;
+    v.owner = 0;
+    return v;
+}
+
+/* The unit whose BN output (after the residual add and ReLU) is the block's output. */
+static unit *last_unit(block *bl) { return bl->bottleneck ? &bl->c3 : &bl->c2; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* forward */
@@ -445,6 +585,7 @@ static stfpm_status fold_all(stfpm_ctx *ctx, stfpm_resnet *net) {
         block *bl = &net->blocks[b];
         STFPM_TRY(fold_unit(ctx, net, &bl->c1));
         STFPM_TRY(fold_unit(ctx, net, &bl->c2));
+        if (bl->bottleneck) STFPM_TRY(fold_unit(ctx, net, &bl->c3));
         if (bl->has_ds) STFPM_TRY(fold_unit(ctx, net, &bl->ds));
     }
     net->folded = 1;
@@ -483,9 +624,14 @@ static stfpm_status forward_folded_rest(stfpm_ctx *ctx, stfpm_resnet *net, int n
             STFPM_TRY(unit_forward_folded(ctx, &bl->ds, &in, n, NULL, 0));
             sc = V(&bl->ds.bn_out, n);
         }
-        STFPM_TRY(unit_forward_folded(ctx, &bl->c2, &h, n, &sc, 1));
-        stfpm_tensor out = V(&bl->c2.bn_out, n);
-        if (b % 2 == 1 && feats) feats[bl->layer - 1] = out;
+        if (bl->bottleneck) {
+            STFPM_TRY(unit_forward_folded(ctx, &bl->c2, &h, n, NULL, 1));
+            h = V(&bl->c2.bn_out, n);
+        }
+        unit *lu = last_unit(bl);
+        STFPM_TRY(unit_forward_folded(ctx, lu, &h, n, &sc, 1));
+        stfpm_tensor out = V(&lu->bn_out, n);
+        if (bl->last_in_layer && feats) feats[bl->layer - 1] = out;
         in = out;
     }
     return STFPM_OK;
@@ -556,8 +702,13 @@ stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
         if (bl->layer > max_layer) break;
         STFPM_TRY(unit_forward(ctx, net, &bl->c1, &in, n, train, 1));
         stfpm_tensor h = V(&bl->c1.bn_out, n);
-        STFPM_TRY(unit_forward(ctx, net, &bl->c2, &h, n, train, 0));
-        stfpm_tensor out = V(&bl->c2.bn_out, n);
+        if (bl->bottleneck) {
+            STFPM_TRY(unit_forward(ctx, net, &bl->c2, &h, n, train, 1));
+            h = V(&bl->c2.bn_out, n);
+        }
+        unit *lu = last_unit(bl);
+        STFPM_TRY(unit_forward(ctx, net, lu, &h, n, train, 0));
+        stfpm_tensor out = V(&lu->bn_out, n);
         if (bl->has_ds) {
             STFPM_TRY(unit_forward(ctx, net, &bl->ds, &in, n, train, 0));
             stfpm_tensor sc = V(&bl->ds.bn_out, n);
@@ -566,7 +717,7 @@ stfpm_status stfpm_resnet_forward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm
             STFPM_TRY(stfpm_add(ctx, &out, &in, &out));
         }
         STFPM_TRY(stfpm_relu_forward(ctx, &out, &out));
-        if (b % 2 == 1 && feats) feats[bl->layer - 1] = out;
+        if (bl->last_in_layer && feats) feats[bl->layer - 1] = out;
         in = out;
     }
     return STFPM_OK;
@@ -586,6 +737,51 @@ static stfpm_status unit_backward(stfpm_ctx *ctx, stfpm_resnet *net, unit *u, co
     return STFPM_OK;
 }
 
+/* Backward of Bottleneck block b. Its output gradient G is net->g[b % 2] (written by block
+ * b + 1 as its input gradient, or started here for the last block); its input gradient goes to
+ * net->g[(b - 1) % 2] (g_pool for block 0). One block's temporaries, in the shared bt[]:
+ *   bt[0]: c3's BN gradient (output-sized), then c2's (inner width), then the downsample's;
+ *   bt[1]: dL/d(c2 output), then c1's BN gradient;  bt[2]: dL/d(c1 output);
+ *   bt[3]: the downsample's input gradient. */
+static stfpm_status bottleneck_backward(stfpm_ctx *ctx, stfpm_resnet *net, int b, int is_last,
+                                        const stfpm_tensor *dfeats[4], int n) {
+    block *bl = &net->blocks[b];
+    unit *c1 = &bl->c1, *c2 = &bl->c2, *c3 = &bl->c3;
+    const stfpm_tensor *ob = &c3->bn_out, *h1b = &c1->bn_out, *h2b = &c2->bn_out;
+    stfpm_tensor G = shaped(&net->g[b % 2], n, ob->c, ob->h, ob->w);
+    const stfpm_tensor *df = bl->last_in_layer ? dfeats[bl->layer - 1] : NULL;
+    if (is_last) {
+        if (df) STFPM_TRY(stfpm_tensor_copy(ctx, df, &G));
+        else STFPM_TRY(stfpm_tensor_fill(ctx, &G, 0.0f));
+    } else if (df) {
+        STFPM_TRY(stfpm_add(ctx, &G, df, &G));
+    }
+    stfpm_tensor out = V(ob, n), h1 = V(h1b, n), h2 = V(h2b, n);
+    stfpm_tensor in = b == 0 ? V(&net->pool_out, n) : V(&last_unit(&net->blocks[b - 1])->bn_out, n);
+    stfpm_tensor gin = b == 0 ? V(&net->g_pool, n) : shaped(&net->g[(b - 1) % 2], n, in.c, in.h, in.w);
+    stfpm_tensor t_out = shaped(&net->bt[0], n, ob->c, ob->h, ob->w);
+    stfpm_tensor t_mid = shaped(&net->bt[0], n, h2b->c, h2b->h, h2b->w);
+    stfpm_tensor g_h2 = shaped(&net->bt[1], n, h2b->c, h2b->h, h2b->w);
+    stfpm_tensor t_h1 = shaped(&net->bt[1], n, h1b->c, h1b->h, h1b->w);
+    stfpm_tensor g_h1 = shaped(&net->bt[2], n, h1b->c, h1b->h, h1b->w);
+    stfpm_tensor tin = shaped(&net->bt[3], n, in.c, in.h, in.w);
+    STFPM_TRY(stfpm_relu_backward(ctx, &out, &G, &G));
+    /* main path: conv3/bn3, relu, conv2/bn2, relu, conv1/bn1 */
+    STFPM_TRY(unit_backward(ctx, net, c3, &h2, &G, &t_out, &g_h2, n));
+    STFPM_TRY(stfpm_relu_backward(ctx, &h2, &g_h2, &g_h2));
+    STFPM_TRY(unit_backward(ctx, net, c2, &h1, &g_h2, &t_mid, &g_h1, n));
+    STFPM_TRY(stfpm_relu_backward(ctx, &h1, &g_h1, &g_h1));
+    STFPM_TRY(unit_backward(ctx, net, c1, &in, &g_h1, &t_h1, &gin, n));
+    /* shortcut */
+    if (bl->has_ds) {
+        STFPM_TRY(unit_backward(ctx, net, &bl->ds, &in, &G, &t_out, &tin, n));
+        STFPM_TRY(stfpm_add(ctx, &gin, &tin, &gin));
+    } else {
+        STFPM_TRY(stfpm_add(ctx, &gin, &G, &gin));
+    }
+    return STFPM_OK;
+}
+
 stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *dfeats[4]) {
     if (!net->trainable || !net->last_train)
         return stfpm_set_error(STFPM_ERR_ARG, "backward needs a train-mode forward of a trainable network");
@@ -595,8 +791,12 @@ stfpm_status stfpm_resnet_backward(stfpm_ctx *ctx, stfpm_resnet *net, const stfp
         if (net->blocks[b].layer <= top) last = b;
     for (int b = last; b >= 0; b--) {
         block *bl = &net->blocks[b];
+        if (bl->bottleneck) {
+            STFPM_TRY(bottleneck_backward(ctx, net, b, b == last, dfeats, n));
+            continue;
+        }
         stfpm_tensor G = V(&bl->g_out, n);
-        const stfpm_tensor *df = (b % 2 == 1) ? dfeats[bl->layer - 1] : NULL;
+        const stfpm_tensor *df = bl->last_in_layer ? dfeats[bl->layer - 1] : NULL;
         if (b == last) {
             if (df) STFPM_TRY(stfpm_tensor_copy(ctx, df, &G));
             else STFPM_TRY(stfpm_tensor_fill(ctx, &G, 0.0f));

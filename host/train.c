@@ -59,6 +59,10 @@ stfpm_status stfpm_train_config_check(const stfpm_train_config *c) {
     if (!(c->train_fraction > 0.0 && c->train_fraction <= 1.0))
         return stfpm_set_error(STFPM_ERR_ARG, "--train-fraction %g: must be in (0, 1]", c->train_fraction);
     if (c->n_layers < 1 || c->n_layers > 4) return stfpm_set_error(STFPM_ERR_ARG, "--layers: 1 to 4 layers");
+    stfpm_backbone bb;
+    if (c->backbone && stfpm_backbone_parse(c->backbone, &bb) != STFPM_OK)
+        return stfpm_set_error(STFPM_ERR_ARG, "--backbone %s: expected resnet18, resnet34, resnet50 or wide_resnet50_2",
+                               c->backbone);
     return STFPM_OK;
 }
 
@@ -190,8 +194,8 @@ static stfpm_status prepare_run_dir(const stfpm_train_config *c, const run_files
 /* ------------------------------------------------------------------------------------------ */
 /* config.json, the resume key, the log                                                        */
 
-static stfpm_status write_config(stfpm_ctx *ctx, const stfpm_train_config *c, const char *path, const char *teacher,
-                                 char *json, size_t json_len) {
+static stfpm_status write_config(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_backbone bb, const char *path,
+                                 const char *teacher, char *json, size_t json_len) {
     char layers[32], data[2048], out[2048], tea[2048], dev[300];
     const stfpm_device_info *d = stfpm_ctx_device(ctx);
     const stfpm_ctx_options *o = stfpm_ctx_get_options(ctx);
@@ -203,12 +207,13 @@ static stfpm_status write_config(stfpm_ctx *ctx, const stfpm_train_config *c, co
     stfpm_json_escape(c->out_dir, out, sizeof out);
     stfpm_json_escape(teacher, tea, sizeof tea);
     int n = snprintf(json, json_len,
-                     "{\n  \"data\": \"%s\",\n  \"out\": \"%s\",\n  \"teacher\": \"%s\",\n  \"epochs\": %d,\n"
+                     "{\n  \"data\": \"%s\",\n  \"out\": \"%s\",\n  \"backbone\": \"%s\",\n  \"teacher\": \"%s\",\n"
+                     "  \"epochs\": %d,\n"
                      "  \"batch\": %d,\n  \"size\": %d,\n  \"lr\": %.9g,\n  \"momentum\": %.9g,\n"
                      "  \"weight_decay\": %.9g,\n  \"seed\": %llu,\n  \"layers\": [%s],\n  \"val_split\": %.9g,\n"
                      "  \"train_fraction\": %.9g,\n  \"checkpoint_by\": \"%s\",\n  \"device\": \"%s\",\n"
                      "  \"kernels\": \"%s\"\n}\n",
-                     data, out, tea, c->epochs, c->batch, c->size, c->lr, c->momentum, c->weight_decay,
+                     data, out, stfpm_backbone_name(bb), tea, c->epochs, c->batch, c->size, c->lr, c->momentum, c->weight_decay,
                      (unsigned long long)c->seed, layers, c->val_split, c->train_fraction,
                      c->checkpoint_by == STFPM_SELECT_BY_VAL_MAP ? "val_anomaly_map" : "val_loss", dev,
                      stfpm_kernels_name(o->kernels));
@@ -253,7 +258,8 @@ typedef struct train_state {
 
 /* --resume: read last.safetensors (once; *ck keeps its tensors for build_models) and check that
  * it is a checkpoint of this configuration. */
-static stfpm_status resume_read(const stfpm_train_config *c, const char *path, stfpm_weights *ck, train_state *st) {
+static stfpm_status resume_read(const stfpm_train_config *c, const char *path, stfpm_weights *ck, train_state *st,
+                                stfpm_backbone *bb) {
     stfpm_status s = stfpm_weights_load(path, ck);
     if (s != STFPM_OK) return stfpm_wrap_error(s, "--resume");
     const char *sz = stfpm_weights_meta(ck, "size"), *ly = stfpm_weights_meta(ck, "layers");
@@ -272,6 +278,18 @@ static stfpm_status resume_read(const stfpm_train_config *c, const char *path, s
                             "same options (only --epochs and --lr may change)", path, rk, want_key);
     else if (!sz || !ly || !ep || !bv || !be || !gs || !sd)
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s: not a resumable stfpm-cl checkpoint (metadata missing)", path);
+    /* the backbone: recorded since it became a choice; older checkpoints are resnet18 */
+    const char *rb = stfpm_weights_meta(ck, "backbone");
+    stfpm_backbone want = STFPM_RESNET18;
+    if (s == STFPM_OK && rb && stfpm_backbone_parse(rb, bb) != STFPM_OK)
+        s = stfpm_set_error(STFPM_ERR_FORMAT, "%s records backbone \"%s\", which this version of stfpm-cl does not "
+                            "know", path, rb);
+    else if (s == STFPM_OK && !rb)
+        *bb = STFPM_RESNET18;
+    if (s == STFPM_OK && c->backbone && stfpm_backbone_parse(c->backbone, &want) == STFPM_OK && want != *bb)
+        s = stfpm_set_error(STFPM_ERR_ARG, "%s was trained with --backbone %s, but this run asks for --backbone %s: "
+                            "resume with the same backbone (or without --backbone)", path, stfpm_backbone_name(*bb),
+                            c->backbone);
     if (s != STFPM_OK) {
         stfpm_weights_free(ck);
         return s;
@@ -322,9 +340,9 @@ static stfpm_status load_images(const stfpm_train_config *c, const stfpm_dataset
 /* The frozen teacher: from its file, or on --resume the one the run started with, stored in the
  * checkpoint (not whatever the teacher file holds now). The student: Kaiming-initialised, or on
  * --resume the checkpoint's weights, BN statistics and SGD momentum. */
-static stfpm_status build_models(stfpm_ctx *ctx, const stfpm_train_config *c, const char *teacher,
+static stfpm_status build_models(stfpm_ctx *ctx, const stfpm_train_config *c, stfpm_backbone bb, const char *teacher,
                                  const stfpm_weights *ck, const char *ck_path, stfpm_model *m) {
-    STFPM_TRY(stfpm_model_init(ctx, m, c->size, c->layers, c->n_layers, STFPM_MODEL_TRAIN));
+    STFPM_TRY(stfpm_model_init_backbone(ctx, m, bb, c->size, c->layers, c->n_layers, STFPM_MODEL_TRAIN));
     if (ck) {
         STFPM_TRY(stfpm_resnet_load(ctx, m->teacher, ck, ck_path, "teacher."));
         STFPM_TRY(stfpm_resnet_load(ctx, m->student, ck, ck_path, "student."));
@@ -362,6 +380,7 @@ static stfpm_status build_teacher_cache(stfpm_ctx *ctx, stfpm_model *m, const im
 
 typedef struct train_run {
     const stfpm_train_config *c;
+    stfpm_backbone bb;
     run_files f;
     char teacher[4096];
     stfpm_dataset ds;
@@ -607,11 +626,17 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
     /* 1. the run folder and what it holds */
     run_files_make(c->out_dir, &r->f);
     STFPM_TRY(check_run_state(c, &r->f));
-    STFPM_TRY(stfpm_find_teacher(c->teacher, r->teacher, sizeof r->teacher));
+    r->bb = STFPM_RESNET18;
+    if (c->backbone) STFPM_TRY(stfpm_backbone_parse(c->backbone, &r->bb));
+    /* a resumed run's backbone is the checkpoint's: its teacher file is looked up once that is read */
+    if (c->start != STFPM_TRAIN_RESUME) STFPM_TRY(stfpm_find_teacher(r->bb, c->teacher, r->teacher, sizeof r->teacher));
     STFPM_TRY(stfpm_dataset_open(c->data_dir, STFPM_DATASET_TRAIN, &r->ds));
     STFPM_TRY(prepare_run_dir(c, &r->f, &r->lock_fd));
     r->st = (train_state){.start_epoch = 1, .best = INFINITY, .threshold = NAN};
-    if (c->start == STFPM_TRAIN_RESUME) STFPM_TRY(resume_read(c, r->f.last, &r->ck, &r->st));
+    if (c->start == STFPM_TRAIN_RESUME) {
+        STFPM_TRY(resume_read(c, r->f.last, &r->ck, &r->st, &r->bb));
+        STFPM_TRY(stfpm_find_teacher(r->bb, c->teacher, r->teacher, sizeof r->teacher));
+    }
 
     /* 2. data: the seeded 80/20 split (SPEC section 4), every image preprocessed once */
     STFPM_TRY(stfpm_split_make(r->ds.n_train, c->seed, c->val_split, c->train_fraction, &r->sp));
@@ -620,7 +645,7 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
     STFPM_TRY(load_images(c, &r->ds, &r->sp, &r->tr, &r->va, &r->batch_buf, &r->perm));
 
     /* 3. teacher and student */
-    STFPM_TRY(build_models(ctx, c, r->teacher, c->start == STFPM_TRAIN_RESUME ? &r->ck : NULL, r->f.last, &r->m));
+    STFPM_TRY(build_models(ctx, c, r->bb, r->teacher, c->start == STFPM_TRAIN_RESUME ? &r->ck : NULL, r->f.last, &r->m));
     r->m.threshold = r->st.threshold;
     stfpm_weights_free(&r->ck);
 
@@ -632,7 +657,7 @@ static stfpm_status train(stfpm_ctx *ctx, train_run *r) {
 
     /* 5. epochs: train, validate, keep the checkpoints */
     STFPM_TRY(log_start(&r->log, r->f.log, r->st.start_epoch - 1));
-    STFPM_TRY(write_config(ctx, c, r->f.config, r->teacher, r->config_json, sizeof r->config_json));
+    STFPM_TRY(write_config(ctx, c, r->bb, r->f.config, r->teacher, r->config_json, sizeof r->config_json));
     r->t_start = stfpm_now();
     for (int epoch = r->st.start_epoch; epoch <= c->epochs; epoch++) {
         double t0 = stfpm_now(), train_loss = 0;

@@ -42,15 +42,19 @@ const char *cli_teacher(void) {
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
-int cli_write_random_teacher(const char *path) {
+int cli_write_random_teacher(const char *path) { return cli_write_random_teacher_for(path, "resnet18", 3); }
+
+int cli_write_random_teacher_for(const char *path, const char *backbone, int depth) {
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
         stfpm_ctx *ctx = NULL;
         stfpm_resnet *net = NULL;
         stfpm_weights w = {0};
-        stfpm_status s = stfpm_ctx_create(&ctx, NULL);
-        if (s == STFPM_OK) s = stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &net);
+        stfpm_backbone bb = STFPM_RESNET18;
+        stfpm_status s = stfpm_backbone_parse(backbone, &bb);
+        if (s == STFPM_OK) s = stfpm_ctx_create(&ctx, NULL);
+        if (s == STFPM_OK) s = stfpm_resnet_create_backbone(ctx, bb, depth, STFPM_NET_FROZEN, &net);
         if (s == STFPM_OK) s = stfpm_resnet_init_kaiming(ctx, net, 99);
         if (s == STFPM_OK) s = stfpm_resnet_export(ctx, net, &w, NULL);
         if (s == STFPM_OK) s = stfpm_safetensors_write(path, &w, NULL, NULL, 0);

@@ -16,6 +16,8 @@ const char *cli_teacher(void);
 /* Write a randomly initialised (Kaiming, seed 99) ResNet-18 up to layer3 as a teacher file, from
  * a child process (so the caller never holds an OpenCL context). 1 on success. */
 int cli_write_random_teacher(const char *path);
+/* The same for another backbone (stfpm_backbone_parse name) and depth (3: to layer3, 4: to layer4). */
+int cli_write_random_teacher_for(const char *path, const char *backbone, int depth);
 /* The teacher for a CLI test: the real one when present, else a random one written to
  * DIR/random_teacher.safetensors (saying so on stdout). The path goes to out; 1 on success. */
 int cli_teacher_or_random(const char *dir, char *out, size_t n);

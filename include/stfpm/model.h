@@ -1,7 +1,9 @@
-/* An STFPM model: frozen teacher + student ResNet-18, the layer set, the image size, and the
+/* An STFPM model: frozen teacher + student ResNet (one backbone for both: resnet18 by default,
+ * resnet34, resnet50, wide_resnet50_2), the layer set, the image size, and the
  * operations on batches of preprocessed images (train step, validation loss, anomaly maps).
  * Model files are safetensors holding "teacher.<torchvision name>" and "student.<name>"
- * tensors plus metadata (see docs in README: size, layers, epoch, val_loss, threshold ...).
+ * tensors plus metadata (see docs in README: backbone, size, layers, epoch, val_loss, threshold
+ * ...; a file without "backbone" is a resnet18 one).
  *
  * Usage: stfpm_model_load(ctx, &m, path, STFPM_MODEL_INFER, NULL) loads a trained model (a file
  * from stfpm_model_resolve_path, which also accepts a run folder), stfpm_model_eval scores a batch
@@ -22,6 +24,7 @@ extern "C" {
 #endif
 
 typedef struct stfpm_model {
+    stfpm_backbone backbone;  /* of teacher and student */
     stfpm_resnet *teacher, *student;
     stfpm_pyramid *pyr;
     int size;                 /* S: images are S x S */
@@ -50,15 +53,21 @@ typedef enum stfpm_model_mode {
     STFPM_MODEL_TRAIN = 1
 } stfpm_model_mode;
 
-/* Build teacher (eval, frozen) and student (trainable in STFPM_MODEL_TRAIN) with zero weights. */
+/* Build teacher (eval, frozen) and student (trainable in STFPM_MODEL_TRAIN) of the backbone with
+ * zero weights. */
+stfpm_status stfpm_model_init_backbone(stfpm_ctx *ctx, stfpm_model *m, stfpm_backbone backbone, int size,
+                                       const int *layers, int n_layers, stfpm_model_mode mode);
+/* stfpm_model_init_backbone with STFPM_RESNET18. */
 stfpm_status stfpm_model_init(stfpm_ctx *ctx, stfpm_model *m, int size, const int *layers, int n_layers,
                               stfpm_model_mode mode);
 void stfpm_model_free(stfpm_ctx *ctx, stfpm_model *m);
 
-/* Find the teacher weights: explicit path, else $STFPM_TEACHER, else the torch hub cache
- * ($TORCH_HOME or ~/.cache/torch)/hub/checkpoints/resnet18-*.pth. out receives the path. */
-stfpm_status stfpm_find_teacher(const char *explicit_path, char *out, size_t out_len);
-/* Load teacher weights (torchvision names, no prefix) from a .pth / .safetensors file. */
+/* Find the teacher weights of a backbone: explicit path, else $STFPM_TEACHER, else the torch hub
+ * cache ($TORCH_HOME or ~/.cache/torch)/hub/checkpoints/<backbone>-*.pth (e.g. resnet50-*.pth;
+ * the first in name order when there are several). out receives the path. */
+stfpm_status stfpm_find_teacher(stfpm_backbone backbone, const char *explicit_path, char *out, size_t out_len);
+/* Load teacher weights (torchvision names, no prefix) from a .pth / .safetensors file. A file of
+ * another backbone (stfpm_resnet_weights_backbone) is refused with STFPM_ERR_FORMAT naming both. */
 stfpm_status stfpm_model_load_teacher(stfpm_ctx *ctx, stfpm_model *m, const char *path);
 
 /* What a model file holds besides teacher and student: nothing (a model for inference and the

@@ -44,6 +44,9 @@ typedef enum stfpm_teacher_cache_mode {
 
 typedef struct stfpm_train_config {
     const char *data_dir, *out_dir, *teacher;
+    /* teacher and student architecture (stfpm_backbone_parse): NULL is resnet18 for a new run,
+     * the checkpoint's backbone on --resume (which refuses a different one) */
+    const char *backbone;
     int epochs, batch, size;
     float lr, momentum, weight_decay;
     uint64_t seed;

@@ -1,8 +1,14 @@
-/* ResNet-18 (conv1 .. layer3, layer4 optional) in torchvision's exact layout, built from the
- * engine's ops: eval / train forward returning the feature pyramid, backward to every parameter,
- * SGD. Parameters are addressed by torchvision names.
+/* torchvision ResNets (conv1 .. layer3, layer4 optional) in torchvision's exact layout, built
+ * from the engine's ops: eval / train forward returning the feature pyramid, backward to every
+ * parameter, SGD. Parameters are addressed by torchvision names. Backbones (stfpm_backbone):
+ *   resnet18, resnet34: BasicBlock (two 3x3 convs), blocks per layer [2,2,2,2] / [3,4,6,3],
+ *       layer channels 64, 128, 256, 512;
+ *   resnet50, wide_resnet50_2: Bottleneck (1x1 -> 3x3 -> 1x1, expansion 4, the stride on the
+ *       3x3 conv as in torchvision), blocks [3,4,6,3], layer channels 256, 512, 1024, 2048,
+ *       inner width 64 << (l-1) (wide: twice that).
  *
- * Usage: stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &net), then stfpm_resnet_load with a
+ * Usage: stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &net) (ResNet-18) or
+ * stfpm_resnet_create_backbone(ctx, STFPM_RESNET50, 3, ...), then stfpm_resnet_load with a
  * dictionary from stfpm_weights_load (stfpm/weights.h) or stfpm_resnet_init_kaiming, then
  * stfpm_resnet_forward on a (N, 3, H, W) tensor for the layer features; stfpm_resnet_export
  * writes the parameters back into a dictionary, stfpm_resnet_free releases the network. */
@@ -16,6 +22,21 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef enum stfpm_backbone {
+    STFPM_RESNET18 = 0,
+    STFPM_RESNET34,
+    STFPM_RESNET50,
+    STFPM_WIDE_RESNET50_2,
+    STFPM_BACKBONE_COUNT
+} stfpm_backbone;
+
+/* torchvision's name ("resnet18", ..., "wide_resnet50_2"); "unknown" for an invalid value. */
+const char *stfpm_backbone_name(stfpm_backbone b);
+/* The backbone named name (torchvision's names); STFPM_ERR_ARG listing the choices otherwise. */
+stfpm_status stfpm_backbone_parse(const char *name, stfpm_backbone *out);
+/* Output channels of layer l (1..4) of backbone b (0 when either is out of range). */
+int stfpm_backbone_channels(stfpm_backbone b, int layer);
 
 typedef enum stfpm_param_kind {
     STFPM_PARAM_CONV = 0,   /* conv weight (trainable) */
@@ -53,7 +74,11 @@ typedef enum stfpm_bn_mode {
 
 /* depth: highest layer built (3 = conv1..layer3, 4 = with layer4). STFPM_NET_TRAINABLE:
  * allocate gradients and momentum buffers. Parameters start as zeros: call init_kaiming or load. */
+stfpm_status stfpm_resnet_create_backbone(stfpm_ctx *ctx, stfpm_backbone backbone, int depth,
+                                          stfpm_net_params params, stfpm_resnet **out);
+/* stfpm_resnet_create_backbone with STFPM_RESNET18. */
 stfpm_status stfpm_resnet_create(stfpm_ctx *ctx, int depth, stfpm_net_params params, stfpm_resnet **out);
+stfpm_backbone stfpm_resnet_backbone(const stfpm_resnet *net);
 void stfpm_resnet_free(stfpm_ctx *ctx, stfpm_resnet *net);
 int stfpm_resnet_depth(const stfpm_resnet *net);
 
@@ -75,6 +100,13 @@ stfpm_status stfpm_resnet_load(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_we
                                const char *file_label, const char *prefix);
 /* 1 when w holds every parameter of layer `layer` (1..4) under prefix (to detect layer4). */
 int stfpm_resnet_weights_have_layer(const stfpm_weights *w, const char *prefix, int layer);
+/* Which torchvision ResNet the tensors under prefix are, from their names and layer1's width:
+ * the backbone's name (also "resnet101 or resnet152" and "wide_resnet101_2", which are not
+ * supported), NULL when there is no conv1.weight / layer1.0.conv1.weight. *backbone receives the
+ * stfpm_backbone, -1 when unsupported or unknown; why (why_len bytes) what the decision rests on,
+ * e.g. "Bottleneck blocks: layer1.0.conv3.weight present, ...". */
+const char *stfpm_resnet_weights_backbone(const stfpm_weights *w, const char *prefix, int *backbone,
+                                          char *why, size_t why_len);
 /* Copy every parameter and BN statistic (not gradients) into a host dictionary, names
  * prefixed with prefix (NULL or "": none). */
 stfpm_status stfpm_resnet_export(stfpm_ctx *ctx, stfpm_resnet *net, stfpm_weights *out,
@@ -117,8 +149,9 @@ stfpm_status stfpm_resnet_sgd_step(stfpm_ctx *ctx, stfpm_resnet *net, float lr, 
 uint64_t stfpm_resnet_param_bytes(const stfpm_resnet *net);
 uint64_t stfpm_resnet_activation_bytes(const stfpm_resnet *net);
 
-/* Channels and stride (relative to the input) of layer l (1..4). */
-int stfpm_resnet_layer_channels(int layer);
+/* Output channels of layer l (1..4) of this network (stfpm_backbone_channels of its backbone). */
+int stfpm_resnet_out_channels(const stfpm_resnet *net, int layer);
+/* Stride (relative to the input) of layer l (1..4): 4, 8, 16, 32 for every backbone. */
 int stfpm_resnet_layer_stride(int layer);
 
 #ifdef __cplusplus

@@ -12,7 +12,8 @@ The ONNX Runtime and OpenVINO rows run the PyTorch reference network (teacher + 
 layer3, anomaly map, score), exported to ONNX once per invocation into a temporary directory
 (removed at the end) with the PyTorch side's weights. They are optional: without the packages
 (onnx + onnxruntime, onnx + openvino) their columns say "not installed" and the rest runs;
---runtimes none skips them.
+--runtimes none skips them. --baseline BUILD_DIR adds another build of stfpm-cl (the code before a
+change) as one more column, run right after ours in every round.
 
   bench/setup_env.sh      # once: .venv-bench with bench/requirements.txt (torch, onnxruntime, ...)
   .venv-bench/bin/python bench/compare.py --size 256 --batch 8 --infer-batch 32 --rounds 2 --steps 2
@@ -120,6 +121,9 @@ def main():
     ap.add_argument("--torch-device", default="cpu", help="torch device for the PyTorch side (cpu, cuda)")
     ap.add_argument("--out", default=None, help="directory for the per-run JSON and logs (default: a temp dir)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per run")
+    ap.add_argument("--baseline", default=None, metavar="BUILD_DIR",
+                    help="also run the bench_throughput of this other build (e.g. of the code before a change) "
+                         "next to ours in every round, as the column 'stfpm-cl baseline'")
     ap.add_argument("--runtimes", default="onnxruntime,openvino",
                     help="inference runtimes run on the exported ONNX network, comma-separated, or none "
                          "(default: onnxruntime,openvino; each is left out as 'not installed' when its "
@@ -142,6 +146,11 @@ def main():
     if not os.access(exe, os.X_OK):
         raise SystemExit(f"compare.py: {exe} not found; build it with\n  cmake -S {ROOT} -B {a.build_dir} "
                          f"-DCMAKE_BUILD_TYPE=Release && cmake --build {a.build_dir} -j2 --target bench_throughput")
+    base_exe = None
+    if a.baseline:
+        base_exe = os.path.join(a.baseline, "bench_throughput")
+        if not os.access(base_exe, os.X_OK):
+            raise SystemExit(f"compare.py: --baseline: {base_exe} not found")
     out = a.out or tempfile.mkdtemp(prefix="stfpm-compare-")
     os.makedirs(out, exist_ok=True)
     common = ["--size", str(a.size), "--batch", str(a.batch), "--infer-batch", str(a.infer_batch),
@@ -150,6 +159,7 @@ def main():
     if a.teacher:
         common += ["--teacher", a.teacher]
     ours = [exe] + common + (["--device", a.device] if a.device else [])
+    base_cmd = [base_exe] + ours[1:] if base_exe else None
     torch_cmd = [a.python, os.path.join(HERE, "reference", "stfpm_torch.py")] + common + \
         (["--channels-last"] if a.channels_last else []) + ["--device", a.torch_device]
 
@@ -181,7 +191,8 @@ def main():
                     "--model-1", os.path.join(onnx_dir.name, "stfpm_b1.onnx"),
                     "--infer-batches", str(a.infer_batches), "--latency-reps", str(a.latency_reps)]
     active = [rt for rt, why in runtimes.items() if why is None]
-    sides = ["ours", "torch"] + list(runtimes)
+    sides = ["ours"] + (["base"] if base_cmd else []) + ["torch"] + list(runtimes)
+    c_sides = [x for x in sides if x in ("ours", "base", "torch")]   # the ones that also train
 
     started = datetime.datetime.now().astimezone()
     load0 = os.getloadavg()
@@ -190,15 +201,15 @@ def main():
     for r in range(a.rounds):
         merged = {impl: {} for impl in sides}
         for phase in ("train", "infer"):
-            todo = [("ours", ours), ("torch", torch_cmd)]
+            todo = [("ours", ours)] + ([("base", base_cmd)] if base_cmd else []) + [("torch", torch_cmd)]
             if phase == "infer":
                 todo += [(rt, onnx_cmd + ["--runtime", rt]) for rt in active]
-            for impl, base in todo:
+            for impl, cmd in todo:
                 tag = f"r{r + 1}-{impl}-{phase}"
                 jp = os.path.join(out, tag + ".json")
                 print(f"[{time.strftime('%H:%M:%S')}] round {r + 1}/{a.rounds}: {impl} {phase} ...",
                       file=sys.stderr, flush=True)
-                rec = run(base + ["--phase", phase, "--json", jp], jp, os.path.join(out, tag + ".log"), a.timeout)
+                rec = run(cmd + ["--phase", phase, "--json", jp], jp, os.path.join(out, tag + ".log"), a.timeout)
                 loads.extend(rec["_load"])
                 print(f"    {rec['_wall_s']:.0f} s, load {rec['_load'][0]:.2f} -> {rec['_load'][1]:.2f}",
                       file=sys.stderr, flush=True)
@@ -212,7 +223,7 @@ def main():
     if onnx_dir:
         onnx_dir.cleanup()
 
-    names = {"ours": "stfpm-cl", "torch": "PyTorch"}
+    names = {"ours": "stfpm-cl", "base": "stfpm-cl baseline", "torch": "PyTorch"}
     names.update({rt: RUNTIMES[rt][0] for rt in runtimes})
     others = sides[1:]
     note = "" if a.batch == 32 else \
@@ -227,7 +238,7 @@ def main():
           "(shared machine)")
     for impl in sides:
         dev = recs[impl][0].get("device") if runtimes.get(impl) is None else runtimes[impl]
-        print(f"{names[impl]}: {dev}")
+        print(f"{names[impl]}: {dev}" + (f" ({a.baseline})" if impl == "base" else ""))
     print()
     print("| metric | " + " | ".join(names[x] for x in sides) + " | " +
           " | ".join(f"ours/{names[x]}" for x in others) + " |")
@@ -263,13 +274,14 @@ def main():
                 ratios.append("n/a")
         print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     print()
-    print("Per round (" + " / ".join(names[x] for x in sides) + "; training: stfpm-cl / PyTorch):")
+    print("Per round (" + " / ".join(names[x] for x in sides) + "; training: " +
+          " / ".join(names[x] for x in c_sides) + "):")
     for key, label, _ in ROWS[:5]:
-        show = sides if key in INFER_KEYS else ["ours", "torch"]
+        show = sides if key in INFER_KEYS else c_sides
         vals = [" / ".join(fmt(recs[impl][i].get(key)) if runtimes.get(impl) is None else "-" for impl in show)
                 for i in range(a.rounds)]
         print(f"  {label}: " + "; ".join(vals))
-    for impl in ("ours", "torch"):
+    for impl in c_sides:
         losses = [(x.get("train_loss_first"), x.get("train_loss_last")) for x in recs[impl]]
         print(f"  {names[impl]} training loss first -> last step: " +
               "; ".join(f"{fmt(f)} -> {fmt(l)}" for f, l in losses))

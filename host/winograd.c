@@ -35,7 +35,9 @@
  * processes, CPU seconds per batch, load average 5-5.5 from other jobs): 128 MiB 2.26 / 2.12 /
  * 2.28, 64 MiB 2.25 / 2.20 / 2.17, 32 MiB 2.21 / 1.94 / 1.80, 16 MiB 2.06 / 1.91 / 1.85, 8 MiB
  * (one image at layer1) 3.0-3.9; then this code against 128 MiB, three alternating pairs:
- * 1.94 / 2.18 / 1.98 vs 2.17 / 2.33 / 2.19 CPU s, wall 0.90x. Batch 1 has one image per chunk
+ * 1.94 / 2.18 / 1.98 vs 2.17 / 2.33 / 2.19 CPU s, wall 0.90x. With the queue paced
+ * (stfpm_queue_pace, host/runtime.c): 16 MiB 1.67 / 1.67 / 1.70, 128 MiB 2.25 / 2.26, 32 MiB
+ * 1.82 / 1.96, 12 MiB 1.72 / 1.71, 8 MiB 1.61 / 1.64. Batch 1 has one image per chunk
  * either way. Training keeps WINO_CHUNK_BYTES_CPU for the student (forward, backward-data,
  * weight gradient); the teacher's forward is an eval forward. */
 #define WINO_EVAL_CHUNK_BYTES_CPU ((size_t)16 << 20)

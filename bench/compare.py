@@ -11,7 +11,8 @@ every round's raw values, and the load average seen during the runs.
 The ONNX Runtime and OpenVINO rows run the PyTorch reference network (teacher + student to
 layer3, anomaly map, score), exported to ONNX once per invocation into a temporary directory
 (removed at the end) with the PyTorch side's weights. They are optional: without the packages
-(onnx + onnxruntime, onnx + openvino) their columns say "not installed" and the rest runs;
+(onnx + onnxruntime, onnx + openvino) their columns say "not installed" (a failed run: "failed")
+and the rest runs;
 --runtimes none skips them. --baseline BUILD_DIR adds another build of stfpm-cl (the code before a
 change) as one more column, run right after ours in every round.
 
@@ -181,8 +182,11 @@ def main():
             (["--teacher", a.teacher] if a.teacher else [])
         print(f"[{time.strftime('%H:%M:%S')}] exporting the PyTorch network to ONNX ...", file=sys.stderr, flush=True)
         with open(os.path.join(out, "onnx-export.log"), "w") as log:
-            p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=log, timeout=a.timeout, cwd=ROOT)
-        if p.returncode != 0:
+            try:
+                rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=log, timeout=a.timeout, cwd=ROOT).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+        if rc != 0:
             for rt in runtimes:
                 if runtimes[rt] is None:
                     runtimes[rt] = f"ONNX export failed ({os.path.join(out, 'onnx-export.log')})"
@@ -207,9 +211,19 @@ def main():
             for impl, cmd in todo:
                 tag = f"r{r + 1}-{impl}-{phase}"
                 jp = os.path.join(out, tag + ".json")
+                if impl in active and runtimes[impl] is not None:
+                    continue   # failed in an earlier round
                 print(f"[{time.strftime('%H:%M:%S')}] round {r + 1}/{a.rounds}: {impl} {phase} ...",
                       file=sys.stderr, flush=True)
-                rec = run(cmd + ["--phase", phase, "--json", jp], jp, os.path.join(out, tag + ".log"), a.timeout)
+                try:
+                    rec = run(cmd + ["--phase", phase, "--json", jp], jp, os.path.join(out, tag + ".log"), a.timeout)
+                except (SystemExit, subprocess.TimeoutExpired) as e:
+                    if impl not in active:
+                        raise
+                    # the optional runtimes: their columns say why, the rest goes on
+                    print(f"    {e}".rstrip()[:2000], file=sys.stderr, flush=True)
+                    runtimes[impl] = f"failed ({os.path.join(out, tag + '.log')})"
+                    continue
                 loads.extend(rec["_load"])
                 print(f"    {rec['_wall_s']:.0f} s, load {rec['_load'][0]:.2f} -> {rec['_load'][1]:.2f}",
                       file=sys.stderr, flush=True)

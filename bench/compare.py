@@ -11,10 +11,9 @@ every round's raw values, and the load average seen during the runs.
 The ONNX Runtime and OpenVINO rows run the PyTorch reference network (teacher + student to
 layer3, anomaly map, score), exported to ONNX once per invocation into a temporary directory
 (removed at the end) with the PyTorch side's weights. They are optional: without the packages
-(onnx + onnxruntime, onnx + openvino) their columns say "not installed" (a failed run: "failed")
-and the rest runs;
---runtimes none skips them. --baseline BUILD_DIR adds another build of stfpm-cl (the code before a
-change) as one more column, run right after ours in every round.
+(onnx + onnxruntime, onnx + openvino) their columns say "not installed" (after a failed run:
+"failed") and the rest runs; --runtimes none skips them. --baseline BUILD_DIR adds another build
+of stfpm-cl (the code before a change) as one more column, run right after ours in every round.
 
   bench/setup_env.sh      # once: .venv-bench with bench/requirements.txt (torch, onnxruntime, ...)
   .venv-bench/bin/python bench/compare.py --size 256 --batch 8 --infer-batch 32 --rounds 2 --steps 2

@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
-"""Side-by-side speed of stfpm-cl (bench_throughput) and PyTorch (reference/stfpm_torch.py).
+"""Side-by-side speed of stfpm-cl (bench_throughput), PyTorch (reference/stfpm_torch.py) and, for
+inference, ONNX Runtime and OpenVINO (reference/stfpm_onnx.py).
 
-Runs both in this one invocation, on this machine, with the same image size and batch sizes,
-alternating: for each round, ours-train, torch-train, ours-infer, torch-infer (each phase in its
-own process, so the peak-RSS figure belongs to that phase). Prints a table of the medians over
-the rounds, then every round's raw values, and the load average seen during the runs.
+Runs them all in this one invocation, on this machine, with the same image size and batch sizes,
+alternating: for each round, ours-train, torch-train, ours-infer, torch-infer, onnxruntime-infer,
+openvino-infer (each phase in its own process, so the peak-RSS figure belongs to that phase).
+Prints a table of the medians over the rounds with every ratio (ours / each other side), then
+every round's raw values, and the load average seen during the runs.
 
-  bench/setup_env.sh      # once: .venv-bench with torch, torchvision (bench/requirements.txt)
+The ONNX Runtime and OpenVINO rows run the PyTorch reference network (teacher + student to
+layer3, anomaly map, score), exported to ONNX once per invocation into a temporary directory
+(removed at the end) with the PyTorch side's weights. They are optional: without the packages
+(onnx + onnxruntime, onnx + openvino) their columns say "not installed" (after a failed run:
+"failed") and the rest runs; --runtimes none skips them. --baseline BUILD_DIR adds another build
+of stfpm-cl (the code before a change) as one more column, run right after ours in every round.
+
+  bench/setup_env.sh      # once: .venv-bench with bench/requirements.txt (torch, onnxruntime, ...)
   .venv-bench/bin/python bench/compare.py --size 256 --batch 8 --infer-batch 32 --rounds 2 --steps 2
 
 The PyTorch side runs under the interpreter that runs compare.py (--python to choose another),
@@ -45,6 +54,10 @@ ROWS = [
     ("warmup_train_s", "first training step (incl. kernel build / cache load), s", "lo"),
     ("warmup_infer_s", "first inference batch (incl. warm-up), s", "lo"),
 ]
+# the rows the inference-only runtimes fill
+INFER_KEYS = {"infer_images_per_s", "latency_ms_median", "latency_ms_min", "peak_rss_infer_mib", "warmup_infer_s"}
+# --runtimes name -> (label, Python module besides onnx)
+RUNTIMES = {"onnxruntime": ("ONNX Runtime", "onnxruntime"), "openvino": ("OpenVINO", "openvino")}
 
 
 def cpu_model():
@@ -108,6 +121,13 @@ def main():
     ap.add_argument("--torch-device", default="cpu", help="torch device for the PyTorch side (cpu, cuda)")
     ap.add_argument("--out", default=None, help="directory for the per-run JSON and logs (default: a temp dir)")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per run")
+    ap.add_argument("--baseline", default=None, metavar="BUILD_DIR",
+                    help="also run the bench_throughput of this other build (e.g. of the code before a change) "
+                         "next to ours in every round, as the column 'stfpm-cl baseline'")
+    ap.add_argument("--runtimes", default="onnxruntime,openvino",
+                    help="inference runtimes run on the exported ONNX network, comma-separated, or none "
+                         "(default: onnxruntime,openvino; each is left out as 'not installed' when its "
+                         "package or onnx is missing)")
     a = ap.parse_args()
     if a.rounds < 1:
         ap.error("--rounds must be >= 1")
@@ -126,6 +146,11 @@ def main():
     if not os.access(exe, os.X_OK):
         raise SystemExit(f"compare.py: {exe} not found; build it with\n  cmake -S {ROOT} -B {a.build_dir} "
                          f"-DCMAKE_BUILD_TYPE=Release && cmake --build {a.build_dir} -j2 --target bench_throughput")
+    base_exe = None
+    if a.baseline:
+        base_exe = os.path.join(a.baseline, "bench_throughput")
+        if not os.access(base_exe, os.X_OK):
+            raise SystemExit(f"compare.py: --baseline: {base_exe} not found")
     out = a.out or tempfile.mkdtemp(prefix="stfpm-compare-")
     os.makedirs(out, exist_ok=True)
     common = ["--size", str(a.size), "--batch", str(a.batch), "--infer-batch", str(a.infer_batch),
@@ -134,22 +159,70 @@ def main():
     if a.teacher:
         common += ["--teacher", a.teacher]
     ours = [exe] + common + (["--device", a.device] if a.device else [])
+    base_cmd = [base_exe] + ours[1:] if base_exe else None
     torch_cmd = [a.python, os.path.join(HERE, "reference", "stfpm_torch.py")] + common + \
         (["--channels-last"] if a.channels_last else []) + ["--device", a.torch_device]
 
+    runtimes = {}   # name -> None when it runs, else why not
+    if a.runtimes.strip().lower() != "none":
+        for rt in [x.strip() for x in a.runtimes.split(",") if x.strip()]:
+            if rt not in RUNTIMES:
+                ap.error(f"--runtimes: unknown runtime '{rt}' (onnxruntime, openvino, none)")
+            mods = ["onnx", RUNTIMES[rt][1]]
+            missing = [m for m in mods if subprocess.run([a.python, "-c", f"import {m}"], stdout=subprocess.DEVNULL,
+                                                          stderr=subprocess.DEVNULL).returncode != 0]
+            runtimes[rt] = f"not installed ({', '.join(missing)})" if missing else None
+    onnx_dir = None
+    if any(why is None for why in runtimes.values()):
+        onnx_dir = tempfile.TemporaryDirectory(prefix="stfpm-onnx-")
+        batches = sorted({a.infer_batch, 1}, reverse=True)
+        cmd = [a.python, os.path.join(HERE, "reference", "stfpm_onnx.py"), "--export", onnx_dir.name,
+               "--size", str(a.size), "--batches", ",".join(map(str, batches))] + \
+            (["--teacher", a.teacher] if a.teacher else [])
+        print(f"[{time.strftime('%H:%M:%S')}] exporting the PyTorch network to ONNX ...", file=sys.stderr, flush=True)
+        with open(os.path.join(out, "onnx-export.log"), "w") as log:
+            try:
+                rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=log, timeout=a.timeout, cwd=ROOT).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+        if rc != 0:
+            for rt in runtimes:
+                if runtimes[rt] is None:
+                    runtimes[rt] = f"ONNX export failed ({os.path.join(out, 'onnx-export.log')})"
+        onnx_cmd = [a.python, os.path.join(HERE, "reference", "stfpm_onnx.py"),
+                    "--model-batch", os.path.join(onnx_dir.name, f"stfpm_b{a.infer_batch}.onnx"),
+                    "--model-1", os.path.join(onnx_dir.name, "stfpm_b1.onnx"),
+                    "--infer-batches", str(a.infer_batches), "--latency-reps", str(a.latency_reps)]
+    active = [rt for rt, why in runtimes.items() if why is None]
+    sides = ["ours"] + (["base"] if base_cmd else []) + ["torch"] + list(runtimes)
+    c_sides = [x for x in sides if x in ("ours", "base", "torch")]   # the ones that also train
+
     started = datetime.datetime.now().astimezone()
     load0 = os.getloadavg()
-    recs = {"ours": [], "torch": []}
+    recs = {impl: [] for impl in sides}
     loads = []
     for r in range(a.rounds):
-        merged = {"ours": {}, "torch": {}}
+        merged = {impl: {} for impl in sides}
         for phase in ("train", "infer"):
-            for impl, base in (("ours", ours), ("torch", torch_cmd)):
+            todo = [("ours", ours)] + ([("base", base_cmd)] if base_cmd else []) + [("torch", torch_cmd)]
+            if phase == "infer":
+                todo += [(rt, onnx_cmd + ["--runtime", rt]) for rt in active]
+            for impl, cmd in todo:
                 tag = f"r{r + 1}-{impl}-{phase}"
                 jp = os.path.join(out, tag + ".json")
+                if impl in active and runtimes[impl] is not None:
+                    continue   # failed in an earlier round
                 print(f"[{time.strftime('%H:%M:%S')}] round {r + 1}/{a.rounds}: {impl} {phase} ...",
                       file=sys.stderr, flush=True)
-                rec = run(base + ["--phase", phase, "--json", jp], jp, os.path.join(out, tag + ".log"), a.timeout)
+                try:
+                    rec = run(cmd + ["--phase", phase, "--json", jp], jp, os.path.join(out, tag + ".log"), a.timeout)
+                except (SystemExit, subprocess.TimeoutExpired) as e:
+                    if impl not in active:
+                        raise
+                    # the optional runtimes: their columns say why, the rest goes on
+                    print(f"    {e}".rstrip()[:2000], file=sys.stderr, flush=True)
+                    runtimes[impl] = f"failed ({os.path.join(out, tag + '.log')})"
+                    continue
                 loads.extend(rec["_load"])
                 print(f"    {rec['_wall_s']:.0f} s, load {rec['_load'][0]:.2f} -> {rec['_load'][1]:.2f}",
                       file=sys.stderr, flush=True)
@@ -160,54 +233,75 @@ def main():
                 m[f"peak_rss_{phase}_mib"] = rec["peak_rss_mib"]
         for impl in recs:
             recs[impl].append(merged[impl])
+    if onnx_dir:
+        onnx_dir.cleanup()
 
-    o0, t0 = recs["ours"][0], recs["torch"][0]
+    names = {"ours": "stfpm-cl", "base": "stfpm-cl baseline", "torch": "PyTorch"}
+    names.update({rt: RUNTIMES[rt][0] for rt in runtimes})
+    others = sides[1:]
     note = "" if a.batch == 32 else \
         f" (the recipe trains at batch 32; batch {a.batch} here so a round finishes in minutes on this machine)"
     print()
-    print(f"STFPM speed, stfpm-cl vs PyTorch: image {a.size}x{a.size}, training batch {a.batch}{note}, "
-          f"inference batch {a.infer_batch}; medians of {a.rounds} alternating rounds "
-          f"({a.steps} timed training steps per mode, {a.infer_batches} timed inference batches, "
+    print(f"STFPM speed, stfpm-cl vs {', '.join(names[x] for x in others)}: image {a.size}x{a.size}, "
+          f"training batch {a.batch}{note}, inference batch {a.infer_batch}; medians of {a.rounds} alternating "
+          f"rounds ({a.steps} timed training steps per mode, {a.infer_batches} timed inference batches, "
           f"{a.latency_reps} latency reps, each after a warm-up); weights {a.teacher or 'random'}")
     print(f"date {started.strftime('%Y-%m-%d %H:%M %Z')}; machine: nproc {os.cpu_count()}, {cpu_model()}; "
           f"load average (1 min) {load0[0]:.2f} at start, {min(loads):.2f}-{max(loads):.2f} during the runs "
           "(shared machine)")
-    print(f"stfpm-cl: {o0.get('device')}; PyTorch: {t0.get('device')}")
+    for impl in sides:
+        dev = recs[impl][0].get("device") if runtimes.get(impl) is None else runtimes[impl]
+        print(f"{names[impl]}: {dev}" + (f" ({a.baseline})" if impl == "base" else ""))
     print()
-    print("| metric | stfpm-cl | PyTorch | ratio ours/PyTorch |")
-    print("|---|---|---|---|")
+    print("| metric | " + " | ".join(names[x] for x in sides) + " | " +
+          " | ".join(f"ours/{names[x]}" for x in others) + " |")
+    print("|---" * (2 * len(sides)) + "|")
     for key, label, kind in ROWS:
-        ov, tv = med([x.get(key) for x in recs["ours"]]), med([x.get(key) for x in recs["torch"]])
-        if ov is None and tv is None:
+        vals = {impl: med([x.get(key) for x in recs[impl]]) for impl in sides}
+        if all(v is None for v in vals.values()):
             continue
-        if ov is not None and tv:
-            ratio = ov / tv
-            if kind == "hi":
-                better = "ours faster" if ratio > 1 else "PyTorch faster"
-                rs = f"{ratio:.2f} (higher is better: {better})"
+        infer_row = key in INFER_KEYS
+        cells, ratios = [], []
+        for impl in sides:
+            if runtimes.get(impl) is not None and infer_row:
+                cells.append("not installed" if runtimes[impl].startswith("not installed") else "n/a")
             else:
-                what = "smaller" if "mib" in key else "faster"
-                better = f"ours {what}" if ratio < 1 else f"PyTorch {what}"
-                rs = f"{ratio:.2f} (lower is better: {better})"
-        elif "device" in key:
-            rs = "n/a (PyTorch CPU: device memory is host memory, in the RSS row)"
-        else:
-            rs = "n/a"
-        print(f"| {label} | {fmt(ov)} | {fmt(tv)} | {rs} |")
+                cells.append(fmt(vals[impl]))
+        ov = vals["ours"]
+        for impl in others:
+            tv = vals[impl]
+            if ov is not None and tv:
+                ratio = ov / tv
+                if kind == "hi":
+                    better = "ours" if ratio > 1 else names[impl]
+                    ratios.append(f"{ratio:.2f} (higher is better: {better} faster)")
+                else:
+                    what = "smaller" if "mib" in key else "faster"
+                    better = "ours" if ratio < 1 else names[impl]
+                    ratios.append(f"{ratio:.2f} (lower is better: {better} {what})")
+            elif runtimes.get(impl) is not None and infer_row:
+                ratios.append("not installed" if runtimes[impl].startswith("not installed") else "n/a")
+            elif "device" in key and impl == "torch":
+                ratios.append("n/a (PyTorch CPU: device memory is host memory, in the RSS row)")
+            else:
+                ratios.append("n/a")
+        print(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     print()
-    print("Per round (stfpm-cl / PyTorch):")
+    print("Per round (" + " / ".join(names[x] for x in sides) + "; training: " +
+          " / ".join(names[x] for x in c_sides) + "):")
     for key, label, _ in ROWS[:5]:
-        vals = [f"{fmt(o.get(key))} / {fmt(t.get(key))}" for o, t in zip(recs["ours"], recs["torch"])]
+        show = sides if key in INFER_KEYS else c_sides
+        vals = [" / ".join(fmt(recs[impl][i].get(key)) if runtimes.get(impl) is None else "-" for impl in show)
+                for i in range(a.rounds)]
         print(f"  {label}: " + "; ".join(vals))
-    for impl, name in (("ours", "stfpm-cl"), ("torch", "PyTorch")):
+    for impl in c_sides:
         losses = [(x.get("train_loss_first"), x.get("train_loss_last")) for x in recs[impl]]
-        print(f"  {name} training loss first -> last step: " +
+        print(f"  {names[impl]} training loss first -> last step: " +
               "; ".join(f"{fmt(f)} -> {fmt(l)}" for f, l in losses))
     print(f"raw JSON and logs: {out}")
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump({"args": vars(a), "started": started.isoformat(), "load_start": load0, "loads": loads,
-                   "rounds": recs}, f, indent=1)
-
+                   "runtimes": runtimes, "rounds": recs}, f, indent=1)
 
 if __name__ == "__main__":
     main()

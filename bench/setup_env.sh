@@ -1,8 +1,7 @@
 #!/bin/bash
-# Creates the Python virtual environment for the PyTorch side of the benchmarks
-# (bench/compare.py, bench/reference/stfpm_torch.py) and for the reference generators
-# tests/ref/*.py, with the pinned packages of bench/requirements.txt. Building and testing
-# stfpm-cl never need it.
+# Creates the Python virtual environment for the benchmarks' PyTorch, ONNX Runtime and OpenVINO
+# sides (bench/compare.py, bench/reference/*.py) and for the reference generators tests/ref/*.py,
+# with the pinned packages of bench/requirements.txt. Building and testing stfpm-cl never need it.
 #
 #   bench/setup_env.sh [--dir DIR] [--python PYTHON] [--torch-index URL]
 #
@@ -20,7 +19,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/.venv-bench"
 python="python3"
 torch_index=""
-usage() { sed -n '2,17s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,16s/^# \{0,1\}//p' "$0"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --dir) [ $# -ge 2 ] || { echo "setup_env: --dir needs a value" >&2; exit 2; }; dir="$2"; shift 2 ;;
@@ -47,5 +46,6 @@ fi
 echo "setup_env: installing $req"
 "${pip[@]}" install -r "$req"
 "$dir/bin/python" -c 'import torch, torchvision; print("setup_env: torch", torch.__version__, "torchvision", torchvision.__version__)'
+"$dir/bin/python" -c 'import onnx, onnxruntime, openvino; print("setup_env: onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__, "openvino", openvino.get_version())'
 echo "setup_env: ready. From the repository root, for example:"
 echo "  $dir/bin/python bench/compare.py --rounds 1 --steps 1"

@@ -27,6 +27,7 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
                                         stfpm_profiling(ctx) ? &ev : NULL);
     STFPM_TRY(blas_check(st, "CLBlastSgemm", m, n, k));
     if (ev) stfpm_profile_event_flop(ctx, "clblast_sgemm", ev, 2.0 * (double)m * (double)n * (double)k);
+    stfpm_queue_pace(ctx);
     return STFPM_OK;
 }
 

@@ -38,6 +38,8 @@ int stfpm_gpu_kernels(const stfpm_ctx *ctx);
 size_t stfpm_kernel_wg_limit(stfpm_ctx *ctx, const char *program, const char *name);
 /* Alignment (bytes) of sub-buffer origins: the device's, or more with the sub_buffer_align option. */
 size_t stfpm_sub_buffer_align(const stfpm_ctx *ctx);
+/* Call after each enqueued kernel: bounds the commands in flight on CPU devices (runtime.c). */
+void stfpm_queue_pace(stfpm_ctx *ctx);
 /* 1 for a simulator device (Oclgrind): never chosen by default. */
 int stfpm_device_is_simulator(const stfpm_device_info *d);
 /* Record an event's duration under `name` when profiling is on (used for CLBlast calls). */

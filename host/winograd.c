@@ -30,6 +30,17 @@
  * chunks did not make the (memory-bound) transforms faster. */
 #define WINO_CHUNK_BYTES_CPU ((size_t)128 << 20)
 #define WINO_CHUNK_BYTES_GPU ((size_t)256 << 20)
+/* The eval forward (folded BN with its epilogue: inference, the teacher) on CPUs: smaller
+ * chunks. On the 2-core AVX-512 Xeon, inference at batch 32 (bench_step --infer, alternating
+ * processes, CPU seconds per batch, load average 5-5.5 from other jobs): 128 MiB 2.26 / 2.12 /
+ * 2.28, 64 MiB 2.25 / 2.20 / 2.17, 32 MiB 2.21 / 1.94 / 1.80, 16 MiB 2.06 / 1.91 / 1.85, 8 MiB
+ * (one image at layer1) 3.0-3.9; then this code against 128 MiB, three alternating pairs:
+ * 1.94 / 2.18 / 1.98 vs 2.17 / 2.33 / 2.19 CPU s, wall 0.90x. With the queue paced
+ * (stfpm_queue_pace, host/runtime.c): 16 MiB 1.67 / 1.67 / 1.70, 128 MiB 2.25 / 2.26, 32 MiB
+ * 1.82 / 1.96, 12 MiB 1.72 / 1.71, 8 MiB 1.61 / 1.64. Batch 1 has one image per chunk
+ * either way. Training keeps WINO_CHUNK_BYTES_CPU for the student (forward, backward-data,
+ * weight gradient); the teacher's forward is an eval forward. */
+#define WINO_EVAL_CHUNK_BYTES_CPU ((size_t)16 << 20)
 
 /* Row stride of V and M for T tiles (conv_algo.h). */
 static size_t wino_ld(size_t T) { return stfpm_conv_row_stride(T); }
@@ -79,9 +90,9 @@ static stfpm_status wino_gemms(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, 
     return st;
 }
 
-static int chunk_count(stfpm_ctx *ctx, size_t per_image, int n) {
+static int chunk_count(stfpm_ctx *ctx, size_t cpu_bytes, size_t per_image, int n) {
     const stfpm_ctx_options *o = stfpm_ctx_get_options(ctx);
-    size_t budget = stfpm_chunk_budget(ctx, WINO_CHUNK_BYTES_CPU, WINO_CHUNK_BYTES_GPU,
+    size_t budget = stfpm_chunk_budget(ctx, cpu_bytes, WINO_CHUNK_BYTES_GPU,
                                        o->wino_chunk_bytes ? o->wino_chunk_bytes : o->conv_chunk_bytes);
     size_t nbz = budget / per_image;
     return nbz < 1 ? 1 : nbz > (size_t)n ? n : (int)nbz;
@@ -185,7 +196,7 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
     if (!bias) bias = y;   /* never read; PoCL wants a valid buffer argument */
     if (!res) res = y;
     size_t per_image = (size_t)planes * (C + K) * tiles * sizeof(float);
-    int nb = chunk_count(ctx, per_image, n);
+    int nb = chunk_count(ctx, ep ? WINO_EVAL_CHUNK_BYTES_CPU : WINO_CHUNK_BYTES_CPU, per_image, n);
     STFPM_TRY(wino_scratch(ctx, planes, 0, C, K, tiles, &nb, &V, &M));
 
     for (int i0 = 0; i0 < n; i0 += nb) {
@@ -251,7 +262,7 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
     const int TH = (Ho + 3) / 4, TW = (Wo + 3) / 4;
     const size_t tiles = (size_t)TH * TW;
     size_t per_image = (size_t)36 * (C + K) * tiles * sizeof(float);
-    int nb = chunk_count(ctx, per_image, n);
+    int nb = chunk_count(ctx, WINO_CHUNK_BYTES_CPU, per_image, n);
     /* Vt (ld x C per plane, COLS), Z (K x ld, ROWS), S (K x C, AUX) */
     const size_t ps = wino_plane(ctx, (size_t)K, (size_t)C);
     cl_mem Vt, Z, S;

@@ -2,6 +2,8 @@
  * Every value is computed in double with the same operations, in the same order, as the Python
  * generator (which uses math.sin / math.fmod, i.e. the same libm), then cast to float32. */
 #include "parity_util.h"
+#include "testutil.h"
+#include "tu_options.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -121,4 +123,28 @@ double parity_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void parity_fold_diff(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x, double worst[3], double rms[3]) {
+    stfpm_tensor f[4];
+    float *folded[3];
+    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, net, x, STFPM_BN_EVAL, 3, f));
+    for (int l = 0; l < 3; l++) folded[l] = tu_read(&f[l]);
+    tu_set_fold_bn(STFPM_SWITCH_OFF);
+    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, net, x, STFPM_BN_EVAL, 3, f));
+    tu_reset_options();
+    for (int l = 0; l < 3; l++) {
+        float *plain = tu_read(&f[l]);
+        size_t cnt = stfpm_tensor_numel(&f[l]);
+        double ss = 0, w = 0;
+        for (size_t i = 0; i < cnt; i++) ss += (double)plain[i] * plain[i];
+        for (size_t i = 0; i < cnt; i++) {
+            double d = fabs((double)folded[l][i] - plain[i]);
+            if (!(d <= w)) w = d;   /* NaN counts as worst */
+        }
+        worst[l] = w;
+        rms[l] = sqrt(ss / (double)cnt);
+        free(plain);
+        free(folded[l]);
+    }
 }

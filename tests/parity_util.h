@@ -72,4 +72,9 @@ parity_err parity_compare(const parity_rec *r, const int32_t *idx, const float *
 /* Seconds since an arbitrary origin (monotonic). */
 double parity_now(void);
 
+/* Eval forwards of net on x to layer3 with BN folded into the convolutions (the default) and
+ * with the fold_bn option off (conv, BN, add, ReLU as separate ops); for layer l, worst[l - 1] =
+ * max |folded - unfolded| and rms[l - 1] = RMS of the unfolded output. Check-asserts the forwards. */
+void parity_fold_diff(stfpm_ctx *ctx, stfpm_resnet *net, const stfpm_tensor *x, double worst[3], double rms[3]);
+
 #endif

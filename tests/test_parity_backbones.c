@@ -227,25 +227,13 @@ static void run_case(stfpm_backbone bb, const parity_case *pc, int agg, double f
     if (!(T[SGD].worst <= TOL_SGD)) T[SGD].failed++;
 
     /* eval forward after the step: BN folded (the default) vs separate ops */
-    float *folded[3];
-    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_EVAL, 3, sf));
-    for (int l = 0; l < 3; l++) folded[l] = tu_read(&sf[l]);
-    tu_set_fold_bn(STFPM_SWITCH_OFF);
-    TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_EVAL, 3, sf));
-    tu_reset_options();
+    double fworst[3], frms[3];
+    parity_fold_diff(ctx, student, &x, fworst, frms);
     for (int l = 0; l < 3; l++) {
-        float *plain = tu_read(&sf[l]);
-        size_t cnt = stfpm_tensor_numel(&sf[l]);
-        double ss = 0, worst = 0;
-        for (size_t i = 0; i < cnt; i++) ss += (double)plain[i] * plain[i];
-        double rms = sqrt(ss / (double)cnt);
-        for (size_t i = 0; i < cnt; i++) worst = fmax(worst, fabs((double)folded[l][i] - plain[i]));
-        double e = rms > 0 ? worst / rms : INFINITY;
+        double e = frms[l] > 0 ? fworst[l] / frms[l] : INFINITY;
         T[FOLD].compared++;
         if (!(e <= T[FOLD].worst)) { T[FOLD].worst = e; snprintf(T[FOLD].what, 160, "layer%d", l + 1); }
         if (!(e <= 1e-4)) T[FOLD].failed++;
-        free(plain);
-        free(folded[l]);
     }
 
     printf("parity %s (input %dx3x%dx%d, variant %d, ReLU margin %.2g): eval forwards %.1f s, training step "

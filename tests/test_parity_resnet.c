@@ -297,29 +297,14 @@ static void run_case(const parity_case *pc, const tolset *T) {
      * train-mode forwards) vs conv, BN, add and ReLU as separate ops (the fold_bn option off). Both are
      * float32; they differ by rounding only: max |diff| <= 1e-4 * RMS of the layer. */
     {
-        float *folded[3];
-        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_EVAL, 3, sf));
-        for (int l = 0; l < 3; l++) folded[l] = tu_read(&sf[l]);
-        tu_set_fold_bn(STFPM_SWITCH_OFF);
-        TU_CHECK_STATUS(stfpm_resnet_forward(ctx, student, &x, STFPM_BN_EVAL, 3, sf));
-        tu_reset_options();
+        double worst[3], rms[3];
+        parity_fold_diff(ctx, student, &x, worst, rms);
         for (int l = 0; l < 3; l++) {
-            float *plain = tu_read(&sf[l]);
-            size_t cnt = stfpm_tensor_numel(&sf[l]);
-            double ss = 0, worst = 0;
-            for (size_t i = 0; i < cnt; i++) ss += (double)plain[i] * plain[i];
-            double rms = sqrt(ss / (double)cnt);
-            for (size_t i = 0; i < cnt; i++) {
-                double d = fabs((double)folded[l][i] - plain[i]);
-                if (!(d <= worst)) worst = d;
-            }
             printf("  folded vs unfolded eval forward after training, layer%d: max |diff| %.3g (rms %.3g)\n",
-                   l + 1, worst, rms);
-            ck_assert_msg(rms > 0 && worst <= 1e-4 * rms,
+                   l + 1, worst[l], rms[l]);
+            ck_assert_msg(rms[l] > 0 && worst[l] <= 1e-4 * rms[l],
                           "%s: student eval layer%d with BN folded differs from the unfolded path by %.3g "
-                          "(rms %.3g, tolerance 1e-4 of rms)", pc->label, l + 1, worst, rms);
-            free(plain);
-            free(folded[l]);
+                          "(rms %.3g, tolerance 1e-4 of rms)", pc->label, l + 1, worst[l], rms[l]);
         }
     }
 

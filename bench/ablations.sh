@@ -12,9 +12,9 @@
 #   DATA            one MVTec AD category (a folder with train/good and test/)
 #   OUT             the runs: OUT/<run>/ per configuration (run/ is the stfpm train folder, then
 #                   metrics.json, train.log, test.log, inputs.txt, times.tsv)
-#   --epochs N      training epochs of every run (default 8, so that all four sections, nine
-#                   full-size trainings, finish in about an hour on two CPU cores; the paper's
-#                   recipe is 100: say which when reporting)
+#   --epochs N      training epochs of every run (default 8: all four sections, nine trainings
+#                   on the whole training set and two small ones, took 30 min on bottle on two
+#                   shared CPU cores; the paper's recipe is 100: say which when reporting)
 #   --teacher FILE  the ImageNet ResNet-18 (default: $STFPM_TEACHER, else torchvision's
 #                   resnet18-*.pth in the torch hub cache, as `stfpm train` looks for it). The
 #                   level-4 rows need a full ResNet-18 (with layer4); with a conv1-layer3 file they
@@ -24,7 +24,7 @@
 #   --fractions LIST  the few-shot training fractions (default 0.05,0.1: the paper's Table 5);
 #                   the full training set (1) is always printed beside them
 #   --stfpm BIN     the program to run (default: build/stfpm, built first)
-#   --table         train nothing: print the tables of what OUT holds
+#   --table         train nothing: print the tables of what OUT holds (at the same --epochs)
 #   after --, options for `stfpm train` given to every run (e.g. --size 256 --batch 32, the
 #   defaults); the ablated option of a row (--layers, --train-fraction, --checkpoint-by, --seed)
 #   comes after them and wins
@@ -42,9 +42,9 @@ me=ablations.sh
 abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
 die() { echo "$me: $*" >&2; exit 1; }
 log() { echo "$me: $*" >&2; }
-if [ $# -lt 2 ]; then sed -n '2,36p' "$0" >&2; exit 2; fi
-case "$1" in -*) sed -n '2,36p' "$0" >&2; exit 2 ;; esac
-data=$(abs "$1"); out=$(abs "$2"); shift 2
+if [ $# -lt 2 ]; then sed -n '2,38p' "$0" >&2; exit 2; fi
+case "$1" in -*) sed -n '2,38p' "$0" >&2; exit 2 ;; esac
+data=$(abs "$1"); out=$(abs "$2"); out_shown=$2; shift 2
 epochs=8 teacher="" only="table3,table5,ckpt,seeds" seeds="0,1,2" fractions="0.05,0.1" stfpm="" table_only=0
 extra=()
 need() { [ $# -ge 2 ] || die "$1 needs a value"; }
@@ -268,7 +268,7 @@ header() {   # first-column title, second-column title
   echo "|---|---|---|---|---|---|---|---|---|---|"
 }
 cat_name=$(basename "$data")
-echo "Ablations on $cat_name, epochs per run: $epochs${extra[*]:+, train options: ${extra[*]}}; runs in $out."
+echo "Ablations on $cat_name, epochs per run: $epochs${extra[*]:+, train options: ${extra[*]}}; runs in $out_shown."
 echo "Ours: this category; paper: STFPM ResNet-18 256 x 256, mean over the 15 MVTec AD categories (docs/SPEC.md section 8), n/a where the paper gives no number."
 [ "$cat_name" = bottle ] && echo "The paper's bottle row (Table 1, full recipe): pixel AUROC 0.988, PRO 0.951."
 if want table3; then

@@ -2,28 +2,32 @@
  * written through the installed library's public API (so it also checks that the installed
  * headers and library build a program):
  *
- *   make_fixture TEACHER_FILE DATA_DIR
+ *   make_fixture TEACHER_FILE DATA_DIR [DEPTH]
  *
  * TEACHER_FILE: a randomly initialised (Kaiming, seed 99) ResNet-18 up to layer3 in
  * torchvision's names, a stand-in for the ImageNet teacher (the test checks installation, not
- * accuracy). DATA_DIR: a tiny demo category (10 training, 2 normal and 2 defective test images,
- * 64 x 64). */
+ * accuracy); DEPTH 4 (default 3) includes layer4, a stand-in for a full teacher
+ * (tests/test_bench_ablations.sh). DATA_DIR: a tiny demo category (10 training, 2 normal and 2
+ * defective test images, 64 x 64). */
 #include <stfpm/demo_data.h>
 #include <stfpm/resnet.h>
 #include <stfpm/weights.h>
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: make_fixture TEACHER_FILE DATA_DIR\n");
+    if (argc != 3 && !(argc == 4 && (!strcmp(argv[3], "3") || !strcmp(argv[3], "4")))) {
+        fprintf(stderr, "usage: make_fixture TEACHER_FILE DATA_DIR [DEPTH (3 or 4)]\n");
         return 2;
     }
+    const int depth = argc == 4 ? atoi(argv[3]) : 3;
     stfpm_ctx *ctx = NULL;
     stfpm_resnet *net = NULL;
     stfpm_weights w = {0};
     stfpm_status s = stfpm_ctx_create(&ctx, NULL);
-    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, 3, STFPM_NET_FROZEN, &net);
+    if (s == STFPM_OK) s = stfpm_resnet_create(ctx, depth, STFPM_NET_FROZEN, &net);
     if (s == STFPM_OK) s = stfpm_resnet_init_kaiming(ctx, net, 99);
     if (s == STFPM_OK) s = stfpm_resnet_export(ctx, net, &w, NULL);
     if (s == STFPM_OK) s = stfpm_safetensors_write(argv[1], &w, NULL, NULL, 0);

@@ -416,10 +416,9 @@ static stfpm_status anomalib_load(stfpm_ctx *ctx, stfpm_model *m, const char *pa
     return s;
 }
 
-/* The backbone a model file records (metadata "backbone"; absent: resnet18), checked against
- * what its teacher tensors are. */
-static stfpm_status model_file_backbone(const stfpm_weights *w, const char *path, stfpm_backbone *bb) {
+stfpm_status stfpm_model_file_backbone(const stfpm_weights *w, const char *path, stfpm_backbone *bb) {
     const char *rec = stfpm_weights_meta(w, "backbone");
+    *bb = STFPM_RESNET18;   /* files written before the backbone was recorded */
     if (rec && stfpm_backbone_parse(rec, bb) != STFPM_OK)
         return stfpm_set_error(STFPM_ERR_FORMAT, "%s records backbone \"%s\", which this version of stfpm-cl does "
                                "not know (resnet18, resnet34, resnet50, wide_resnet50_2)", path, rec);
@@ -458,8 +457,8 @@ stfpm_status stfpm_model_load(stfpm_ctx *ctx, stfpm_model *m, const char *path, 
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s is not an stfpm-cl model file (metadata format/size/layers "
                             "missing); train one with `stfpm train`, or pass an anomalib STFPM checkpoint", path);
     if (s == STFPM_OK) s = stfpm_parse_layers(layers, L, &nl);
-    stfpm_backbone bb = STFPM_RESNET18;   /* files written before the backbone was recorded */
-    if (s == STFPM_OK) s = model_file_backbone(&w, path, &bb);
+    stfpm_backbone bb = STFPM_RESNET18;
+    if (s == STFPM_OK) s = stfpm_model_file_backbone(&w, path, &bb);
     if (s == STFPM_OK) s = stfpm_model_init_backbone(ctx, m, bb, atoi(size), L, nl, mode);
     if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->teacher, &w, path, "teacher.");
     if (s == STFPM_OK) s = stfpm_resnet_load(ctx, m->student, &w, path, "student.");

@@ -60,9 +60,7 @@ stfpm_status stfpm_train_config_check(const stfpm_train_config *c) {
         return stfpm_set_error(STFPM_ERR_ARG, "--train-fraction %g: must be in (0, 1]", c->train_fraction);
     if (c->n_layers < 1 || c->n_layers > 4) return stfpm_set_error(STFPM_ERR_ARG, "--layers: 1 to 4 layers");
     stfpm_backbone bb;
-    if (c->backbone && stfpm_backbone_parse(c->backbone, &bb) != STFPM_OK)
-        return stfpm_set_error(STFPM_ERR_ARG, "--backbone %s: expected resnet18, resnet34, resnet50 or wide_resnet50_2",
-                               c->backbone);
+    if (c->backbone) return stfpm_wrap_error(stfpm_backbone_parse(c->backbone, &bb), "--backbone");
     return STFPM_OK;
 }
 
@@ -278,14 +276,8 @@ static stfpm_status resume_read(const stfpm_train_config *c, const char *path, s
                             "same options (only --epochs and --lr may change)", path, rk, want_key);
     else if (!sz || !ly || !ep || !bv || !be || !gs || !sd)
         s = stfpm_set_error(STFPM_ERR_FORMAT, "%s: not a resumable stfpm-cl checkpoint (metadata missing)", path);
-    /* the backbone: recorded since it became a choice; older checkpoints are resnet18 */
-    const char *rb = stfpm_weights_meta(ck, "backbone");
     stfpm_backbone want = STFPM_RESNET18;
-    if (s == STFPM_OK && rb && stfpm_backbone_parse(rb, bb) != STFPM_OK)
-        s = stfpm_set_error(STFPM_ERR_FORMAT, "%s records backbone \"%s\", which this version of stfpm-cl does not "
-                            "know", path, rb);
-    else if (s == STFPM_OK && !rb)
-        *bb = STFPM_RESNET18;
+    if (s == STFPM_OK) s = stfpm_model_file_backbone(ck, path, bb);
     if (s == STFPM_OK && c->backbone && stfpm_backbone_parse(c->backbone, &want) == STFPM_OK && want != *bb)
         s = stfpm_set_error(STFPM_ERR_ARG, "%s was trained with --backbone %s, but this run asks for --backbone %s: "
                             "resume with the same backbone (or without --backbone)", path, stfpm_backbone_name(*bb),

@@ -77,6 +77,11 @@ typedef enum stfpm_save_content {
     STFPM_SAVE_WITH_MOMENTUM = 1
 } stfpm_save_content;
 
+/* The backbone a model file or checkpoint w (read from path) records (metadata "backbone";
+ * absent: resnet18), checked against what its "teacher." tensors are; an unknown or
+ * contradicted name is an error naming path. */
+stfpm_status stfpm_model_file_backbone(const stfpm_weights *w, const char *path, stfpm_backbone *bb);
+
 /* Write teacher + student (+ momentum) and metadata atomically. */
 stfpm_status stfpm_model_save(stfpm_ctx *ctx, stfpm_model *m, const char *path, stfpm_save_content content,
                               const char *const *meta_keys, const char *const *meta_values, int n_meta);

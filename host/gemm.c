@@ -1,4 +1,5 @@
-/* SGEMM through CLBlast. Which parameters CLBlast runs with on a device is host/clblast_params.c. */
+/* SGEMM: CLBlast (which parameters it runs with on a device: host/clblast_params.c), or the CPU
+ * variant's own kernels (cl/gemm.cl gemm_cpu_*), and the GPU variant's split-K kernel. */
 #include "gemm.h"
 #include "runtime.h"
 
@@ -18,6 +19,17 @@ stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size
                         float alpha, cl_mem a, size_t a_off, size_t lda,
                         cl_mem b, size_t b_off, size_t ldb, float beta,
                         cl_mem c, size_t c_off, size_t ldc) {
+    if (!trans_b && m && n && k && stfpm_gemm_own(ctx))
+        return stfpm_gemm_cpu(ctx, trans_a, 1, m, n, k, alpha, a, a_off, lda, 0, b, b_off, ldb, 0, beta, c, c_off,
+                              ldc, 0);
+    return stfpm_gemm_clblast(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                              ldc);
+}
+
+stfpm_status stfpm_gemm_clblast(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                                float alpha, cl_mem a, size_t a_off, size_t lda,
+                                cl_mem b, size_t b_off, size_t ldb, float beta,
+                                cl_mem c, size_t c_off, size_t ldc) {
     cl_command_queue q = stfpm_ctx_queue(ctx);
     cl_event ev = NULL;
     CLBlastStatusCode st = CLBlastSgemm(CLBlastLayoutRowMajor,
@@ -77,4 +89,52 @@ stfpm_status stfpm_gemm_splitk(stfpm_ctx *ctx, int planes, size_t m, size_t n, s
     stfpm_karg sa2[] = {KARG(P), KARG(Si), KARG(M), KARG(N), KARG(c), KARG(co), KARG(lc), KARG(sci), KARG(pl), KARG(beta)};
     size_t g2[2] = {m * n, (size_t)planes};
     return stfpm_enqueue(ctx, "gemm", "gemm_splitk_sum", 2, g2, NULL, KARGS(sa2));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the CPU variant's own GEMM (cl/gemm.cl gemm_cpu_nn / gemm_cpu_tn) */
+
+int stfpm_gemm_own(const stfpm_ctx *ctx) {
+    const stfpm_gemm_choice g = stfpm_ctx_get_options(ctx)->gemm;
+    return g == STFPM_GEMM_OWN || (g == STFPM_GEMM_AUTO && !stfpm_gpu_kernels(ctx));
+}
+
+/* Reduction block (see cl/gemm.cl): B's panel of GEMM_CPU_KC x 32 floats is 128 KiB, which
+ * stays in a core's L2 while the work-item walks its rows. On the 2-core AVX-512 Xeon
+ * (PoCL 3.1): 64 x 147 x 16448 (conv1's weight gradient) 87 GFLOP/s with blocks of 256, 137
+ * with 1024, 51 unblocked; shapes with K <= 1152 the same with 256 or 1024. */
+#define GEMM_CPU_KC 1024
+
+stfpm_status stfpm_gemm_cpu(stfpm_ctx *ctx, int trans_a, int planes, size_t m, size_t n, size_t k, float alpha,
+                            cl_mem a, size_t a_off, size_t lda, size_t sa, cl_mem b, size_t b_off, size_t ldb,
+                            size_t sb, float beta, cl_mem c, size_t c_off, size_t ldc, size_t sc) {
+    if (planes < 1 || !m || !n || !k)
+        return stfpm_set_error(STFPM_ERR_ARG, "GEMM: empty problem (%d planes, %zu x %zu x %zu)", planes, m, n, k);
+    const size_t pl = (size_t)planes - 1;
+    const size_t a_end = a_off + pl * sa + (trans_a ? (k - 1) * lda + m : (m - 1) * lda + k);
+    const size_t b_end = b_off + pl * sb + (k - 1) * ldb + n, c_end = c_off + pl * sc + (m - 1) * ldc + n;
+    if ((trans_a ? lda < m : lda < k) || ldb < n || ldc < n)
+        return stfpm_set_error(STFPM_ERR_ARG, "GEMM %zu x %zu x %zu: leading dimensions %zu / %zu / %zu too small", m,
+                               n, k, lda, ldb, ldc);
+    if (a_end > 2147483647u || b_end > 2147483647u || c_end > 2147483647u)
+        return stfpm_set_error(STFPM_ERR_ARG, "GEMM %zu x %zu x %zu (%d planes) too large for 32-bit indices", m, n, k,
+                               planes);
+    /* work-items: column panels x planes x row ranges; rows split until there are about 8
+     * items per compute unit (dynamic scheduling evens out the ragged panels) */
+    const size_t cu = stfpm_ctx_device(ctx)->compute_units ? stfpm_ctx_device(ctx)->compute_units : 1;
+    const size_t panels = (n + 31) / 32, blocks = (m + 7) / 8, items = panels * (size_t)planes;
+    size_t groups = (8 * cu + items - 1) / items;
+    if (groups > blocks) groups = blocks;
+    if (groups < 1) groups = 1;
+    const size_t mrows = (blocks + groups - 1) / groups * 8;
+    groups = (m + mrows - 1) / mrows;
+    cl_int ao = (cl_int)a_off, la = (cl_int)lda, sai = (cl_int)sa, bo = (cl_int)b_off, lb = (cl_int)ldb,
+           sbi = (cl_int)sb, co = (cl_int)c_off, lc = (cl_int)ldc, sci = (cl_int)sc, M = (cl_int)m, N = (cl_int)n,
+           K = (cl_int)k, G = (cl_int)groups, MR = (cl_int)mrows, KC = GEMM_CPU_KC;
+    stfpm_karg args[] = {KARG(a), KARG(ao), KARG(la), KARG(sai), KARG(b), KARG(bo), KARG(lb), KARG(sbi),
+                         KARG(c), KARG(co), KARG(lc), KARG(sci), KARG(M), KARG(N), KARG(K), KARG(alpha),
+                         KARG(beta), KARG(G), KARG(MR), KARG(KC)};
+    size_t g[2] = {panels, (size_t)planes * groups}, l[2] = {1, 1};
+    return stfpm_enqueue_flop(ctx, "gemm", trans_a ? "gemm_cpu_tn" : "gemm_cpu_nn", 2, g, l, KARGS(args),
+                              2.0 * (double)m * (double)n * (double)k * planes);
 }

@@ -5,12 +5,32 @@
 #include "stfpm/stfpm.h"
 
 /* C = alpha * op(A) * op(B) + beta * C, row-major. Offsets and leading dimensions in floats.
- * CLBlast 1.5.3's batched GEMMs are not used: they return wrong results whenever they take
- * their internal copy path (host/clblast_params.c). */
+ * Runs stfpm_gemm_cpu when stfpm_gemm_own (and B is not transposed), else CLBlast. */
 stfpm_status stfpm_gemm(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                         float alpha, cl_mem a, size_t a_off, size_t lda,
                         cl_mem b, size_t b_off, size_t ldb, float beta,
                         cl_mem c, size_t c_off, size_t ldc);
+
+/* The same through CLBlast whatever the gemm option. CLBlast 1.5.3's batched GEMMs are not
+ * used: they return wrong results whenever they take their internal copy path
+ * (host/clblast_params.c). */
+stfpm_status stfpm_gemm_clblast(stfpm_ctx *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                                float alpha, cl_mem a, size_t a_off, size_t lda,
+                                cl_mem b, size_t b_off, size_t ldb, float beta,
+                                cl_mem c, size_t c_off, size_t ldc);
+
+/* Whether the GEMMs run on our own CPU-shaped kernels: the gemm option, under AUTO the CPU
+ * kernel variant. */
+int stfpm_gemm_own(const stfpm_ctx *ctx);
+
+/* Our CPU-shaped GEMM (cl/gemm.cl gemm_cpu_nn / gemm_cpu_tn) over `planes` independent problems
+ * in one launch: C_z = alpha * op(A_z) * B_z + beta * C_z, row-major, op(A) = A (M x K, row
+ * stride lda) or, trans_a, A^T (A_z is K x M); A_z at a_off + z * sa, B_z (K x N, ldb) at
+ * b_off + z * sb, C_z (M x N, ldc) at c_off + z * sc; offsets and strides in floats. C is not
+ * read when beta is 0. Any shape (ragged edges take slower paths), 32-bit indices. */
+stfpm_status stfpm_gemm_cpu(stfpm_ctx *ctx, int trans_a, int planes, size_t m, size_t n, size_t k, float alpha,
+                            cl_mem a, size_t a_off, size_t lda, size_t sa, cl_mem b, size_t b_off, size_t ldb,
+                            size_t sb, float beta, cl_mem c, size_t c_off, size_t ldc, size_t sc);
 
 /* Split-K GEMM for small outputs with long reductions (cl/gemm.cl), over `planes` independent
  * problems in one launch: C_z = A_z * B_z + beta * C_z, row-major, no transposes, A_z at

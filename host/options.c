@@ -37,6 +37,18 @@ stfpm_status stfpm_conv_algo_parse(const char *s, stfpm_conv_algo_choice *out) {
     return stfpm_set_error(STFPM_ERR_ARG, "unknown convolution algorithm \"%s\" (auto, im2col, winograd, winograd2)", s);
 }
 
+stfpm_status stfpm_gemm_parse(const char *s, stfpm_gemm_choice *out) {
+    if (strcmp(s, "auto") == 0) *out = STFPM_GEMM_AUTO;
+    else if (strcmp(s, "clblast") == 0) *out = STFPM_GEMM_CLBLAST;
+    else if (strcmp(s, "own") == 0) *out = STFPM_GEMM_OWN;
+    else return stfpm_set_error(STFPM_ERR_ARG, "unknown GEMM choice \"%s\" (auto, clblast, own)", s);
+    return STFPM_OK;
+}
+
+const char *stfpm_gemm_name(stfpm_gemm_choice g) {
+    return g == STFPM_GEMM_CLBLAST ? "clblast" : g == STFPM_GEMM_OWN ? "own" : "auto";
+}
+
 stfpm_status stfpm_kernels_parse(const char *s, stfpm_kernels *out) {
     if (strcmp(s, "auto") == 0) *out = STFPM_KERNELS_AUTO;
     else if (strcmp(s, "cpu") == 0) *out = STFPM_KERNELS_CPU;
@@ -119,6 +131,8 @@ stfpm_status stfpm_ctx_options_resolve_env(stfpm_ctx_options *o, const char *con
         STFPM_TRY(parse_size("STFPM_WINO_MIN_TILES", v, &x));
         o->wino_min_tiles = (long)x;
     }
+    if (!o->gemm && (v = env_lookup(env, "STFPM_GEMM")) && *v)
+        STFPM_TRY(stfpm_wrap_error(stfpm_gemm_parse(v, &o->gemm), "STFPM_GEMM"));
     stfpm_ctx_options_fill_defaults(o);
     return STFPM_OK;
 }

@@ -245,9 +245,10 @@ stfpm_status stfpm_ctx_set_options(stfpm_ctx *ctx, const stfpm_ctx_options *o) {
                                "clblast_params, device_mem_limit, kernels, max_work_group and sub_buffer_align "
                                "are fixed when the context is created");
     if ((unsigned)o->conv_algo > STFPM_CONV_ALGO_WINOGRAD2 || (unsigned)o->fold_bn > STFPM_SWITCH_OFF ||
-        (unsigned)o->fused_map > STFPM_SWITCH_OFF)
-        return stfpm_set_error(STFPM_ERR_ARG, "stfpm_ctx_set_options: conv_algo %d / fold_bn %d / fused_map %d out of "
-                               "range", (int)o->conv_algo, (int)o->fold_bn, (int)o->fused_map);
+        (unsigned)o->fused_map > STFPM_SWITCH_OFF || (unsigned)o->gemm > STFPM_GEMM_OWN)
+        return stfpm_set_error(STFPM_ERR_ARG, "stfpm_ctx_set_options: conv_algo %d / fold_bn %d / fused_map %d / "
+                               "gemm %d out of range", (int)o->conv_algo, (int)o->fold_bn, (int)o->fused_map,
+                               (int)o->gemm);
     /* nothing in flight may see a mix of old and new settings */
     if (ctx->queue) clFinish(ctx->queue);
     stfpm_ctx_options n = ctx->opt;
@@ -257,6 +258,7 @@ stfpm_status stfpm_ctx_set_options(stfpm_ctx *ctx, const stfpm_ctx_options *o) {
     n.conv_chunk_bytes = o->conv_chunk_bytes;
     n.wino_chunk_bytes = o->wino_chunk_bytes;
     n.wino_min_tiles = o->wino_min_tiles;
+    n.gemm = o->gemm;
     if (!n.fold_bn) n.fold_bn = STFPM_SWITCH_ON;
     if (!n.fused_map) n.fused_map = STFPM_SWITCH_ON;
     if (!n.wino_min_tiles) n.wino_min_tiles = STFPM_WINO_MIN_TILES_DEFAULT;
@@ -550,6 +552,12 @@ void stfpm_ctx_profile_reset(stfpm_ctx *ctx) {
 
 stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name, int dims,
                            const size_t *gws, const size_t *lws, int nargs, const stfpm_karg *args) {
+    return stfpm_enqueue_flop(ctx, program, name, dims, gws, lws, nargs, args, 0.0);
+}
+
+stfpm_status stfpm_enqueue_flop(stfpm_ctx *ctx, const char *program, const char *name, int dims,
+                                const size_t *gws, const size_t *lws, int nargs, const stfpm_karg *args,
+                                double flop) {
     kernel_entry *ke = NULL;
     STFPM_TRY(find_kernel(ctx, program, name, &ke));
     cl_kernel k = ke->k;
@@ -585,7 +593,7 @@ stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name
         stfpm_status s = stfpm_cl_check(e, "clEnqueueNDRangeKernel");
         return stfpm_wrap_error(s, "kernel %s", name);
     }
-    if (ev) stfpm_profile_event(ctx, name, ev);
+    if (ev) stfpm_profile_event_flop(ctx, name, ev, flop);
     stfpm_queue_pace(ctx);
     return STFPM_OK;
 }

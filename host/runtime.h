@@ -27,6 +27,10 @@ stfpm_status stfpm_get_kernel(stfpm_ctx *ctx, const char *program, const char *n
  * is refused (STFPM_ERR_CL). With profiling on, the time is added to the kernel's entry. */
 stfpm_status stfpm_enqueue(stfpm_ctx *ctx, const char *program, const char *name, int dims,
                            const size_t *gws, const size_t *lws, int nargs, const stfpm_karg *args);
+/* stfpm_enqueue counting flop floating-point operations for the launch in the profile. */
+stfpm_status stfpm_enqueue_flop(stfpm_ctx *ctx, const char *program, const char *name, int dims,
+                                const size_t *gws, const size_t *lws, int nargs, const stfpm_karg *args,
+                                double flop);
 static inline stfpm_status stfpm_enqueue1d(stfpm_ctx *ctx, const char *program, const char *name,
                                            size_t n, int nargs, const stfpm_karg *args) {
     size_t g = n ? n : 1;

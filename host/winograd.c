@@ -65,6 +65,9 @@ static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
 static stfpm_status wino_gemms(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm,
                                size_t pc, size_t m, size_t k, size_t n, float beta) {
     stfpm_status st = STFPM_OK;
+    if (stfpm_gemm_own(ctx))
+        /* all planes in one launch (by offset and plane stride) */
+        return stfpm_gemm_cpu(ctx, 0, planes, m, n, k, 1.0f, A, 0, k, pa, B, 0, n, pb, beta, Cm, 0, n, pc);
     if (stfpm_gpu_kernels(ctx)) {
         /* GPU variant: the planes by offset, no sub-buffers per call (they exist for PoCL, where
          * CLBlast copies an operand whose offset is not 0) */

@@ -5,6 +5,7 @@
  *   fixed at creation;
  * - the dispatcher's rules per shape and pass, by default and under each forced algorithm. */
 #include "testutil.h"
+#include "gemm.h"
 #include "conv_algo.h"
 #include "options.h"
 #include "runtime.h"
@@ -71,6 +72,7 @@ START_TEST(test_defaults) {
     ck_assert_uint_eq(o.wino_chunk_bytes, 0);
     ck_assert_int_eq(o.wino_min_tiles, STFPM_WINO_MIN_TILES_DEFAULT);
     ck_assert_uint_eq(o.device_mem_limit, 0);
+    ck_assert_int_eq(o.gemm, STFPM_GEMM_AUTO);
 
     const char *xdg[] = {home, var(xdg_v, sizeof xdg_v, "XDG_CACHE_HOME", "xdg"), NULL};
     stfpm_ctx_options p = {0};
@@ -93,7 +95,7 @@ START_TEST(test_environment_then_caller) {
                          "STFPM_CONV_ALGO=winograd2", "STFPM_NO_FOLD=1", "STFPM_FUSED_MAP=0",
                          "STFPM_CONV_CHUNK_BYTES=4096", "STFPM_WINO_CHUNK_BYTES=8192",
                          "STFPM_WINO_MIN_TILES=7", "STFPM_KERNELS=gpu", "STFPM_MAX_WORK_GROUP=64",
-                         "STFPM_SUB_BUFFER_ALIGN=512", NULL};
+                         "STFPM_SUB_BUFFER_ALIGN=512", "STFPM_GEMM=clblast", NULL};
     stfpm_ctx_options o = {0};
     TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&o, env));
     ck_assert_str_eq(o.device, "pthread");
@@ -111,11 +113,12 @@ START_TEST(test_environment_then_caller) {
     ck_assert_int_eq(o.kernels, STFPM_KERNELS_GPU);
     ck_assert_uint_eq(o.max_work_group, 64);
     ck_assert_uint_eq(o.sub_buffer_align, 512);
+    ck_assert_int_eq(o.gemm, STFPM_GEMM_CLBLAST);
 
     /* what the caller set wins over the environment */
     stfpm_ctx_options c = {.device = "0", .cache_dir = "", .conv_algo = STFPM_CONV_ALGO_IM2COL,
                            .fold_bn = STFPM_SWITCH_ON, .fused_map = STFPM_SWITCH_ON, .conv_chunk_bytes = 1,
-                           .wino_min_tiles = 100};
+                           .wino_min_tiles = 100, .gemm = STFPM_GEMM_OWN};
     TU_CHECK_STATUS(stfpm_ctx_options_resolve_env(&c, env));
     ck_assert_str_eq(c.device, "0");
     ck_assert_str_eq(c.cache_dir, "");
@@ -124,6 +127,7 @@ START_TEST(test_environment_then_caller) {
     ck_assert_int_eq(c.fused_map, STFPM_SWITCH_ON);
     ck_assert_uint_eq(c.conv_chunk_bytes, 1);
     ck_assert_int_eq(c.wino_min_tiles, 100);
+    ck_assert_int_eq(c.gemm, STFPM_GEMM_OWN);
     ck_assert_str_eq(c.cl_dir, under(want, sizeof want, "cl", ""));   /* not set by the caller: the environment's */
 
     /* switches off in the environment only when set to something other than 0 */
@@ -141,7 +145,8 @@ START_TEST(test_bad_values_named) {
     static const struct { const char *var; } bad[] = {
         {"STFPM_CONV_ALGO=fast"}, {"STFPM_CONV_CHUNK_BYTES=12k"}, {"STFPM_WINO_CHUNK_BYTES=0"},
         {"STFPM_WINO_MIN_TILES=-3"}, {"STFPM_DEVICE_MEM_LIMIT=lots"}, {"STFPM_KERNELS=fpga"},
-        {"STFPM_SUB_BUFFER_ALIGN=500"}, {"STFPM_MAX_WORK_GROUP=none"}};
+        {"STFPM_SUB_BUFFER_ALIGN=500"}, {"STFPM_MAX_WORK_GROUP=none"},
+        {"STFPM_GEMM=mkl"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *env[] = {bad[i].var, NULL};
         stfpm_ctx_options o = {0};
@@ -162,7 +167,12 @@ START_TEST(test_set_options_live) {
     o.conv_algo = STFPM_CONV_ALGO_IM2COL;
     o.fold_bn = STFPM_SWITCH_OFF;
     o.wino_min_tiles = 5;
+    o.gemm = STFPM_GEMM_CLBLAST;
     TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &o));
+    ck_assert_int_eq(stfpm_gemm_own(ctx), 0);
+    o.gemm = STFPM_GEMM_OWN;
+    TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &o));
+    ck_assert_int_eq(stfpm_gemm_own(ctx), 1);
     ck_assert_int_eq(stfpm_ctx_get_options(ctx)->conv_algo, STFPM_CONV_ALGO_IM2COL);
     ck_assert_int_eq(stfpm_ctx_get_options(ctx)->fold_bn, STFPM_SWITCH_OFF);
     ck_assert_int_eq(stfpm_ctx_get_options(ctx)->wino_min_tiles, 5);
@@ -179,6 +189,8 @@ START_TEST(test_set_options_live) {
     ck_assert_int_eq(stfpm_ctx_get_options(ctx)->conv_algo, STFPM_CONV_ALGO_AUTO);
     ck_assert_int_eq(stfpm_ctx_get_options(ctx)->fold_bn, STFPM_SWITCH_ON);
     ck_assert_int_eq(stfpm_ctx_get_options(ctx)->wino_min_tiles, STFPM_WINO_MIN_TILES_DEFAULT);
+    ck_assert_int_eq(stfpm_ctx_get_options(ctx)->gemm, STFPM_GEMM_AUTO);
+    ck_assert_int_eq(stfpm_gemm_own(ctx), !stfpm_gpu_kernels(ctx));
     ck_assert_str_eq(stfpm_ctx_get_options(ctx)->device, before.device);
     TU_CHECK_STATUS(stfpm_ctx_set_options(ctx, &before));
 }

@@ -112,6 +112,13 @@ typedef enum stfpm_conv_algo_choice {
 } stfpm_conv_algo_choice;
 
 /* Shape of the OpenCL kernels (the cl/ sources are built with -DSTFPM_GPU=1 for the GPU variant). */
+/* Who runs the GEMMs (host/gemm.c). */
+typedef enum stfpm_gemm_choice {
+    STFPM_GEMM_AUTO = 0,      /* the CPU kernel variant: our own kernels; the GPU variant: CLBlast */
+    STFPM_GEMM_CLBLAST,       /* CLBlast everywhere */
+    STFPM_GEMM_OWN            /* our CPU-shaped kernels (cl/gemm.cl gemm_cpu_*) everywhere */
+} stfpm_gemm_choice;
+
 typedef enum stfpm_kernels {
     STFPM_KERNELS_AUTO = 0,   /* by CL_DEVICE_TYPE: GPU / accelerator -> GPU, else CPU */
     STFPM_KERNELS_CPU,        /* row-form kernels tuned for CPU runtimes (PoCL) */
@@ -151,6 +158,7 @@ typedef struct stfpm_ctx_options {
     size_t wino_chunk_bytes;  /* STFPM_WINO_CHUNK_BYTES: Winograd scratch per chunk */
     long wino_min_tiles;      /* STFPM_WINO_MIN_TILES: fewest output tiles over the batch for
                                  Winograd under AUTO; default 48 */
+    stfpm_gemm_choice gemm;   /* STFPM_GEMM=auto|clblast|own */
 } stfpm_ctx_options;
 
 /* Defaults + environment for every unset field of *o (call on a zeroed struct for the plain
@@ -165,7 +173,7 @@ void stfpm_ctx_free(stfpm_ctx *ctx);
 const stfpm_device_info *stfpm_ctx_device(const stfpm_ctx *ctx);
 /* The resolved options of ctx (strings owned by ctx). */
 const stfpm_ctx_options *stfpm_ctx_get_options(const stfpm_ctx *ctx);
-/* Change the engine switches of a live context (conv_algo ... wino_min_tiles) to those of *o,
+/* Change the engine switches of a live context (conv_algo ... gemm) to those of *o,
  * e.g. a copy of stfpm_ctx_get_options with one field changed; waits for the queue. The fields
  * fixed at creation must be unset or equal (STFPM_ERR_ARG otherwise). Unset switches and
  * sizes take their defaults (not the environment). */

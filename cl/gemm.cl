@@ -97,9 +97,50 @@ inline void gcpu_store(__global float *c, int nn, float16 a0, float16 a1, float 
     }
 }
 
-inline void gemm_cpu_body(const int ta, __global const float *A, int a_off, int lda, int sa, __global const float *B,
-                          int b_off, int ldb, int sb, __global float *C, int c_off, int ldc, int sc, int M, int N,
-                          int K, float alpha, float beta, int mgroups, int mrows, int kc) {
+/* The convolution epilogue instead of C (gemm_cpu_nn_ep): C's column j is output pixel
+ * g = g0 + j of the batch (image i = g / P, pixel p = g - i * P), row m its channel; the result
+ * goes to y[(i * M + m) * P + p] as act(acc + bias[m] + res[same index]). */
+typedef struct gcpu_ep {
+    __global float *y;
+    __global const float *bias, *res;
+    int y_off, bias_off, res_off, has_bias, has_res, relu, g0, P;
+} gcpu_ep;
+
+inline void gcpu_store_ep(const gcpu_ep *e, int M, int m, int j0, int nn, float16 a0, float16 a1) {
+    const float b = e->has_bias ? e->bias[e->bias_off + m] : 0.0f;
+    const int g = e->g0 + j0, i = g / e->P, p = g - (g / e->P) * e->P;
+    if (nn >= 32 && p + 32 <= e->P) {
+        const size_t o = ((size_t)i * M + m) * e->P + p;
+        float16 r0 = a0 + b, r1 = a1 + b;
+        if (e->has_res) {
+            r0 += vload16(0, e->res + e->res_off + o);
+            r1 += vload16(0, e->res + e->res_off + o + 16);
+        }
+        if (e->relu) {
+            r0 = fmax(r0, 0.0f);
+            r1 = fmax(r1, 0.0f);
+        }
+        vstore16(r0, 0, e->y + e->y_off + o);
+        vstore16(r1, 0, e->y + e->y_off + o + 16);
+    } else {
+        float t[32];
+        vstore16(a0, 0, t);
+        vstore16(a1, 0, t + 16);
+        for (int j = 0; j < nn; j++) {
+            const int gj = g + j, ij = gj / e->P, pj = gj - (gj / e->P) * e->P;
+            const size_t o = ((size_t)ij * M + m) * e->P + pj;
+            float v = t[j] + b;
+            if (e->has_res) v += e->res[e->res_off + o];
+            e->y[e->y_off + o] = e->relu ? fmax(v, 0.0f) : v;
+        }
+    }
+}
+
+/* ep: 0 plain C, 1 the convolution epilogue (e; no reduction blocks: kc >= K) */
+inline void gemm_cpu_body(const int ta, const int ep, const gcpu_ep *e, __global const float *A, int a_off, int lda,
+                          int sa, __global const float *B, int b_off, int ldb, int sb, __global float *C, int c_off,
+                          int ldc, int sc, int M, int N, int K, float alpha, float beta, int mgroups, int mrows,
+                          int kc) {
     const int n0 = (int)get_global_id(0) * 32;
     const int zg = (int)get_global_id(1);
     const int z = zg / mgroups, g = zg - (zg / mgroups) * mgroups;
@@ -131,8 +172,10 @@ inline void gemm_cpu_body(const int ta, __global const float *A, int a_off, int 
                 }
             }
 #pragma unroll
-            for (int i = 0; i < GC_MR; i++)
-                gcpu_store(c + (size_t)(m0 + i) * ldc, nn, x0[i], x1[i], alpha, beta, first);
+            for (int i = 0; i < GC_MR; i++) {
+                if (ep) gcpu_store_ep(e, M, m0 + i, n0, nn, x0[i], x1[i]);
+                else gcpu_store(c + (size_t)(m0 + i) * ldc, nn, x0[i], x1[i], alpha, beta, first);
+            }
         }
         for (; m0 < me; m0++) {
             float16 x0 = (float16)0.0f, x1 = (float16)0.0f;
@@ -144,7 +187,8 @@ inline void gemm_cpu_body(const int ta, __global const float *A, int a_off, int 
                 x0 = fma(av, b0, x0);
                 x1 = fma(av, b1, x1);
             }
-            gcpu_store(c + (size_t)m0 * ldc, nn, x0, x1, alpha, beta, first);
+            if (ep) gcpu_store_ep(e, M, m0, n0, nn, x0, x1);
+            else gcpu_store(c + (size_t)m0 * ldc, nn, x0, x1, alpha, beta, first);
         }
     }
 }
@@ -152,11 +196,21 @@ inline void gemm_cpu_body(const int ta, __global const float *A, int a_off, int 
 __kernel void gemm_cpu_nn(__global const float *A, int a_off, int lda, int sa, __global const float *B, int b_off,
                           int ldb, int sb, __global float *C, int c_off, int ldc, int sc, int M, int N, int K,
                           float alpha, float beta, int mgroups, int mrows, int kc) {
-    gemm_cpu_body(0, A, a_off, lda, sa, B, b_off, ldb, sb, C, c_off, ldc, sc, M, N, K, alpha, beta, mgroups, mrows, kc);
+    gemm_cpu_body(0, 0, 0, A, a_off, lda, sa, B, b_off, ldb, sb, C, c_off, ldc, sc, M, N, K, alpha, beta, mgroups, mrows, kc);
 }
 
 __kernel void gemm_cpu_tn(__global const float *A, int a_off, int lda, int sa, __global const float *B, int b_off,
                           int ldb, int sb, __global float *C, int c_off, int ldc, int sc, int M, int N, int K,
                           float alpha, float beta, int mgroups, int mrows, int kc) {
-    gemm_cpu_body(1, A, a_off, lda, sa, B, b_off, ldb, sb, C, c_off, ldc, sc, M, N, K, alpha, beta, mgroups, mrows, kc);
+    gemm_cpu_body(1, 0, 0, A, a_off, lda, sa, B, b_off, ldb, sb, C, c_off, ldc, sc, M, N, K, alpha, beta, mgroups, mrows, kc);
+}
+
+/* y = act(W (M x K, row stride lda) * col (K x N, ldb) + bias + res) with the convolution
+ * epilogue (gcpu_ep above): N output pixels from g0 on, P pixels per image, M channels. */
+__kernel void gemm_cpu_nn_ep(__global const float *A, int a_off, int lda, __global const float *B, int b_off, int ldb,
+                             int M, int N, int K, int mgroups, int mrows, __global float *y, int y_off, int g0, int P,
+                             int has_bias, __global const float *bias, int bias_off, int has_res,
+                             __global const float *res, int res_off, int relu) {
+    const gcpu_ep e = {y, bias, res, y_off, bias_off, res_off, has_bias, has_res, relu, g0, P};
+    gemm_cpu_body(0, 1, &e, A, a_off, lda, 0, B, b_off, ldb, 0, y, 0, 0, 0, M, N, K, 1.0f, 0.0f, mgroups, mrows, K);
 }

@@ -105,6 +105,18 @@ int stfpm_gemm_own(const stfpm_ctx *ctx) {
  * with 1024, 51 unblocked; shapes with K <= 1152 the same with 256 or 1024. */
 #define GEMM_CPU_KC 1024
 
+/* Work-items: column panels x planes x row ranges; rows split until there are about 8 items
+ * per compute unit (dynamic scheduling evens out the ragged panels). */
+static void cpu_split(stfpm_ctx *ctx, int planes, size_t m, size_t n, size_t *groups, size_t *mrows) {
+    const size_t cu = stfpm_ctx_device(ctx)->compute_units ? stfpm_ctx_device(ctx)->compute_units : 1;
+    const size_t panels = (n + 31) / 32, blocks = (m + 7) / 8, items = panels * (size_t)planes;
+    size_t g = (8 * cu + items - 1) / items;
+    if (g > blocks) g = blocks;
+    if (g < 1) g = 1;
+    *mrows = (blocks + g - 1) / g * 8;
+    *groups = (m + *mrows - 1) / *mrows;
+}
+
 stfpm_status stfpm_gemm_cpu(stfpm_ctx *ctx, int trans_a, int planes, size_t m, size_t n, size_t k, float alpha,
                             cl_mem a, size_t a_off, size_t lda, size_t sa, cl_mem b, size_t b_off, size_t ldb,
                             size_t sb, float beta, cl_mem c, size_t c_off, size_t ldc, size_t sc) {
@@ -119,22 +131,42 @@ stfpm_status stfpm_gemm_cpu(stfpm_ctx *ctx, int trans_a, int planes, size_t m, s
     if (a_end > 2147483647u || b_end > 2147483647u || c_end > 2147483647u)
         return stfpm_set_error(STFPM_ERR_ARG, "GEMM %zu x %zu x %zu (%d planes) too large for 32-bit indices", m, n, k,
                                planes);
-    /* work-items: column panels x planes x row ranges; rows split until there are about 8
-     * items per compute unit (dynamic scheduling evens out the ragged panels) */
-    const size_t cu = stfpm_ctx_device(ctx)->compute_units ? stfpm_ctx_device(ctx)->compute_units : 1;
-    const size_t panels = (n + 31) / 32, blocks = (m + 7) / 8, items = panels * (size_t)planes;
-    size_t groups = (8 * cu + items - 1) / items;
-    if (groups > blocks) groups = blocks;
-    if (groups < 1) groups = 1;
-    const size_t mrows = (blocks + groups - 1) / groups * 8;
-    groups = (m + mrows - 1) / mrows;
+    size_t groups, mrows;
+    cpu_split(ctx, planes, m, n, &groups, &mrows);
     cl_int ao = (cl_int)a_off, la = (cl_int)lda, sai = (cl_int)sa, bo = (cl_int)b_off, lb = (cl_int)ldb,
            sbi = (cl_int)sb, co = (cl_int)c_off, lc = (cl_int)ldc, sci = (cl_int)sc, M = (cl_int)m, N = (cl_int)n,
            K = (cl_int)k, G = (cl_int)groups, MR = (cl_int)mrows, KC = GEMM_CPU_KC;
     stfpm_karg args[] = {KARG(a), KARG(ao), KARG(la), KARG(sai), KARG(b), KARG(bo), KARG(lb), KARG(sbi),
                          KARG(c), KARG(co), KARG(lc), KARG(sci), KARG(M), KARG(N), KARG(K), KARG(alpha),
                          KARG(beta), KARG(G), KARG(MR), KARG(KC)};
-    size_t g[2] = {panels, (size_t)planes * groups}, l[2] = {1, 1};
+    size_t g[2] = {(n + 31) / 32, (size_t)planes * groups}, l[2] = {1, 1};
     return stfpm_enqueue_flop(ctx, "gemm", trans_a ? "gemm_cpu_tn" : "gemm_cpu_nn", 2, g, l, KARGS(args),
                               2.0 * (double)m * (double)n * (double)k * planes);
+}
+
+stfpm_status stfpm_gemm_cpu_conv_ep(stfpm_ctx *ctx, size_t m, size_t n, size_t k, cl_mem w, size_t w_off, size_t lda,
+                                    cl_mem col, size_t col_off, size_t ldb, cl_mem y, size_t y_off, size_t g0,
+                                    size_t P, cl_mem bias, size_t bias_off, cl_mem res, size_t res_off, int relu) {
+    if (!m || !n || !k || !P)
+        return stfpm_set_error(STFPM_ERR_ARG, "GEMM epilogue: empty problem (%zu x %zu x %zu, %zu pixels)", m, n, k, P);
+    if (lda < k || ldb < n)
+        return stfpm_set_error(STFPM_ERR_ARG, "GEMM epilogue %zu x %zu x %zu: leading dimensions %zu / %zu too small",
+                               m, n, k, lda, ldb);
+    const size_t images = (g0 + n + P - 1) / P;
+    if (w_off + (m - 1) * lda + k > 2147483647u || col_off + (k - 1) * ldb + n > 2147483647u ||
+        y_off + images * m * P > 2147483647u || res_off + images * m * P > 2147483647u)
+        return stfpm_set_error(STFPM_ERR_ARG, "GEMM epilogue %zu x %zu x %zu too large for 32-bit indices", m, n, k);
+    size_t groups, mrows;
+    cpu_split(ctx, 1, m, n, &groups, &mrows);
+    cl_int ao = (cl_int)w_off, la = (cl_int)lda, bo = (cl_int)col_off, lb = (cl_int)ldb, M = (cl_int)m,
+           N = (cl_int)n, K = (cl_int)k, G = (cl_int)groups, MR = (cl_int)mrows, yo = (cl_int)y_off,
+           G0 = (cl_int)g0, Pi = (cl_int)P, hb = bias != NULL, bo2 = (cl_int)bias_off, hr = res != NULL,
+           ro = (cl_int)res_off, rl = relu != 0;
+    if (!bias) bias = y;   /* never read; PoCL wants a valid buffer argument */
+    if (!res) res = y;
+    stfpm_karg args[] = {KARG(w), KARG(ao), KARG(la), KARG(col), KARG(bo), KARG(lb), KARG(M), KARG(N), KARG(K),
+                         KARG(G), KARG(MR), KARG(y), KARG(yo), KARG(G0), KARG(Pi), KARG(hb), KARG(bias), KARG(bo2),
+                         KARG(hr), KARG(res), KARG(ro), KARG(rl)};
+    size_t g[2] = {(n + 31) / 32, groups}, l[2] = {1, 1};
+    return stfpm_enqueue_flop(ctx, "gemm", "gemm_cpu_nn_ep", 2, g, l, KARGS(args), 2.0 * (double)m * (double)n * (double)k);
 }

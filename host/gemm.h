@@ -32,6 +32,15 @@ stfpm_status stfpm_gemm_cpu(stfpm_ctx *ctx, int trans_a, int planes, size_t m, s
                             cl_mem a, size_t a_off, size_t lda, size_t sa, cl_mem b, size_t b_off, size_t ldb,
                             size_t sb, float beta, cl_mem c, size_t c_off, size_t ldc, size_t sc);
 
+/* A convolution's forward GEMM with its epilogue, our CPU-shaped kernel (gemm_cpu_nn_ep):
+ * y = act(W * col + bias + res) where W is M x K (row stride lda) at w_off, col K x N (ldb) at
+ * col_off, and column j of the product is output pixel g0 + j of the batch (image
+ * (g0 + j) / P, P pixels per image, NCHW with M channels from y_off; res, when not NULL, in the
+ * same layout from res_off; bias, when not NULL, M values from bias_off; act ReLU when relu). */
+stfpm_status stfpm_gemm_cpu_conv_ep(stfpm_ctx *ctx, size_t m, size_t n, size_t k, cl_mem w, size_t w_off, size_t lda,
+                                    cl_mem col, size_t col_off, size_t ldb, cl_mem y, size_t y_off, size_t g0,
+                                    size_t P, cl_mem bias, size_t bias_off, cl_mem res, size_t res_off, int relu);
+
 /* Split-K GEMM for small outputs with long reductions (cl/gemm.cl), over `planes` independent
  * problems in one launch: C_z = A_z * B_z + beta * C_z, row-major, no transposes, A_z at
  * a_off + z * sa (M x K, row stride lda), B_z at b_off + z * sb (K x N, ldb), C_z at

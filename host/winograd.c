@@ -61,13 +61,17 @@ static size_t wino_plane(stfpm_ctx *ctx, size_t rows, size_t cols) {
 
 /* For each of the planes (36, or 16 for F(2x2)): C[xi] (m x n) = A[xi] (m x k) * B[xi] (k x n) + beta C[xi], dense
  * row-major planes (plane strides pa, pb, pc), each operand a sub-buffer at offset 0 (see
- * wino_plane). */
+ * wino_plane). Only the first `used` columns of C are needed (the rest are padding): the own
+ * GEMM computes those rounded up to its 32-column panels. */
 static stfpm_status wino_gemms(stfpm_ctx *ctx, int planes, cl_mem A, size_t pa, cl_mem B, size_t pb, cl_mem Cm,
-                               size_t pc, size_t m, size_t k, size_t n, float beta) {
+                               size_t pc, size_t m, size_t k, size_t n, size_t used, float beta) {
     stfpm_status st = STFPM_OK;
-    if (stfpm_gemm_own(ctx))
+    if (stfpm_gemm_own(ctx)) {
         /* all planes in one launch (by offset and plane stride) */
-        return stfpm_gemm_cpu(ctx, 0, planes, m, n, k, 1.0f, A, 0, k, pa, B, 0, n, pb, beta, Cm, 0, n, pc);
+        size_t cols = (used + 31) / 32 * 32;
+        if (cols > n) cols = n;
+        return stfpm_gemm_cpu(ctx, 0, planes, m, cols, k, 1.0f, A, 0, k, pa, B, 0, n, pb, beta, Cm, 0, n, pc);
+    }
     if (stfpm_gpu_kernels(ctx)) {
         /* GPU variant: the planes by offset, no sub-buffers per call (they exist for PoCL, where
          * CLBlast copies an operand whose offset is not 0) */
@@ -216,7 +220,7 @@ static stfpm_status winograd_forward(stfpm_ctx *ctx, int tile, cl_mem x, size_t 
         if (gpu) gi[0] = ld, gi[1] = (size_t)C;   /* zeros in columns T .. ld-1 */
         STFPM_TRY(stfpm_enqueue(ctx, "winograd", kin, 2, gi, NULL, KARGS(ai)));
         /* M[xi] (K x ld) = U[xi] (K x C) * V[xi] (C x ld); columns beyond T are ignored */
-        STFPM_TRY(wino_gemms(ctx, planes, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, 0.0f));
+        STFPM_TRY(wino_gemms(ctx, planes, U, pu, V, pv, M, pm, (size_t)K, (size_t)C, ld, T, 0.0f));
         cl_int ro = (cl_int)((ep ? ep->res_off : 0) + (size_t)i0 * K * Ho * Wo);
         stfpm_karg ao[] = {KARG(M), KARG(Ki), KARG(Hoi), KARG(Woi), KARG(THi), KARG(TWi), KARG(NB), KARG(LD),
                            KARG(PM), KARG(y), KARG(yo), KARG(has_bias), KARG(bias), KARG(bias_off),
@@ -320,7 +324,8 @@ stfpm_status stfpm_winograd_wgrad(stfpm_ctx *ctx, cl_mem x, size_t x_off, int n,
             STFPM_TRY(stfpm_gemm_splitk(ctx, 36, (size_t)K, (size_t)C, ld, Z, 0, ld, pz, Vt, 0, (size_t)C, pv,
                                         i0 == 0 ? 0.0f : 1.0f, S, 0, (size_t)C, ps));
         else
-            STFPM_TRY(wino_gemms(ctx, 36, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, i0 == 0 ? 0.0f : 1.0f));
+            STFPM_TRY(wino_gemms(ctx, 36, Z, pz, Vt, pv, S, ps, (size_t)K, ld, (size_t)C, (size_t)C,
+                                 i0 == 0 ? 0.0f : 1.0f));
     }
     cl_int Ki = K, Ci = C, PS = (cl_int)ps, dwo = (cl_int)dw_off;
     stfpm_karg ao[] = {KARG(S), KARG(Ki), KARG(Ci), KARG(PS), KARG(dw), KARG(dwo)};

@@ -6,13 +6,17 @@
  * batch defaults to 8. GFLOP/s count 2*M*N*K per op with M = Cout, N = batch*Ho*Wo,
  * K = Cin*KH*KW (the same for forward, backward-data and backward-weight). Each number is the
  * best of R timed runs (default 3) after one warm-up run. --gemm-only times only the GEMMs,
- * plus a 512^3 one (for checking CLBlast tuning: STFPM_CLBLAST_PARAMS=default vs built-in).
+ * plus a 512^3 one (B and C with the engine's padded row stride, host/conv_algo.h; OpenBLAS
+ * unpadded), each through our own kernel (stfpm_gemm_cpu, what the CPU variant runs) and
+ * through CLBlast (stfpm_gemm_clblast; for checking CLBlast tuning: STFPM_CLBLAST_PARAMS=default
+ * vs built-in) side by side.
  * --profile prints the time per kernel (im2col, col2im, CLBlast) summed over the conv runs.
  * --cpu-time divides by the CPU seconds this process used (all its threads) instead of the wall
  * time: on a machine shared with other jobs this compares configurations far more stably
  * (GFLOP per CPU-second; on an idle machine wall GFLOP/s = that times the cores kept busy). */
 #include "stfpm/ops.h"
 #include "runtime.h"
+#include "conv_algo.h"
 #include "gemm.h"
 #include "stfpm/tune.h"
 
@@ -72,14 +76,14 @@ static void rand_tensor(stfpm_ctx *ctx, stfpm_tensor *t, int n, int c, int h, in
     free(a);
 }
 
-enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHT, OP_GEMM };
+enum { OP_FWD, OP_BWD_DATA, OP_BWD_WEIGHT, OP_GEMM, OP_GEMM_OWN };
 
 typedef struct bench_args {
     stfpm_ctx *ctx;
     const layer_shape *l;
     stfpm_tensor *x, *w, *y, *dy, *dx, *dw;
     cl_mem a, b, c;
-    size_t m, n, k;
+    size_t m, n, k, ld;   /* ld: row stride of B and C (the engine's padded one, conv_algo.h) */
 } bench_args;
 
 static void run_op(int op, bench_args *b) {
@@ -92,8 +96,12 @@ static void run_op(int op, bench_args *b) {
         CK(stfpm_conv2d_backward(b->ctx, b->x, b->w, b->l->stride, b->l->pad, b->dy, NULL, b->dw));
         break;
     case OP_GEMM:
-        CK(stfpm_gemm(b->ctx, 0, 0, b->m, b->n, b->k, 1.0f, b->a, 0, b->k, b->b, 0, b->n, 0.0f, b->c, 0,
-                      b->n));
+        CK(stfpm_gemm_clblast(b->ctx, 0, 0, b->m, b->n, b->k, 1.0f, b->a, 0, b->k, b->b, 0, b->ld, 0.0f, b->c, 0,
+                              b->ld));
+        break;
+    case OP_GEMM_OWN:
+        CK(stfpm_gemm_cpu(b->ctx, 0, 1, b->m, b->n, b->k, 1.0f, b->a, 0, b->k, 0, b->b, 0, b->ld, 0, 0.0f, b->c, 0,
+                          b->ld, 0));
         break;
     }
 }
@@ -132,28 +140,28 @@ static double time_cblas(size_t m, size_t n, size_t k, int reps) {
 #endif
 
 static void alloc_gemm(stfpm_ctx *ctx, bench_args *b, size_t m, size_t n, size_t k) {
-    b->m = m; b->n = n; b->k = k;
+    b->m = m; b->n = n; b->k = k; b->ld = stfpm_conv_row_stride(n);
     CK(stfpm_buffer_alloc(ctx, m * k * sizeof(float), &b->a));
-    CK(stfpm_buffer_alloc(ctx, k * n * sizeof(float), &b->b));
-    CK(stfpm_buffer_alloc(ctx, m * n * sizeof(float), &b->c));
+    CK(stfpm_buffer_alloc(ctx, k * b->ld * sizeof(float), &b->b));
+    CK(stfpm_buffer_alloc(ctx, m * b->ld * sizeof(float), &b->c));
     /* contents do not matter for timing, but keep them finite */
     stfpm_tensor t = {.n = 1, .c = 1, .h = 1, .buf = b->a};
     t.w = (int)(m * k); CK(stfpm_tensor_fill(ctx, &t, 0.5f));
-    t.buf = b->b; t.w = (int)(k * n); CK(stfpm_tensor_fill(ctx, &t, 0.25f));
+    t.buf = b->b; t.w = (int)(k * b->ld); CK(stfpm_tensor_fill(ctx, &t, 0.25f));
 }
 
 static void free_gemm(stfpm_ctx *ctx, bench_args *b) {
     stfpm_buffer_free(ctx, b->a, b->m * b->k * sizeof(float));
-    stfpm_buffer_free(ctx, b->b, b->k * b->n * sizeof(float));
-    stfpm_buffer_free(ctx, b->c, b->m * b->n * sizeof(float));
+    stfpm_buffer_free(ctx, b->b, b->k * b->ld * sizeof(float));
+    stfpm_buffer_free(ctx, b->c, b->m * b->ld * sizeof(float));
 }
 
 static void gemm_line(stfpm_ctx *ctx, const char *name, size_t m, size_t n, size_t k, int reps) {
     bench_args b = {.ctx = ctx};
     alloc_gemm(ctx, &b, m, n, k);
     double fl = 2.0 * m * n * k;
-    double t = time_op(OP_GEMM, &b, reps);
-    printf("%-22s %6zu %7zu %6zu %9.1f", name, m, n, k, fl / t * 1e-9);
+    double to = time_op(OP_GEMM_OWN, &b, reps), t = time_op(OP_GEMM, &b, reps);
+    printf("%-22s %6zu %7zu %6zu %9.1f %9.1f %7.2f", name, m, n, k, fl / to * 1e-9, fl / t * 1e-9, t / to);
 #ifdef STFPM_HAVE_OPENBLAS
     double tb = time_cblas(m, n, k, reps);
     printf(" %9.1f %7.2f", fl / tb * 1e-9, tb / t);
@@ -189,8 +197,8 @@ int main(int argc, char **argv) {
            g_cpu_time ? "per CPU-second" : "wall time", stfpm_clblast_tuning_source(ctx));
 
     if (gemm_only) {
-        printf("\n%-22s %6s %7s %6s %9s %9s %7s\n", "SGEMM (row-major NN)", "M", "N", "K", "CLBlast",
-               "OpenBLAS", "ratio");
+        printf("\n%-22s %6s %7s %6s %9s %9s %7s %9s %7s\n", "SGEMM (row-major NN)", "M", "N", "K", "own",
+               "CLBlast", "own/CL", "OpenBLAS", "CL/OB");
         gemm_line(ctx, "512^3", 512, 512, 512, reps);
         for (int i = 0; i < N_LAYERS; i++) {
             const layer_shape *l = &k_layers[i];
@@ -231,7 +239,7 @@ int main(int argc, char **argv) {
         stfpm_profile_entry prof[32];
         int nprof = profile ? stfpm_ctx_profile(ctx, prof, 32) : 0;
         alloc_gemm(ctx, &b, m, n, k);
-        t[3] = time_op(OP_GEMM, &b, reps);
+        t[3] = time_op(stfpm_gemm_own(ctx) ? OP_GEMM_OWN : OP_GEMM, &b, reps);
         free_gemm(ctx, &b);
         char shape[64];
         snprintf(shape, sizeof shape, "%d>%d %dx%d/%d", l->cin, l->cout, l->k, l->k, l->stride);

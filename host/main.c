@@ -6,6 +6,7 @@
 #include "stfpm/tune.h"
 #include "stfpm/version.h"
 #include "fsutil.h"
+#include "gemm.h"
 
 #include <errno.h>
 #include <math.h>
@@ -741,7 +742,9 @@ static const char *TUNE_HELP =
     "command use it; STFPM_CLBLAST_PARAMS overrides it (\"default\" = CLBlast's own parameters);\n"
     "delete the file to go back to the built-in table. Run it once per device and driver.\n"
     "A set that crashes the process stays listed in a .bad file next to the tuned file and is\n"
-    "skipped by later runs (delete that file to retry it).\n\n"
+    "skipped by later runs (delete that file to retry it). With the CPU kernel variant (CPUs) the\n"
+    "GEMMs run on stfpm-cl's own kernels, not CLBlast, unless STFPM_GEMM=clblast: tuning then\n"
+    "changes nothing for them.\n\n"
     "  --device SEL        OpenCL device index or name substring (see `stfpm devices`)\n"
     "  --quick             8 candidates at 128x128 shapes, 3 runs each (a minute or two)\n"
     "  --max-seconds S     time budget for the candidate search (600)\n"
@@ -814,6 +817,10 @@ static int cmd_tune(int argc, char **argv) {
     stfpm_ctx *ctx = NULL;
     stfpm_status s = open_ctx_with(&co, &ctx, 1);
     if (s != STFPM_OK) return die(s);
+    if (stfpm_gemm_own(ctx))
+        fprintf(stderr, "note: on this device the GEMMs run on stfpm-cl's own kernels (kernels %s), not CLBlast; "
+                        "the parameters tuned here apply only with STFPM_GEMM=clblast\n",
+                stfpm_kernels_name(stfpm_ctx_get_options(ctx)->kernels));
     stfpm_tune_result *r = calloc(1, sizeof *r);
     if (!r) { stfpm_ctx_free(ctx); fprintf(stderr, "stfpm: error: out of host memory\n"); return 1; }
     s = stfpm_tune(ctx, &o, on_tune_progress, NULL, r);

@@ -193,7 +193,9 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
                                      const stfpm_tensor *const *ws, const stfpm_tensor *const *biases,
                                      const stfpm_tensor *res, int relu, stfpm_tensor *const *ys) {
     const int R = g->n * g->ho;
-    size_t budget = stfpm_chunk_budget(ctx, stfpm_gemm_own(ctx) ? CONV_FWD_CHUNK_BYTES_OWN : CONV_FWD_CHUNK_BYTES_CPU,
+    /* the own GEMM writes y itself (epilogue in its stores): no Yc matrix */
+    const int own = stfpm_gemm_own(ctx);
+    size_t budget = stfpm_chunk_budget(ctx, own ? CONV_FWD_CHUNK_BYTES_OWN : CONV_FWD_CHUNK_BYTES_CPU,
                                        CONV_CHUNK_BYTES_GPU,
                                        stfpm_ctx_get_options(ctx)->conv_chunk_bytes);
     size_t per_row = (g->k + g->cout) * (size_t)g->wo * sizeof(float);
@@ -201,9 +203,9 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
     if (rows < 1) rows = 1;
     if (rows > R) rows = R;
     size_t ld_max = backward_ld((size_t)rows * g->wo);
-    cl_mem col, yc;
+    cl_mem col, yc = NULL;
     STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_COLS, g->k * ld_max * sizeof(float), &col));
-    STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_ROWS, (size_t)g->cout * ld_max * sizeof(float), &yc));
+    if (!own) STFPM_TRY(stfpm_scratch(ctx, STFPM_SCRATCH_ROWS, (size_t)g->cout * ld_max * sizeof(float), &yc));
     cl_int hr = res != NULL, rl = relu != 0, K = g->cout, Ho = g->ho, Wo = g->wo;
     cl_int ro = res ? (cl_int)res->off : 0;
     for (int r0 = 0; r0 < R; r0 += rows) {
@@ -217,8 +219,7 @@ static stfpm_status forward_im2col_n(stfpm_ctx *ctx, const conv_geom *g, const s
             stfpm_tensor *y = ys[j];
             cl_int hb = bias != NULL, bo = bias ? (cl_int)bias->off : 0, yo = (cl_int)y->off;
             cl_mem bb = bias ? bias->buf : y->buf, rb = res ? res->buf : y->buf;
-            if (stfpm_gemm_own(ctx)) {
-                /* the epilogue in the GEMM's stores (no Yc round trip) */
+            if (own) {
                 STFPM_TRY(stfpm_gemm_cpu_conv_ep(ctx, g->cout, (size_t)nr * g->wo, g->k, w->buf, w->off, g->k, col, 0,
                                                  ld, y->buf, y->off, (size_t)r0 * g->wo, (size_t)g->ho * g->wo,
                                                  bias ? bias->buf : NULL, bias ? bias->off : 0,

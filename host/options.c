@@ -45,10 +45,6 @@ stfpm_status stfpm_gemm_parse(const char *s, stfpm_gemm_choice *out) {
     return STFPM_OK;
 }
 
-const char *stfpm_gemm_name(stfpm_gemm_choice g) {
-    return g == STFPM_GEMM_CLBLAST ? "clblast" : g == STFPM_GEMM_OWN ? "own" : "auto";
-}
-
 stfpm_status stfpm_kernels_parse(const char *s, stfpm_kernels *out) {
     if (strcmp(s, "auto") == 0) *out = STFPM_KERNELS_AUTO;
     else if (strcmp(s, "cpu") == 0) *out = STFPM_KERNELS_CPU;

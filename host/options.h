@@ -16,7 +16,6 @@ stfpm_status stfpm_conv_algo_parse(const char *s, stfpm_conv_algo_choice *out);
 const char *stfpm_conv_algo_name(stfpm_conv_algo_choice a);
 stfpm_status stfpm_kernels_parse(const char *s, stfpm_kernels *out);
 stfpm_status stfpm_gemm_parse(const char *s, stfpm_gemm_choice *out);
-const char *stfpm_gemm_name(stfpm_gemm_choice g);
 
 /* Where to look for teacher weights when none is given (stfpm_find_teacher): STFPM_TEACHER
  * (NULL when unset), and torch's hub checkpoint directory ($TORCH_HOME/hub/checkpoints, else

@@ -368,8 +368,8 @@ static stfpm_status verify_small(bench *b, double *max_err) {
     for (int v = 0; v < 2; v++) {
         size_t m = k_verify[v].m, n = k_verify[v].n, k = k_verify[v].k;
         STFPM_TRY(upload(b, b->vc, b->hvc0, m * n));
-        STFPM_TRY(stfpm_gemm_clblast(ctx, k_verify[v].ta, 0, m, n, k, k_verify[v].alpha, b->va, 0, k_verify[v].ta ? m : k,
-                             b->vb, 0, n, k_verify[v].beta, b->vc, 0, n));
+        STFPM_TRY(stfpm_gemm_clblast(ctx, k_verify[v].ta, 0, m, n, k, k_verify[v].alpha, b->va, 0,
+                                     k_verify[v].ta ? m : k, b->vb, 0, n, k_verify[v].beta, b->vc, 0, n));
         STFPM_CL(clEnqueueReadBuffer(stfpm_ctx_queue(ctx), b->vc, CL_TRUE, 0, m * n * sizeof(float), b->hvc, 0, NULL,
                                      NULL));
         for (size_t i = 0; i < m * n; i++) {
@@ -389,8 +389,8 @@ static stfpm_status time_shape(bench *b, int s, double *ms, double *max_err) {
     int runs = b->runs < 64 ? b->runs : 64;
     for (int r = -1; r < runs; r++) {
         double t0 = clock_s(b->cpu_time);
-        STFPM_TRY(stfpm_gemm_clblast(ctx, sh->trans_a, 0, sh->m, sh->n, sh->k, 1.0f, b->a, 0, lda, b->b, 0, sh->n, 0.0f, b->c, 0,
-                             sh->n));
+        STFPM_TRY(stfpm_gemm_clblast(ctx, sh->trans_a, 0, sh->m, sh->n, sh->k, 1.0f, b->a, 0, lda, b->b, 0, sh->n,
+                                     0.0f, b->c, 0, sh->n));
         STFPM_TRY(stfpm_finish(ctx));
         if (r >= 0) t[r] = clock_s(b->cpu_time) - t0;
     }

@@ -111,7 +111,6 @@ typedef enum stfpm_conv_algo_choice {
     STFPM_CONV_ALGO_WINOGRAD2     /* Winograd F(2x2, 3x3) for every 3x3 stride-1 forward */
 } stfpm_conv_algo_choice;
 
-/* Shape of the OpenCL kernels (the cl/ sources are built with -DSTFPM_GPU=1 for the GPU variant). */
 /* Who runs the GEMMs (host/gemm.c). */
 typedef enum stfpm_gemm_choice {
     STFPM_GEMM_AUTO = 0,      /* the CPU kernel variant: our own kernels; the GPU variant: CLBlast */
@@ -119,6 +118,7 @@ typedef enum stfpm_gemm_choice {
     STFPM_GEMM_OWN            /* our CPU-shaped kernels (cl/gemm.cl gemm_cpu_*) everywhere */
 } stfpm_gemm_choice;
 
+/* Shape of the OpenCL kernels (the cl/ sources are built with -DSTFPM_GPU=1 for the GPU variant). */
 typedef enum stfpm_kernels {
     STFPM_KERNELS_AUTO = 0,   /* by CL_DEVICE_TYPE: GPU / accelerator -> GPU, else CPU */
     STFPM_KERNELS_CPU,        /* row-form kernels tuned for CPU runtimes (PoCL) */
